@@ -1,0 +1,73 @@
+/**
+ * The capability contract: the Lego stud every brick shares. A capability is one folder
+ * whose `index.ts` default-exports `defineCapability({...})`: its id and version, the
+ * scopes an app needs, the events it emits, the parameters a council may govern, its
+ * migrations, its dependencies and its routes. The registry (`registry.ts`) checks every
+ * declaration at boot; nothing outside the folder touches its tables.
+ *
+ * @example
+ * export default defineCapability({
+ *   id: 'stores', version: '1.0.0', dependsOn: [],
+ *   title: { en: 'Stores', zh: '门店' },
+ *   scopes: { 'stores:read': 'Read stores', 'stores:write': 'Create and close stores' },
+ *   events: { 'stores.created': StoreEvent },
+ *   parameters: { 'stores.open_stores_max': { schema: Type.Integer({ minimum: 1 }), default: 200,
+ *     scope: 'merchant', description: { en: '…', zh: '…' } } },
+ *   errors: storeErrors, migrations, createService, routes,
+ * })
+ */
+import type { TSchema } from '@sinclair/typebox'
+import type { Kysely } from 'kysely'
+import type { Config } from '../config.js'
+import type { ErrorSpec } from '../errors.js'
+import type { RouteSpec } from '../server/route-kit.js'
+import type { EventPublisher } from '../platform/events/outbox.js'
+import type { PolicyService } from '../platform/policy/policy-service.js'
+
+export type ParameterScope = 'global' | 'industry' | 'merchant'
+
+export interface Text {
+  readonly en: string
+  readonly zh: string
+}
+
+export interface ParameterDeclaration {
+  readonly schema: TSchema
+  readonly default: unknown
+  /** The finest scope a council may set it for; resolution falls back to coarser ones. */
+  readonly scope: ParameterScope
+  readonly description: Text
+}
+
+export interface Migration {
+  up(db: Kysely<any>): Promise<void>
+  down?(db: Kysely<any>): Promise<void>
+}
+
+/** What a capability receives at boot. */
+export interface CapabilityContext {
+  readonly config: Config
+  readonly policy: PolicyService
+  readonly events: EventPublisher
+  /** The service of a capability this one declared in `dependsOn`. */
+  resolve<T>(capabilityId: string): T
+}
+
+export interface CapabilityModule<S = unknown> {
+  readonly id: string
+  readonly version: string
+  readonly title: Text
+  readonly dependsOn: readonly string[]
+  readonly scopes: Readonly<Record<string, string>>
+  readonly events: Readonly<Record<string, TSchema>>
+  readonly parameters: Readonly<Record<string, ParameterDeclaration>>
+  readonly errors: Readonly<Record<string, ErrorSpec>>
+  /** Keyed by name; names start with an ISO time (`2026-11-25T00-00_create_stores`). */
+  readonly migrations: Readonly<Record<string, Migration>>
+  createService(context: CapabilityContext): S
+  routes(service: S, context: CapabilityContext): readonly RouteSpec[]
+}
+
+export function defineCapability<S>(module: CapabilityModule<S>): CapabilityModule<S> {
+  return Object.freeze(module)
+}

@@ -1,0 +1,145 @@
+/**
+ * The only module that reads the environment. {@link parseConfig} validates every variable,
+ * reports every problem at once and returns a frozen object; the rest of the code receives
+ * that object explicitly. An unknown `BASEPLATE_*` variable is an error that names it, so a
+ * typo (`BASEPLATE_POTR`) never silently falls back to a default.
+ *
+ * @example
+ * const config = parseConfig({ PORT: '9000' })
+ * config.port // 9000
+ */
+import path from 'node:path'
+
+export type TestPostgresMode = 'auto' | 'required' | 'skip'
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+
+export interface Config {
+  readonly host: string
+  readonly port: number
+  /** Where the embedded SQLite database lives when `databaseUrl` is not set. */
+  readonly dataDir: string
+  /** PostgreSQL connection string; when null, the platform runs on embedded SQLite. */
+  readonly databaseUrl: string | null
+  readonly logLevel: LogLevel
+  /** Public base URL used in links the platform prints (defaults to http://host:port). */
+  readonly publicUrl: string
+  readonly operatorEmail: string
+  /** How far a signed request's timestamp may be from the server clock, either way. */
+  readonly signatureWindowS: number
+  readonly sessionTtlS: number
+  readonly idempotencyTtlS: number
+  /** An in-progress idempotency reservation older than this is considered abandoned. */
+  readonly idempotencyLockS: number
+  readonly bodyLimitBytes: number
+  readonly testPostgres: TestPostgresMode
+  readonly testDatabaseUrl: string
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError'
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`)
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>
+
+/** Every BASEPLATE_* variable the platform understands, with what it means. */
+export const knownVariables = {
+  BASEPLATE_HOST: 'interface to listen on (default 127.0.0.1)',
+  BASEPLATE_PORT: 'port to listen on (default 8080; PORT is honoured too)',
+  BASEPLATE_DATA_DIR: 'directory of the embedded SQLite database (default ./data)',
+  BASEPLATE_LOG_LEVEL: 'fatal | error | warn | info | debug | trace | silent (default info)',
+  BASEPLATE_PUBLIC_URL: 'public base URL (default http://HOST:PORT)',
+  BASEPLATE_OPERATOR_EMAIL: 'login of the operator account created at first start',
+  BASEPLATE_SIGNATURE_WINDOW_S: 'accepted clock skew of signed requests, seconds (default 300)',
+  BASEPLATE_SESSION_TTL_S: 'console session lifetime, seconds (default 43200)',
+  BASEPLATE_IDEMPOTENCY_TTL_S: 'how long idempotent responses are kept, seconds (default 86400)',
+  BASEPLATE_IDEMPOTENCY_LOCK_S: 'when an unfinished idempotent request may be retried (default 60)',
+  BASEPLATE_BODY_LIMIT_BYTES: 'largest accepted request body, bytes (default 1048576)',
+  BASEPLATE_TEST_PG: 'tests only: auto | required | skip (default auto)',
+  BASEPLATE_TEST_DATABASE_URL: 'tests only: PostgreSQL used by the suite',
+} as const
+
+const logLevels: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
+  const problems: string[] = []
+  for (const name of Object.keys(env)) {
+    if (name.startsWith('BASEPLATE_') && !(name in knownVariables)) {
+      problems.push(`${name} is not a known variable (known: ${Object.keys(knownVariables).join(', ')})`)
+    }
+  }
+  const integer = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = env[name]
+    if (raw === undefined || raw === '') return fallback
+    if (!/^\d+$/.test(raw)) {
+      problems.push(`${name} must be a whole number, got ${JSON.stringify(raw)}`)
+      return fallback
+    }
+    const value = Number(raw)
+    if (value < min || value > max) problems.push(`${name} must be between ${min} and ${max}, got ${value}`)
+    return value
+  }
+  const oneOf = <T extends string>(name: string, allowed: readonly T[], fallback: T): T => {
+    const raw = env[name]
+    if (raw === undefined || raw === '') return fallback
+    if (!(allowed as readonly string[]).includes(raw)) {
+      problems.push(`${name} must be one of ${allowed.join(', ')}, got ${JSON.stringify(raw)}`)
+      return fallback
+    }
+    return raw as T
+  }
+  const url = (name: string, protocols: readonly string[]): string | null => {
+    const raw = env[name]
+    if (raw === undefined || raw === '') return null
+    try {
+      const parsed = new URL(raw)
+      if (!protocols.includes(parsed.protocol)) problems.push(`${name} must use ${protocols.join(' or ')}`)
+    } catch {
+      problems.push(`${name} is not a valid URL`)
+    }
+    return raw
+  }
+
+  if (env.PORT !== undefined && env.BASEPLATE_PORT !== undefined && env.PORT !== env.BASEPLATE_PORT) {
+    problems.push('PORT and BASEPLATE_PORT disagree; set only one')
+  }
+  const port = env.BASEPLATE_PORT !== undefined
+    ? integer('BASEPLATE_PORT', 8080, 0, 65535)
+    : integer('PORT', 8080, 0, 65535)
+  const host = env.BASEPLATE_HOST || '127.0.0.1'
+  const databaseUrl = url('DATABASE_URL', ['postgres:', 'postgresql:'])
+  const operatorEmail = env.BASEPLATE_OPERATOR_EMAIL || 'operator@baseplate.local'
+  if (!/^[^@\s]+@[^@\s]+$/.test(operatorEmail)) problems.push('BASEPLATE_OPERATOR_EMAIL is not an email address')
+  const publicUrl = url('BASEPLATE_PUBLIC_URL', ['http:', 'https:']) ?? `http://${host}:${port}`
+
+  const config: Config = {
+    host,
+    port,
+    dataDir: path.resolve(options.cwd ?? '.', env.BASEPLATE_DATA_DIR || 'data'),
+    databaseUrl,
+    logLevel: oneOf('BASEPLATE_LOG_LEVEL', logLevels, 'info'),
+    publicUrl: publicUrl.replace(/\/+$/, ''),
+    operatorEmail,
+    signatureWindowS: integer('BASEPLATE_SIGNATURE_WINDOW_S', 300, 1, 3600),
+    sessionTtlS: integer('BASEPLATE_SESSION_TTL_S', 12 * 3600, 60, 30 * 24 * 3600),
+    idempotencyTtlS: integer('BASEPLATE_IDEMPOTENCY_TTL_S', 24 * 3600, 60, 30 * 24 * 3600),
+    idempotencyLockS: integer('BASEPLATE_IDEMPOTENCY_LOCK_S', 60, 1, 3600),
+    bodyLimitBytes: integer('BASEPLATE_BODY_LIMIT_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
+    testPostgres: oneOf('BASEPLATE_TEST_PG', ['auto', 'required', 'skip'], 'auto'),
+    testDatabaseUrl: url('BASEPLATE_TEST_DATABASE_URL', ['postgres:', 'postgresql:'])
+      ?? 'postgres://postgres@127.0.0.1:5432/test',
+  }
+  // Relations between fields: an abandoned reservation must expire long before its record.
+  if (config.idempotencyLockS >= config.idempotencyTtlS) {
+    problems.push('BASEPLATE_IDEMPOTENCY_LOCK_S must be shorter than BASEPLATE_IDEMPOTENCY_TTL_S')
+  }
+  if (problems.length > 0) throw new ConfigError(problems)
+  return Object.freeze(config)
+}
+
+/** Reads `process.env` once. Nothing else in the tree touches `process.env`. */
+export function loadConfig(overrides: Env = {}): Config {
+  return parseConfig({ ...process.env, ...overrides })
+}

@@ -1,0 +1,133 @@
+/**
+ * The closed set of error codes and the one table that maps each code to an HTTP status.
+ *
+ * Codes are forever: never rename or reuse one; mark it `deprecated` instead. Capabilities
+ * declare their own codes with {@link defineErrors}, prefixed with their area, and the
+ * registry merges them here at boot; `docs/errors.md` must list exactly the merged set (a
+ * test checks it). `transient: true` marks codes where retrying the same request can succeed.
+ *
+ * @example
+ * throw new AppError('APP_NOT_FOUND', { field: 'app_id' })
+ */
+import { assert } from './assert.js'
+
+export interface ErrorSpec {
+  readonly status: number
+  readonly message: string
+  readonly transient?: boolean
+  readonly deprecated?: boolean
+}
+
+export const coreErrors = {
+  REQUEST_VALIDATION_FAILED: { status: 400, message: 'The request does not match the schema' },
+  REQUEST_MALFORMED_JSON: { status: 400, message: 'The request body is not valid JSON' },
+  REQUEST_BODY_TOO_LARGE: { status: 413, message: 'The request body is too large' },
+  REQUEST_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Send bodies as application/json' },
+  REQUEST_ROUTE_NOT_FOUND: { status: 404, message: 'No such route' },
+  REQUEST_RATE_LIMITED: { status: 429, message: 'Too many requests', transient: true },
+  AUTH_SESSION_REQUIRED: { status: 401, message: 'Log in first' },
+  AUTH_INVALID_CREDENTIALS: { status: 401, message: 'Email or password is wrong' },
+  AUTH_FORBIDDEN: { status: 403, message: 'You may not do this' },
+  AUTH_SIGNATURE_MISSING: { status: 401, message: 'The request is not signed' },
+  AUTH_SIGNATURE_INVALID: { status: 401, message: 'The signature does not verify' },
+  AUTH_TIMESTAMP_OUT_OF_WINDOW: { status: 401, message: 'The request timestamp is too far from now' },
+  AUTH_NONCE_REPLAYED: { status: 401, message: 'This nonce has been used already' },
+  AUTH_APP_NOT_FOUND: { status: 401, message: 'No such app' },
+  AUTH_APP_NO_ACTIVE_KEY: { status: 401, message: 'The app has no active public key' },
+  AUTH_APP_AUTH_TOKEN_INVALID: { status: 401, message: 'The app auth token is invalid or revoked' },
+  AUTH_SCOPE_MISSING: { status: 403, message: 'The app lacks the scope this call needs' },
+  IDEMPOTENCY_KEY_INVALID: { status: 400, message: 'Idempotency-Key must be 1-255 printable characters' },
+  IDEMPOTENCY_KEY_REQUIRED: { status: 400, message: 'This call needs an Idempotency-Key header' },
+  IDEMPOTENCY_KEY_REUSED: {
+    status: 422, message: 'This Idempotency-Key was used with a different request',
+  },
+  IDEMPOTENCY_REQUEST_IN_PROGRESS: {
+    status: 409, message: 'A request with this Idempotency-Key is still running', transient: true,
+  },
+  IDENTITY_EMAIL_TAKEN: { status: 409, message: 'A user with this email exists' },
+  IDENTITY_USER_NOT_FOUND: { status: 404, message: 'No such user' },
+  IDENTITY_ORGANIZATION_NOT_FOUND: { status: 404, message: 'No such organisation' },
+  IDENTITY_MEMBER_EXISTS: { status: 409, message: 'This user is already a member' },
+  IDENTITY_LAST_OWNER: { status: 409, message: 'An organisation keeps at least one owner' },
+  APP_NOT_FOUND: { status: 404, message: 'No such app' },
+  APP_KEY_NOT_FOUND: { status: 404, message: 'No such key' },
+  APP_KEY_PEM_MALFORMED: { status: 400, message: 'The public key is not a valid PEM' },
+  APP_KEY_PRIVATE_KEY_SENT: {
+    status: 400, message: 'That is a private key; send only the public key (the private key was not stored)',
+  },
+  APP_KEY_TYPE_UNSUPPORTED: { status: 400, message: 'Only RSA (2048 bits or more) and Ed25519 keys are accepted' },
+  APP_KEY_TOO_SHORT: { status: 400, message: 'RSA keys must have at least 2048 bits' },
+  APP_KEY_ALREADY_REGISTERED: { status: 409, message: 'This key is already registered for the app' },
+  APP_KEY_LIMIT_REACHED: { status: 409, message: 'Too many active keys; wait for an overlap to end' },
+  PLATFORM_ENVIRONMENT_UNKNOWN: { status: 404, message: 'No such environment' },
+  SERVICE_UNAVAILABLE: { status: 503, message: 'Try again shortly', transient: true },
+  INTERNAL_ERROR: { status: 500, message: 'Something went wrong on our side', transient: true },
+} as const satisfies Record<string, ErrorSpec>
+
+export type CoreErrorCode = keyof typeof coreErrors
+
+const table = new Map<string, ErrorSpec & { readonly area: string }>()
+
+const codePattern = /^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$/
+
+/**
+ * Adds an area's codes to the table. Every code must start with the area's prefix and be
+ * unique across the platform; breaking either rule is a programmer error caught at boot.
+ *
+ * @example
+ * export const storeErrors = defineErrors('STORE', {
+ *   STORE_NOT_FOUND: { status: 404, message: 'No such store' },
+ * })
+ */
+export function defineErrors<const T extends Record<string, ErrorSpec>>(area: string, errors: T): T {
+  for (const [code, spec] of Object.entries(errors)) {
+    assert(codePattern.test(code), `error code ${code} is not SCREAMING_SNAKE`)
+    assert(code.startsWith(`${area}_`) || area === 'CORE', `error code ${code} lacks prefix ${area}_`)
+    const existing = table.get(code)
+    assert(existing === undefined || existing.area === area, `error code ${code} defined twice`)
+    assert(Number.isInteger(spec.status) && spec.status >= 400 && spec.status <= 599, `bad status for ${code}`)
+    table.set(code, Object.freeze({ ...spec, area }))
+  }
+  return Object.freeze(errors)
+}
+
+defineErrors('CORE', coreErrors)
+
+/** The merged table: every code that exists, with its status. */
+export function errorTable(): ReadonlyMap<string, ErrorSpec & { readonly area: string }> {
+  return table
+}
+
+export interface AppErrorOptions {
+  readonly message?: string
+  /** The offending input, as a JSON pointer-ish path (`body.public_key_pem`). */
+  readonly field?: string
+  /** Extra, safe-to-show data for the caller (never secrets). */
+  readonly details?: Readonly<Record<string, unknown>>
+  readonly cause?: unknown
+}
+
+/** An expected failure: a stable code the caller can branch on. */
+export class AppError extends Error {
+  override readonly name = 'AppError'
+  readonly code: string
+  readonly status: number
+  readonly field: string | undefined
+  readonly details: Readonly<Record<string, unknown>> | undefined
+  readonly transient: boolean
+
+  constructor(code: string, options: AppErrorOptions = {}) {
+    const spec = table.get(code)
+    assert(spec !== undefined, `unknown error code ${code}`)
+    super(options.message ?? spec.message, { cause: options.cause })
+    this.code = code
+    this.status = spec.status
+    this.field = options.field
+    this.details = options.details
+    this.transient = spec.transient === true
+  }
+}
+
+export function isAppError(error: unknown): error is AppError {
+  return error instanceof AppError
+}

@@ -1,0 +1,273 @@
+/**
+ * Builds the HTTP application without listening, so tests call `inject()` or listen on a
+ * port of their choosing. Layers, outside in: JSON parsing that keeps the raw body (for
+ * signatures), authentication per route, schema validation, idempotency and a transaction
+ * around every write, the thin handler, then response signing.
+ *
+ * @example
+ * const app = await buildApp({ config, storage, registry, platformKeys })
+ * const response = await app.inject({ method: 'GET', url: '/healthz' })
+ */
+import cookie from '@fastify/cookie'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import { Type } from '@sinclair/typebox'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import { sql } from 'kysely'
+import { headerNames, responseSigningString, signText } from '../../sdk/src/protocol.js'
+import type { Registry } from '../capabilities/registry.js'
+import type { Config } from '../config.js'
+import { AppError } from '../errors.js'
+import { appRoutes } from '../platform/apps/routes.js'
+import { identityRoutes } from '../platform/identity/routes.js'
+import { newId, sha256Hex, systemClock, type Clock } from '../platform/ids.js'
+import {
+  checkIdempotencyKey, complete, release, reserve, type IdempotencyRequest,
+} from '../platform/idempotency/idempotency.js'
+import type { PlatformKey } from '../platform/signing/platform-keys.js'
+import type { Storage } from '../storage/database.js'
+import type { AppEnvironment } from '../storage/tables.js'
+import { authenticateApp, authenticateSession, type AppAuthTokenResolver, type SignatureContext } from './authenticate.js'
+import { errorResponse, internalError, requestErrorToAppError } from './http-errors.js'
+import { openApiOptions } from './openapi.js'
+import { platformRoutes } from './platform-routes.js'
+import { isWrite, type Principal, type RouteSpec } from './route-kit.js'
+import { ErrorBody } from './schemas.js'
+import { createValidatorCompiler } from './validation.js'
+
+export interface AppDependencies {
+  readonly config: Config
+  readonly storage: Storage
+  readonly registry: Registry
+  readonly platformKeys: ReadonlyMap<AppEnvironment, PlatformKey>
+  readonly clock?: Clock
+  readonly appAuthTokenResolver?: AppAuthTokenResolver | null
+  /** Fastify logger options; silent unless given. */
+  readonly logger?: boolean | { level: string }
+}
+
+interface RequestState {
+  rawBody: string
+  principal: Principal
+  signing: SignatureContext | null
+  readonly now: number
+}
+
+export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
+  const { config, storage, registry } = deps
+  const clock = deps.clock ?? systemClock
+  const app = Fastify({
+    logger: deps.logger ?? false,
+    bodyLimit: config.bodyLimitBytes,
+    genReqId: () => newId('req'),
+    requestIdHeader: false,
+    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 200 },
+  })
+  const states = new WeakMap<FastifyRequest, RequestState>()
+  const state = (request: FastifyRequest): RequestState => {
+    let current = states.get(request)
+    if (current === undefined) {
+      current = { rawBody: '', principal: { kind: 'anonymous' }, signing: null, now: clock.now() }
+      states.set(request, current)
+    }
+    return current
+  }
+
+  app.setValidatorCompiler(createValidatorCompiler())
+  await app.register(cookie)
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    state(request).rawBody = body as string
+    parseJson(request, body as string, done)
+  })
+
+  app.addHook('onRequest', async (request, reply) => {
+    state(request)
+    reply.header(headerNames.requestId, request.id)
+  })
+  app.addHook('onSend', async (request, reply, payload) => {
+    const signing = states.get(request)?.signing
+    if (signing === undefined || signing === null || typeof payload !== 'string') return payload
+    const key = deps.platformKeys.get(signing.environment)!
+    const timestamp = String(Math.floor(clock.now() / 1000))
+    const text = responseSigningString({ appId: signing.appId, timestamp, nonce: signing.nonce,
+      status: reply.statusCode, body: payload })
+    reply.header(headerNames.timestamp, timestamp)
+    reply.header(headerNames.nonce, signing.nonce)
+    reply.header(headerNames.keyId, key.keyId)
+    reply.header(headerNames.signature, signText(text, key.privateKey))
+    return payload
+  })
+
+  app.setErrorHandler(async (error, request, reply) => {
+    const appError = requestErrorToAppError(error)
+    if (appError === null) {
+      request.log.error({ err: error }, 'unhandled error')
+      const response = internalError(request.id)
+      return reply.code(response.status).type('application/json; charset=utf-8').send(JSON.stringify(response.body))
+    }
+    const response = errorResponse(appError, request.id)
+    return reply.code(response.status).type('application/json; charset=utf-8').send(JSON.stringify(response.body))
+  })
+  app.setNotFoundHandler(async (request, reply) => {
+    const response = errorResponse(new AppError('REQUEST_ROUTE_NOT_FOUND', {
+      message: `No route ${request.method} ${request.url.split('?')[0]}`,
+    }), request.id)
+    return reply.code(404).type('application/json; charset=utf-8').send(JSON.stringify(response.body))
+  })
+
+  await app.register(swagger, openApiOptions(config, registry))
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: true } })
+
+  const routes: RouteSpec[] = [
+    ...identityRoutes(config),
+    ...appRoutes(() => deps.platformKeys),
+    ...platformRoutes(registry),
+    ...registry.routes,
+  ]
+  const operationIds = new Set<string>()
+  for (const spec of routes) {
+    if (operationIds.has(spec.operationId)) throw new Error(`duplicate operationId ${spec.operationId}`)
+    operationIds.add(spec.operationId)
+    registerRoute(app, spec, { deps, clock, state })
+  }
+
+  app.get('/healthz', { schema: { hide: true } }, async () => {
+    await sql`select 1`.execute(storage.db)
+    return { status: 'ok', database: storage.dialect }
+  })
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+  return app
+}
+
+interface RouteContext {
+  readonly deps: AppDependencies
+  readonly clock: Clock
+  readonly state: (request: FastifyRequest) => RequestState
+}
+
+function principalKey(principal: Principal): string {
+  switch (principal.kind) {
+    case 'app': return `app:${principal.appId}:${principal.tenantId}`
+    case 'user': return `user:${principal.userId}`
+    default: return 'anonymous'
+  }
+}
+
+function routeSchema(spec: RouteSpec) {
+  const status = spec.status ?? 200
+  const security: Array<Record<string, string[]>> = spec.auth === 'app' ? [{ signedRequest: [] }]
+    : spec.auth === 'session' ? [{ sessionCookie: [] }, { sessionBearer: [] }] : []
+  const headers: Record<string, ReturnType<typeof Type.String>> = {}
+  if (isWrite(spec.method) && spec.idempotency !== 'none') {
+    headers['idempotency-key'] = Type.String({ minLength: 1, maxLength: 255,
+      description: 'Retries with the same key return the first result (kept 24 h)' })
+  }
+  if (spec.auth === 'app') {
+    headers[headerNames.appAuthToken] = Type.String({ minLength: 1, maxLength: 200,
+      description: 'Act for a merchant that authorised the app' })
+  }
+  return {
+    operationId: spec.operationId,
+    summary: spec.summary,
+    description: spec.description,
+    tags: [...spec.tags],
+    security,
+    'x-baseplate-auth': spec.auth,
+    'x-baseplate-scope': spec.scope,
+    'x-baseplate-idempotency': isWrite(spec.method) ? (spec.idempotency ?? 'optional') : 'none',
+    ...(Object.keys(headers).length > 0
+      ? { headers: Type.Object(Object.fromEntries(Object.entries(headers).map(([name, schema]) =>
+        [name, spec.idempotency === 'required' && name === 'idempotency-key' ? schema : Type.Optional(schema)]))) }
+      : {}),
+    ...(spec.schema.params === undefined ? {} : { params: spec.schema.params }),
+    ...(spec.schema.querystring === undefined ? {} : { querystring: spec.schema.querystring }),
+    ...(spec.schema.body === undefined ? {} : { body: spec.schema.body }),
+    response: { [status]: spec.schema.response, '4xx': ErrorBody, '5xx': ErrorBody },
+  }
+}
+
+function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteContext): void {
+  const { deps, clock, state } = context
+  const { config, storage } = deps
+  app.route({
+    method: spec.method,
+    url: spec.url,
+    schema: routeSchema(spec),
+    preValidation: async (request) => {
+      const current = state(request)
+      if (spec.auth === 'session') {
+        current.principal = await authenticateSession(storage.db, request.headers, request.cookies, current.now)
+      } else if (spec.auth === 'app') {
+        current.principal = await authenticateApp(storage.db, config, {
+          headers: request.headers, method: request.method, pathWithQuery: request.url, rawBody: current.rawBody,
+        }, current.now, spec.scope, deps.appAuthTokenResolver ?? null, (signing) => { current.signing = signing })
+      }
+    },
+    handler: async (request, reply) => {
+      const current = state(request)
+      const status = spec.status ?? 200
+      const input = {
+        params: request.params as never, query: request.query as never, body: request.body as never,
+        principal: current.principal as never, requestId: request.id, now: current.now,
+        setCookie: (name: string, value: string, options: { maxAgeS: number; httpOnly: boolean }) => {
+          reply.setCookie(name, value, { path: '/', maxAge: options.maxAgeS, httpOnly: options.httpOnly,
+            sameSite: 'lax', secure: config.publicUrl.startsWith('https:') })
+        },
+      }
+      const serialize = (data: unknown): string => {
+        reply.code(status)
+        return reply.serialize(data) as string
+      }
+      const send = (code: number, body: string) =>
+        reply.code(code).type('application/json; charset=utf-8').send(body)
+
+      if (!isWrite(spec.method)) return send(status, serialize(await spec.handler({ ...input, db: storage.db })))
+      const rawKey = request.headers['idempotency-key']
+      const key = typeof rawKey === 'string' ? rawKey : undefined
+      const mode = spec.idempotency ?? 'optional'
+      if (mode === 'required' && key === undefined) {
+        throw new AppError('IDEMPOTENCY_KEY_REQUIRED', { field: 'headers.idempotency-key' })
+      }
+      if (mode === 'none' || key === undefined) {
+        const body = await storage.db.transaction().execute(async (tx) =>
+          serialize(await spec.handler({ ...input, db: tx })))
+        return send(status, body)
+      }
+      checkIdempotencyKey(key)
+      const idempotency: IdempotencyRequest = {
+        principal: principalKey(current.principal), key, now: current.now,
+        fingerprint: sha256Hex(`${request.method} ${request.url}\n${current.rawBody}`),
+        ttlS: config.idempotencyTtlS, lockS: config.idempotencyLockS,
+      }
+      const reservation = await reserve(storage.db, idempotency)
+      if (reservation.kind === 'replay') {
+        reply.header(headerNames.idempotentReplayed, 'true')
+        return send(reservation.response.status, reservation.response.body)
+      }
+      try {
+        const body = await storage.db.transaction().execute(async (tx) => {
+          const text = serialize(await spec.handler({ ...input, db: tx }))
+          await complete(tx, idempotency, reservation.lockedAt, { status, body: text })
+          return text
+        })
+        return send(status, body)
+      } catch (error) {
+        const appError = requestErrorToAppError(error)
+        if (appError === null || appError.transient) {
+          // Nothing committed: give the key back so a retry can run.
+          await release(storage.db, idempotency, reservation.lockedAt)
+          throw error
+        }
+        // Like Stripe, a request that began executing and failed for a lasting reason keeps
+        // that failure: the same key answers the same way.
+        const response = errorResponse(appError, request.id)
+        const body = JSON.stringify(response.body)
+        await complete(storage.db, idempotency, reservation.lockedAt, { status: response.status, body })
+        return send(response.status, body)
+      }
+    },
+  })
+}
+
+export type { FastifyInstance, FastifyReply }

@@ -1,0 +1,84 @@
+/**
+ * Assembles a running platform from a config: storage, capability registry, migrations,
+ * platform keys, the operator account, the HTTP app and the housekeeping timer. The CLI's
+ * `serve` and the tests both go through here, so they run the same code.
+ */
+import type { FastifyInstance } from 'fastify'
+import type { Kysely } from 'kysely'
+import { capabilities as defaultCapabilities } from '../capabilities/index.js'
+import type { CapabilityModule } from '../capabilities/contract.js'
+import { loadRegistry, type Registry } from '../capabilities/registry.js'
+import type { Config } from '../config.js'
+import { bootstrapOperator } from '../platform/identity/bootstrap.js'
+import { systemClock, type Clock } from '../platform/ids.js'
+import { ensurePlatformKeys, loadPlatformKeys } from '../platform/signing/platform-keys.js'
+import { openStorage, storageTarget, type Storage, type StorageTarget } from '../storage/database.js'
+import { migrateToLatest } from '../storage/migrate.js'
+import type { CoreTables } from '../storage/tables.js'
+import { buildApp } from './app.js'
+import type { AppAuthTokenResolver } from './authenticate.js'
+
+export interface PlatformOptions {
+  readonly target?: StorageTarget
+  readonly capabilities?: readonly CapabilityModule<any>[]
+  readonly clock?: Clock
+  readonly logger?: boolean | { level: string }
+  readonly appAuthTokenResolver?: AppAuthTokenResolver | null
+  /** Receives the operator's one-time login on the very first start. */
+  readonly onOperatorCreated?: (login: { email: string; password: string }) => void
+}
+
+export interface Platform {
+  readonly app: FastifyInstance
+  readonly storage: Storage
+  readonly registry: Registry
+  readonly config: Config
+  /** Deletes expired nonces, idempotency records and sessions. */
+  housekeep(): Promise<void>
+  close(): Promise<void>
+}
+
+/** Opens storage, runs migrations and creates what the first start needs. */
+export async function preparePlatform(config: Config, options: PlatformOptions = {}) {
+  const capabilities = options.capabilities ?? defaultCapabilities
+  const registry = loadRegistry(capabilities, config)
+  const storage = await openStorage(options.target ?? storageTarget(config))
+  try {
+    await migrateToLatest(storage.db, registry.modules)
+    const now = (options.clock ?? systemClock).now()
+    await ensurePlatformKeys(storage.db, now)
+    const login = await bootstrapOperator(storage.db, config.operatorEmail, now)
+    if (login !== null) options.onOperatorCreated?.(login)
+  } catch (error) {
+    await storage.close()
+    throw error
+  }
+  return { registry, storage }
+}
+
+export async function openPlatform(config: Config, options: PlatformOptions = {}): Promise<Platform> {
+  const { registry, storage } = await preparePlatform(config, options)
+  const clock = options.clock ?? systemClock
+  const platformKeys = await loadPlatformKeys(storage.db)
+  const app = await buildApp({
+    config, storage, registry, platformKeys, clock,
+    appAuthTokenResolver: options.appAuthTokenResolver ?? null,
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
+  })
+  return {
+    app, storage, registry, config,
+    housekeep: () => housekeep(storage.db, clock.now()),
+    async close() {
+      await app.close()
+      await storage.close()
+    },
+  }
+}
+
+export async function housekeep(db: Kysely<any>, now: number): Promise<void> {
+  const core = db as Kysely<CoreTables>
+  // Each table has an index on its expiry, so these deletes touch only expired rows.
+  await core.deleteFrom('request_nonces').where('expires_at', '<=', now).execute()
+  await core.deleteFrom('idempotency_records').where('expires_at', '<=', now).execute()
+  await core.deleteFrom('sessions').where('expires_at', '<=', now).execute()
+}

@@ -1,0 +1,92 @@
+/**
+ * Opens the database the platform runs on: embedded SQLite by default, PostgreSQL when
+ * `DATABASE_URL` is set. Both go through Kysely, so the rest of the code has one query layer.
+ *
+ * Durability: SQLite runs in WAL mode with `synchronous=FULL`, so an acknowledged commit
+ * survives a power loss, not only a process crash; PostgreSQL keeps `synchronous_commit=on`.
+ *
+ * @example
+ * const storage = await openStorage({ kind: 'sqlite', file: 'data/baseplate.db' })
+ * await storage.db.selectFrom('users').selectAll().execute()
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import SqliteDatabase from 'better-sqlite3'
+import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely'
+import pg from 'pg'
+import { assert } from '../assert.js'
+import type { Config } from '../config.js'
+import type { CoreTables } from './tables.js'
+
+export type DialectName = 'sqlite' | 'postgres'
+
+export type StorageTarget =
+  | { readonly kind: 'sqlite'; readonly file: string }
+  | { readonly kind: 'postgres'; readonly url: string; readonly schema?: string; readonly poolSizeMax?: number }
+
+export interface Storage {
+  readonly dialect: DialectName
+  readonly db: Kysely<CoreTables>
+  close(): Promise<void>
+}
+
+const int8Oid = 20
+// PostgreSQL returns BIGINT as a string so that no precision is lost silently. Every BIGINT
+// here is an amount in fen, a count or an epoch-millisecond time, all far below 2^53, so
+// parse it once, here, and fail loudly should one ever not fit.
+pg.types.setTypeParser(int8Oid, (text: string) => {
+  const value = Number(text)
+  assert(Number.isSafeInteger(value), `BIGINT ${text} exceeds the safe integer range`)
+  return value
+})
+
+export function storageTarget(config: Config): StorageTarget {
+  if (config.databaseUrl !== null) return { kind: 'postgres', url: config.databaseUrl }
+  return { kind: 'sqlite', file: path.join(config.dataDir, 'baseplate.db') }
+}
+
+export async function openStorage(target: StorageTarget): Promise<Storage> {
+  if (target.kind === 'sqlite') return openSqlite(target.file)
+  return openPostgres(target)
+}
+
+function openSqlite(file: string): Storage {
+  if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true })
+  const database = new SqliteDatabase(file)
+  database.pragma('journal_mode = WAL')
+  database.pragma('synchronous = FULL')
+  database.pragma('foreign_keys = ON')
+  // Another process (the CLI next to a running server) may hold the write lock briefly.
+  database.pragma('busy_timeout = 5000')
+  assert(database.pragma('synchronous', { simple: true }) === 2, 'SQLite must run with synchronous=FULL')
+  const db = new Kysely<CoreTables>({ dialect: new SqliteDialect({ database }) })
+  return {
+    dialect: 'sqlite',
+    db,
+    close: () => db.destroy(),
+  }
+}
+
+async function openPostgres(target: Extract<StorageTarget, { kind: 'postgres' }>): Promise<Storage> {
+  const options: pg.PoolConfig = {
+    connectionString: target.url,
+    max: target.poolSizeMax ?? 10,
+    connectionTimeoutMillis: 5000,
+  }
+  if (target.schema !== undefined) {
+    assert(/^[a-z_][a-z0-9_]*$/.test(target.schema), 'schema name must be a plain identifier')
+    options.options = `-c search_path=${target.schema}`
+  }
+  const pool = new pg.Pool(options)
+  const db = new Kysely<CoreTables>({ dialect: new PostgresDialect({ pool }) })
+  const setting = await sql<{ synchronous_commit: string }>`show synchronous_commit`.execute(db)
+  assert(setting.rows[0]?.synchronous_commit !== 'off', 'PostgreSQL must run with synchronous_commit on')
+  return { dialect: 'postgres', db, close: () => db.destroy() }
+}
+
+/** True when a database error is a unique-constraint violation, on either dialect. */
+export function isUniqueViolation(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false
+  const code = (error as { code?: unknown }).code
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY'
+}
