@@ -6,6 +6,7 @@
  */
 import type { TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import '../platform/typebox-formats.js'
 import type { Config } from '../config.js'
 import { defineErrors } from '../errors.js'
 import { createEventPublisher, type EventPublisher } from '../platform/events/outbox.js'

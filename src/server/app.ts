@@ -100,7 +100,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   })
 
   app.setErrorHandler(async (error, request, reply) => {
-    const appError = requestErrorToAppError(error)
+    const appError = idempotencyHeaderError(error) ?? requestErrorToAppError(error)
     if (appError === null) {
       request.log.error({ err: error }, 'unhandled error')
       const response = internalError(request.id)
@@ -138,6 +138,18 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
   return app
+}
+
+/** The Idempotency-Key header has codes of its own, clearer than a generic schema failure. */
+function idempotencyHeaderError(error: unknown): AppError | null {
+  const validation = error as { validationContext?: string; validation?: Array<{ instancePath?: string;
+    params?: Record<string, unknown> }> }
+  if (validation.validationContext !== 'headers' || !Array.isArray(validation.validation)) return null
+  const first = validation.validation[0]
+  const field = 'headers.idempotency-key'
+  if (first?.params?.missingProperty === 'idempotency-key') return new AppError('IDEMPOTENCY_KEY_REQUIRED', { field })
+  if (first?.instancePath === '/idempotency-key') return new AppError('IDEMPOTENCY_KEY_INVALID', { field })
+  return null
 }
 
 interface RouteContext {
@@ -228,6 +240,10 @@ function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteCont
       const mode = spec.idempotency ?? 'optional'
       if (mode === 'required' && key === undefined) {
         throw new AppError('IDEMPOTENCY_KEY_REQUIRED', { field: 'headers.idempotency-key' })
+      }
+      if (spec.ownTransactions === true) {
+        // Such routes take no idempotency key: they must be safe to repeat by themselves.
+        return send(status, serialize(await spec.handler({ ...input, db: storage.db })))
       }
       if (mode === 'none' || key === undefined) {
         const body = await storage.db.transaction().execute(async (tx) =>

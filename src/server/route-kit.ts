@@ -92,6 +92,11 @@ export interface RouteSpec<S extends RouteSchemas = RouteSchemas, A extends Auth
   readonly scope?: string
   /** Writes default to `optional`; reads are always `none`. */
   readonly idempotency?: IdempotencyMode
+  /**
+   * Writes run inside one transaction unless this is set; then the handler receives the
+   * root database and opens its own, e.g. to record a failure that must outlive a rollback.
+   */
+  readonly ownTransactions?: boolean
   /** Success status; 200 unless set. */
   readonly status?: 200 | 201 | 202 | 204
   readonly schema: S

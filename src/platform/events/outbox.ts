@@ -10,6 +10,7 @@ import type { TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import type { Kysely } from 'kysely'
 import { assert } from '../../assert.js'
+import '../typebox-formats.js'
 import type { CoreTables } from '../../storage/tables.js'
 import { newId } from '../ids.js'
 

@@ -51,6 +51,7 @@ export function identityRoutes(config: Config): RouteSpec[] {
       method: 'POST', url: '/v1/sessions', operationId: 'logIn', auth: 'public', tags, status: 201,
       summary: 'Log in to the console; sets the session cookie and returns the token once',
       idempotency: 'none',
+      ownTransactions: true,
       schema: {
         body: Type.Object({ email: Email, password: Type.String({ minLength: 1, maxLength: 200 }) },
           { additionalProperties: false }),

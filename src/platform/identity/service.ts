@@ -55,20 +55,28 @@ export async function createOrganization(db: Kysely<any>, input: NewOrganization
   return row
 }
 
+/**
+ * Checks the credentials and opens a session. Takes the root database, not a transaction:
+ * a failed attempt is audited in its own transaction, which must commit although the login
+ * itself fails.
+ */
 export async function login(db: Kysely<any>, email: string, password: string, now: number, ttlS: number) {
   const user = await (db as Db).selectFrom('users').selectAll().where('email', '=', email.toLowerCase())
     .executeTakeFirst()
   const valid = await verifyPassword(password, user?.password_hash ?? await decoyPasswordHash())
   if (user === undefined || !valid) {
-    await appendAudit(db, { actor: 'anonymous', action: 'session.login_failed', target: email.toLowerCase(), data: {} }, now)
+    await db.transaction().execute((tx) => appendAudit(tx, { actor: 'anonymous', action: 'session.login_failed',
+      target: email.toLowerCase(), data: {} }, now))
     throw new AppError('AUTH_INVALID_CREDENTIALS')
   }
   const token = newSecret('sess')
   const expiresAt = now + ttlS * 1000
-  await (db as Db).insertInto('sessions').values({
-    token_hash: sha256Hex(token), user_id: user.id, created_at: now, expires_at: expiresAt,
-  }).execute()
-  await appendAudit(db, { actor: user.id, action: 'session.login', target: user.id, data: {} }, now)
+  await db.transaction().execute(async (tx) => {
+    await (tx as Db).insertInto('sessions').values({
+      token_hash: sha256Hex(token), user_id: user.id, created_at: now, expires_at: expiresAt,
+    }).execute()
+    await appendAudit(tx, { actor: user.id, action: 'session.login', target: user.id, data: {} }, now)
+  })
   return { token, expiresAt, user }
 }
 

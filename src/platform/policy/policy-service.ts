@@ -13,6 +13,7 @@
 import { Value } from '@sinclair/typebox/value'
 import type { Kysely } from 'kysely'
 import { assert } from '../../assert.js'
+import '../typebox-formats.js'
 import type { ParameterDeclaration } from '../../capabilities/contract.js'
 
 export interface PolicyScope {
