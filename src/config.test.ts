@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest'
+import { ConfigError, knownVariables, parseConfig } from './config.js'
+
+function problems(env: Record<string, string>): readonly string[] {
+  try {
+    parseConfig(env)
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems
+    throw error
+  }
+  return []
+}
+
+describe('config', () => {
+  it('defaults to embedded SQLite on 127.0.0.1:8080 and freezes the result', () => {
+    const config = parseConfig({}, { cwd: '/srv/bp' })
+    expect(config).toMatchObject({ host: '127.0.0.1', port: 8080, dataDir: '/srv/bp/data', databaseUrl: null })
+    expect(Object.isFrozen(config)).toBe(true)
+  })
+
+  it('honours PORT and DATABASE_URL', () => {
+    const config = parseConfig({ PORT: '9001', DATABASE_URL: 'postgres://db.internal/bp' })
+    expect(config.port).toBe(9001)
+    expect(config.databaseUrl).toBe('postgres://db.internal/bp')
+  })
+
+  it('names an unknown BASEPLATE_ variable and ignores other variables', () => {
+    expect(problems({ BASEPLATE_POTR: '1', HOME: '/root' })).toEqual([
+      expect.stringContaining('BASEPLATE_POTR is not a known variable'),
+    ])
+  })
+
+  it('reports every problem at once', () => {
+    const found = problems({
+      PORT: 'eighty', DATABASE_URL: 'mysql://x', BASEPLATE_LOG_LEVEL: 'loud', BASEPLATE_SIGNATURE_WINDOW_S: '0',
+      BASEPLATE_TEST_PG: 'maybe',
+    })
+    expect(found).toHaveLength(5)
+    expect(found.join('\n')).toMatch(/PORT.*whole number/)
+    expect(found.join('\n')).toMatch(/DATABASE_URL must use postgres/)
+  })
+
+  it('checks how fields relate', () => {
+    expect(problems({ BASEPLATE_IDEMPOTENCY_LOCK_S: '3600', BASEPLATE_IDEMPOTENCY_TTL_S: '600' }))
+      .toEqual([expect.stringContaining('must be shorter')])
+    expect(problems({ PORT: '80', BASEPLATE_PORT: '81' })).toEqual([expect.stringContaining('disagree')])
+  })
+
+  it('documents every variable it knows', () => {
+    for (const description of Object.values(knownVariables)) expect(description.length).toBeGreaterThan(10)
+  })
+})
