@@ -11,6 +11,7 @@ import { loadRegistry, type Registry } from '../capabilities/registry.js'
 import type { Config } from '../config.js'
 import { bootstrapOperator } from '../platform/identity/bootstrap.js'
 import { systemClock, type Clock } from '../platform/ids.js'
+import type { PolicySource } from '../platform/policy/policy-service.js'
 import { ensurePlatformKeys, loadPlatformKeys } from '../platform/signing/platform-keys.js'
 import { openStorage, storageTarget, type Storage, type StorageTarget } from '../storage/database.js'
 import { migrateToLatest } from '../storage/migrate.js'
@@ -24,6 +25,8 @@ export interface PlatformOptions {
   readonly clock?: Clock
   readonly logger?: boolean | { level: string }
   readonly appAuthTokenResolver?: AppAuthTokenResolver | null
+  /** Where enacted parameter values come from; defaults only when absent. */
+  readonly policySource?: PolicySource | null
   /** Receives the operator's one-time login on the very first start. */
   readonly onOperatorCreated?: (login: { email: string; password: string }) => void
 }
@@ -41,7 +44,7 @@ export interface Platform {
 /** Opens storage, runs migrations and creates what the first start needs. */
 export async function preparePlatform(config: Config, options: PlatformOptions = {}) {
   const capabilities = options.capabilities ?? defaultCapabilities
-  const registry = loadRegistry(capabilities, config)
+  const registry = loadRegistry(capabilities, config, options.policySource ?? null)
   const storage = await openStorage(options.target ?? storageTarget(config))
   try {
     await migrateToLatest(storage.db, registry.modules)
