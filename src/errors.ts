@@ -59,6 +59,37 @@ export const coreErrors = {
   APP_KEY_TOO_SHORT: { status: 400, message: 'RSA keys must have at least 2048 bits' },
   APP_KEY_ALREADY_REGISTERED: { status: 409, message: 'This key is already registered for the app' },
   APP_KEY_LIMIT_REACHED: { status: 409, message: 'Too many active keys; wait for an overlap to end' },
+  AUTHZ_REQUEST_INVALID: { status: 400, message: 'The authorisation request is malformed' },
+  AUTHZ_REDIRECT_URI_INVALID: {
+    status: 400, message: 'Redirect URIs must be https, or http on 127.0.0.1, [::1] or localhost, without fragment',
+  },
+  AUTHZ_REDIRECT_URI_NOT_REGISTERED: { status: 400, message: 'This redirect_uri is not registered for the app' },
+  AUTHZ_SCOPE_INVALID: { status: 400, message: 'The scope must list known scopes, separated by commas' },
+  AUTHZ_MERCHANT_ROLE_REQUIRED: {
+    status: 403, message: 'Only an owner or admin of a merchant organisation may authorise an app',
+  },
+  AUTHZ_CSRF_TOKEN_INVALID: { status: 403, message: 'The form is stale or was not sent from this page; reload it' },
+  AUTHZ_CODE_INVALID: { status: 400, message: 'The authorisation code is unknown, expired, used or not this app\'s' },
+  AUTHZ_REFRESH_TOKEN_INVALID: { status: 400, message: 'The refresh token is unknown, expired, rotated or revoked' },
+  AUTHZ_NOT_FOUND: { status: 404, message: 'No such authorisation' },
+  AUTHZ_CONSENT_REQUIRED: {
+    status: 403, message: 'Only sandbox apps may be authorised without the merchant\'s consent',
+  },
+  AUTHZ_GRANT_CONFLICT: {
+    status: 409, message: 'Another authorisation of this app by this merchant is being granted; retry', transient: true,
+  },
+  WEBHOOK_ENDPOINT_NOT_FOUND: { status: 404, message: 'No such webhook endpoint' },
+  WEBHOOK_DELIVERY_NOT_FOUND: { status: 404, message: 'No such webhook delivery' },
+  WEBHOOK_URL_INVALID: {
+    status: 400, message: 'Webhook URLs are http(s) without credentials or fragment; live apps need https',
+  },
+  WEBHOOK_ENDPOINT_LIMIT_REACHED: {
+    status: 409, message: 'The app has reached its limit of enabled webhook endpoints',
+  },
+  WEBHOOK_ENDPOINT_DISABLED: { status: 409, message: 'The webhook endpoint is disabled' },
+  WEBHOOK_DELIVERY_IN_PROGRESS: {
+    status: 409, message: 'This delivery is being attempted right now; retry in a few seconds', transient: true,
+  },
   PLATFORM_ENVIRONMENT_UNKNOWN: { status: 404, message: 'No such environment' },
   SERVICE_UNAVAILABLE: { status: 503, message: 'Try again shortly', transient: true },
   INTERNAL_ERROR: { status: 500, message: 'Something went wrong on our side', transient: true },

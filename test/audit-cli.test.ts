@@ -3,32 +3,11 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createCli } from '../src/cli/commands.js'
+import { cliEnvironment, runCli } from './cli-harness.js'
 import { parseConfig } from '../src/config.js'
 import { verifyAuditLog } from '../src/platform/audit/audit-log.js'
 import { session, signUp } from './fixtures.js'
-import { forEachDialect, freshTarget, testConfig, useTestPlatform, type TestTarget } from './harness.js'
-
-/** Runs the CLI in-process against a database, collecting what it prints. */
-async function runCli(args: string[], env: Record<string, string>) {
-  let out = ''
-  let err = ''
-  const previousExitCode = process.exitCode
-  process.exitCode = undefined
-  const cli = createCli({
-    out: (text) => { out += text }, err: (text) => { err += text },
-    config: (overrides) => parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', ...env, ...overrides }),
-    waitForStop: async () => undefined,
-  })
-  let thrown: unknown
-  try {
-    await cli.parseAsync(['node', 'baseplate', ...args])
-  } catch (error) {
-    thrown = error
-  }
-  const exitCode = process.exitCode ?? 0
-  process.exitCode = previousExitCode
-  return { out, err, exitCode, thrown }
-}
+import { forEachDialect, freshTarget, useTestPlatform, type TestTarget } from './harness.js'
 
 forEachDialect('audit chain', (dialect) => {
   const bp = useTestPlatform(dialect)
@@ -87,13 +66,7 @@ forEachDialect('baseplate CLI', (dialect) => {
 
   beforeAll(async () => {
     target = await freshTarget(dialect)
-    if (target.target.kind === 'sqlite') {
-      env = { BASEPLATE_DATA_DIR: path.dirname(target.target.file) }
-    } else {
-      const url = new URL(testConfig.testDatabaseUrl)
-      url.searchParams.set('options', `-c search_path=${target.target.schema}`)
-      env = { DATABASE_URL: url.toString() }
-    }
+    env = cliEnvironment(target.target)
   })
   afterAll(async () => target.dispose())
 

@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import { expect } from 'vitest'
 import { signRequest } from '../sdk/src/index.js'
 
-type Injected = Awaited<ReturnType<FastifyInstance['inject']>>
+export type Injected = Awaited<ReturnType<FastifyInstance['inject']>>
 
 export interface KeyPair {
   readonly privateKey: crypto.KeyObject

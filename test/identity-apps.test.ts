@@ -73,7 +73,7 @@ forEachDialect('identity and apps', (dialect) => {
       expect(response.statusCode, pem.slice(0, 40)).toBe(400)
       const body = json(response)
       expect(body.code).toBe(code)
-      expect(body.field).toBe('public_key_pem')
+      expect(body.field).toBe('body.public_key_pem')
       // A private key sent by mistake is never echoed back.
       expect(response.body).not.toContain('PRIVATE KEY')
     }

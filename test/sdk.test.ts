@@ -69,6 +69,13 @@ forEachDialect('SDK against the running app', (dialect) => {
     expect(error.signedString).toContain(`GET /v1/stores`)
   })
 
+  it('reports an error the platform could not sign, marked unverified', async () => {
+    const stranger = createClient({ endpoint, appId: 'app_00000000000000000000', privateKey: testApp.keyPair.privateKeyPem,
+      platformPublicKey })
+    const error = await stranger.get('/v1/stores').catch((caught: unknown) => caught)
+    expect(error).toMatchObject({ code: 'AUTH_APP_NOT_FOUND', verified: false })
+  })
+
   it('refuses a response altered on the way', async () => {
     const tampering: typeof fetch = async (input, init) => {
       const response = await fetch(input, init)

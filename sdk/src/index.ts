@@ -20,6 +20,7 @@ import { headerNames, requestSigningString, responseSigningString, signText, ver
 export type { paths } from './generated/openapi.js'
 export { errorCodes, type ErrorCode } from './generated/error-codes.js'
 export { headerNames, requestSigningString, responseSigningString, signText, verifyText } from './protocol.js'
+export { verifyWebhook, WebhookVerificationError, webhookHeaderNames, type WebhookEvent } from './webhooks.js'
 
 /** Codes raised by the SDK itself, never by the server. */
 export type SdkErrorCode = 'SDK_RESPONSE_SIGNATURE_INVALID' | 'SDK_NETWORK_ERROR' | 'SDK_RESPONSE_MALFORMED'
@@ -34,6 +35,11 @@ export class BaseplateError extends Error {
     readonly field: string | undefined,
     /** On AUTH_SIGNATURE_INVALID: the exact string the server verified. */
     readonly signedString: string | undefined,
+    /**
+     * False for an error the platform could not sign because it could not tell which app
+     * called (a missing header, an unknown app): trust its code for debugging only.
+     */
+    readonly verified = true,
   ) {
     super(message)
   }
@@ -179,8 +185,12 @@ export function createClient(options: ClientOptions): BaseplateClient {
     }
     const text = await response.text()
     const requestId = response.headers.get(headerNames.requestId) ?? undefined
-    if (!verifyResponse({ appId: options.appId, nonce, status: response.status, body: text, headers: response.headers,
-      platformPublicKey })) {
+    const verified = verifyResponse({ appId: options.appId, nonce, status: response.status, body: text,
+      headers: response.headers, platformPublicKey })
+    // The platform signs every answer to a request it can tie to an app. An unsigned error
+    // (a missing header, an unknown app) still carries a useful code; a success never may.
+    const unsignedError = !response.ok && response.headers.get(headerNames.signature) === null
+    if (!verified && !unsignedError) {
       throw new BaseplateError('SDK_RESPONSE_SIGNATURE_INVALID',
         'The response is not signed by the platform key; it may have been altered', response.status, requestId,
         undefined, undefined)
@@ -195,7 +205,7 @@ export function createClient(options: ClientOptions): BaseplateClient {
     if (response.ok) return parsed
     const error = parsed as { code?: string; message?: string; field?: string; signedString?: string }
     throw new BaseplateError((error.code ?? 'INTERNAL_ERROR') as ErrorCode, error.message ?? response.statusText,
-      response.status, requestId, error.field, error.signedString)
+      response.status, requestId, error.field, error.signedString, verified)
   }
 
   async function request(method: string, path: string, call: {

@@ -44,11 +44,25 @@ export interface Migration {
   down?(db: Kysely<any>): Promise<void>
 }
 
+/** What a capability may know about an organisation, without reading identity's tables. */
+export interface OrganizationProfile {
+  readonly id: string
+  readonly kind: 'isv' | 'merchant'
+  readonly name: string
+  readonly industry: string | null
+}
+
+/** Read-only lookups into the platform's own records, for capabilities. */
+export interface Directory {
+  organization(db: Kysely<any>, organizationId: string): Promise<OrganizationProfile | null>
+}
+
 /** What a capability receives at boot. */
 export interface CapabilityContext {
   readonly config: Config
   readonly policy: PolicyService
   readonly events: EventPublisher
+  readonly directory: Directory
   /** The service of a capability this one declared in `dependsOn`. */
   resolve<T>(capabilityId: string): T
 }
@@ -66,6 +80,42 @@ export interface CapabilityModule<S = unknown> {
   readonly migrations: Readonly<Record<string, Migration>>
   createService(context: CapabilityContext): S
   routes(service: S, context: CapabilityContext): readonly RouteSpec[]
+  /**
+   * Server-rendered pages for people rather than programs (a consumer's pay page). They are
+   * outside the JSON API and the OpenAPI document; they get the database and the clock.
+   */
+  pages?(service: S, context: CapabilityContext): readonly PageSpec[]
+  /** Background work the platform runs on a timer (expiring trades, settling). */
+  jobs?(service: S, context: CapabilityContext): readonly JobSpec[]
+}
+
+/**
+ * A recurring job. It must be safe to run in several processes at once (take row locks or
+ * compare-and-set), bounded per run, and return how many items it handled.
+ */
+export interface JobSpec {
+  readonly name: string
+  readonly intervalMs: number
+  run(db: Kysely<any>, now: number): Promise<number>
+}
+
+export interface PageRequest {
+  readonly params: Readonly<Record<string, string>>
+  readonly query: Readonly<Record<string, string>>
+  /** Parsed application/x-www-form-urlencoded body of a POST. */
+  readonly form: Readonly<Record<string, string>>
+  readonly db: Kysely<any>
+  readonly now: number
+}
+
+export type PageResult =
+  | { readonly kind: 'html'; readonly status: number; readonly html: string }
+  | { readonly kind: 'redirect'; readonly location: string }
+
+export interface PageSpec {
+  readonly method: 'GET' | 'POST'
+  readonly url: string
+  readonly handler: (request: PageRequest) => Promise<PageResult>
 }
 
 export function defineCapability<S>(module: CapabilityModule<S>): CapabilityModule<S> {

@@ -12,7 +12,10 @@ import { defineErrors } from '../errors.js'
 import { createEventPublisher, type EventPublisher } from '../platform/events/outbox.js'
 import { createPolicyService, type PolicyService, type PolicySource } from '../platform/policy/policy-service.js'
 import type { RouteSpec } from '../server/route-kit.js'
-import type { CapabilityContext, CapabilityModule, Migration, ParameterDeclaration } from './contract.js'
+import { organizationDirectory } from '../platform/identity/directory.js'
+import type {
+  CapabilityContext, CapabilityModule, Directory, JobSpec, Migration, PageSpec, ParameterDeclaration,
+} from './contract.js'
 
 export class CapabilityError extends Error {
   override readonly name = 'CapabilityError'
@@ -24,6 +27,10 @@ export class CapabilityError extends Error {
 
 export interface Registry {
   readonly modules: readonly CapabilityModule<any>[]
+  /** The service a module created, for the platform's own wiring (CLI, workers). */
+  service<T>(capabilityId: string): T
+  readonly pages: readonly PageSpec[]
+  readonly jobs: readonly JobSpec[]
   readonly policy: PolicyService
   readonly events: EventPublisher
   readonly routes: readonly RouteSpec[]
@@ -102,7 +109,7 @@ export function collectMigrations(core: Readonly<Record<string, Migration>>,
 }
 
 export function loadRegistry(modules: readonly CapabilityModule<any>[], config: Config,
-  policySource: PolicySource | null = null): Registry {
+  policySource: PolicySource | null = null, directory: Directory = organizationDirectory): Registry {
   const ordered = orderModules(modules)
   const parameters = new Map<string, ParameterDeclaration>()
   const events = new Map<string, TSchema>()
@@ -118,9 +125,11 @@ export function loadRegistry(modules: readonly CapabilityModule<any>[], config: 
   const publisher = createEventPublisher(events)
   const services = new Map<string, unknown>()
   const routes: RouteSpec[] = []
+  const pages: PageSpec[] = []
+  const jobs: JobSpec[] = []
   for (const module of ordered) {
     const context: CapabilityContext = {
-      config, policy, events: publisher,
+      config, policy, events: publisher, directory,
       resolve: <T>(id: string): T => {
         if (!module.dependsOn.includes(id)) invalid(module, `resolves "${id}" without declaring it in dependsOn`)
         return services.get(id) as T
@@ -134,6 +143,14 @@ export function loadRegistry(modules: readonly CapabilityModule<any>[], config: 
       }
       routes.push(route)
     }
+    pages.push(...(module.pages?.(service, context) ?? []))
+    jobs.push(...(module.jobs?.(service, context) ?? []).map((job) => ({ ...job, name: `${module.id}.${job.name}` })))
   }
-  return { modules: ordered, policy, events: publisher, routes, scopes }
+  return {
+    modules: ordered, policy, events: publisher, routes, scopes, pages, jobs,
+    service: <T>(id: string): T => {
+      if (!services.has(id)) throw new CapabilityError('CAP_DEPENDENCY_MISSING', `no capability "${id}" is loaded`)
+      return services.get(id) as T
+    },
+  }
 }

@@ -1,14 +1,16 @@
 /**
- * The `baseplate` command line: serve, migrate, keys generate, audit verify. Built as a
- * function of its output streams so tests run it in-process.
+ * The `baseplate` command line: serve, migrate, keys generate, audit verify, ledger verify.
+ * Built as a function of its output streams so tests run it in-process.
  */
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { Command, InvalidArgumentError, Option } from 'commander'
+import { verifyLedger } from '../capabilities/ledger/index.js'
 import { loadConfig, type Config } from '../config.js'
 import { verifyAuditLog } from '../platform/audit/audit-log.js'
 import { openPlatform, preparePlatform } from '../server/platform.js'
+import { createSandbox } from './sandbox.js'
 
 export interface CliIo {
   readonly out: (text: string) => void
@@ -50,6 +52,7 @@ export function createCli(io: CliIo): Command {
       const settings = config(overrides)
       const platform = await openPlatform(settings, {
         logger: { level: settings.logLevel },
+        workers: { notifications: true, jobs: true },
         onOperatorCreated: (login) => io.out(
           `\nOperator account created. Log in once with the password below and change it:\n` +
           `  email:    ${login.email}\n  password: ${login.password}\n` +
@@ -73,6 +76,25 @@ export function createCli(io: CliIo): Command {
       })
       await storage.close()
       io.out('migrations are up to date\n')
+    })
+  program.command('sandbox')
+    .description('Create or reuse a ready sandbox (ISV app, authorised merchant, funded buyer) and print it')
+    .option('--json', 'print JSON only (includes the app private key: keep it to yourself)')
+    .action(async (options: { json?: boolean }) => {
+      const settings = config({})
+      const { storage, registry } = await preparePlatform(settings)
+      try {
+        const sandbox = await createSandbox(storage.db, registry, settings, Date.now())
+        if (options.json === true) io.out(`${JSON.stringify(sandbox, null, 2)}\n`)
+        else {
+          io.out(`Sandbox ready at ${sandbox.endpoint}\n  app:      ${sandbox.appId}\n` +
+            `  merchant: ${sandbox.merchant.id}\n  buyer:    ${sandbox.buyer.id} ` +
+            `(balance ${sandbox.buyer.balance} fen, payment code ${sandbox.buyer.paymentCode})\n` +
+            'Run with --json to get the app private key and app auth token.\n')
+        }
+      } finally {
+        await storage.close()
+      }
     })
   const keys = program.command('keys').description('Key utilities')
   keys.command('generate')
@@ -113,6 +135,31 @@ export function createCli(io: CliIo): Command {
         else {
           io.err(`audit log BROKEN: ${result.problems.length} problem(s)\n`)
           for (const problem of result.problems) io.err(`  seq ${problem.seq}: ${problem.problem}\n`)
+        }
+        if (!result.ok) process.exitCode = 1
+      } finally {
+        await storage.close()
+      }
+    })
+  const ledger = program.command('ledger').description('Ledger utilities')
+  ledger.command('verify')
+    .description('Recompute every account\'s totals from its entries and check every posting balances; '
+      + 'exit 1 on any drift')
+    .option('--json', 'print the result as JSON')
+    .action(async (options: { json?: boolean }) => {
+      const { storage } = await preparePlatform(config({}))
+      try {
+        const result = await verifyLedger(storage.db)
+        if (options.json === true) io.out(`${JSON.stringify(result)}\n`)
+        else if (result.ok) io.out(`ledger OK: ${result.accounts} accounts, ${result.postings} postings, no drift\n`)
+        else {
+          io.err(`ledger DRIFT: ${result.drift.length} account(s) drifted, `
+            + `${result.unbalancedPostings.length} posting(s) unbalanced\n`)
+          for (const { account, stored, recomputed } of result.drift) {
+            io.err(`  ${account.kind} ${account.ownerId} (${account.environment}): stored debits ${stored.debits} `
+              + `credits ${stored.credits}, entries sum to debits ${recomputed.debits} credits ${recomputed.credits}\n`)
+          }
+          for (const postingId of result.unbalancedPostings) io.err(`  posting ${postingId}: does not balance\n`)
         }
         if (!result.ok) process.exitCode = 1
       } finally {

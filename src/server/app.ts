@@ -15,11 +15,14 @@ import { Type } from '@sinclair/typebox'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { sql } from 'kysely'
 import { headerNames, responseSigningString, signText } from '../../sdk/src/protocol.js'
+import { assert } from '../assert.js'
 import type { Registry } from '../capabilities/registry.js'
 import type { Config } from '../config.js'
 import { AppError } from '../errors.js'
 import { appRoutes } from '../platform/apps/routes.js'
+import { authorizationPages, authorizationRoutes } from '../platform/authorization/index.js'
 import { identityRoutes } from '../platform/identity/routes.js'
+import { notificationRoutes } from '../platform/notifications/routes.js'
 import { newId, sha256Hex, systemClock, type Clock } from '../platform/ids.js'
 import {
   checkIdempotencyKey, complete, release, reserve, type IdempotencyRequest,
@@ -30,6 +33,7 @@ import type { AppEnvironment } from '../storage/tables.js'
 import { authenticateApp, authenticateSession, type AppAuthTokenResolver, type SignatureContext } from './authenticate.js'
 import { errorResponse, internalError, requestErrorToAppError } from './http-errors.js'
 import { openApiOptions } from './openapi.js'
+import { registerPages } from './pages.js'
 import { platformRoutes } from './platform-routes.js'
 import { isWrite, type Principal, type RouteSpec } from './route-kit.js'
 import { ErrorBody } from './schemas.js'
@@ -60,6 +64,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     logger: deps.logger ?? false,
     bodyLimit: config.bodyLimitBytes,
     genReqId: () => newId('req'),
+    // Malformed URLs and over-long parameters go through the same error handler as the rest.
+    frameworkErrors: (error, _request, reply) => { void reply.send(error as never) },
     requestIdHeader: false,
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 200 },
   })
@@ -74,6 +80,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   }
 
   app.setValidatorCompiler(createValidatorCompiler())
+  // JSON only: without the text/plain parser a cross-site form can never reach an API route.
+  app.removeContentTypeParser('text/plain')
   await app.register(cookie)
   const parseJson = app.getDefaultJsonParser('error', 'error')
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
@@ -122,15 +130,24 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   const routes: RouteSpec[] = [
     ...identityRoutes(config),
     ...appRoutes(() => deps.platformKeys),
+    ...authorizationRoutes(),
+    ...notificationRoutes(),
     ...platformRoutes(registry),
     ...registry.routes,
   ]
   const operationIds = new Set<string>()
   for (const spec of routes) {
     if (operationIds.has(spec.operationId)) throw new Error(`duplicate operationId ${spec.operationId}`)
+    // Anonymous callers share no identity to scope an Idempotency-Key by, so public writes
+    // must be safe to repeat on their own.
+    assert(spec.auth !== 'public' || !isWrite(spec.method) || spec.idempotency === 'none',
+      `public write ${spec.operationId} must declare idempotency 'none'`)
     operationIds.add(spec.operationId)
     registerRoute(app, spec, { deps, clock, state })
   }
+
+  await registerPages(app, registry.pages, storage, clock)
+  await app.register(authorizationPages, { db: storage.db, config, clock, scopes: registry.scopes })
 
   app.get('/healthz', { schema: { hide: true } }, async () => {
     await sql`select 1`.execute(storage.db)
@@ -193,7 +210,8 @@ function routeSchema(spec: RouteSpec) {
         [name, spec.idempotency === 'required' && name === 'idempotency-key' ? schema : Type.Optional(schema)]))) }
       : {}),
     ...(spec.schema.params === undefined ? {} : { params: spec.schema.params }),
-    ...(spec.schema.querystring === undefined ? {} : { querystring: spec.schema.querystring }),
+    // A route that declares no query takes none: `?dry_run=true` must not be silently ignored.
+    querystring: spec.schema.querystring ?? Type.Object({}, { additionalProperties: false }),
     ...(spec.schema.body === undefined ? {} : { body: spec.schema.body }),
     response: { [status]: spec.schema.response, '4xx': ErrorBody, '5xx': ErrorBody },
   }
@@ -214,6 +232,9 @@ function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteCont
         current.principal = await authenticateApp(storage.db, config, {
           headers: request.headers, method: request.method, pathWithQuery: request.url, rawBody: current.rawBody,
         }, current.now, spec.scope, deps.appAuthTokenResolver ?? null, (signing) => { current.signing = signing })
+      }
+      if (spec.schema.body === undefined && current.rawBody !== '') {
+        throw new AppError('REQUEST_VALIDATION_FAILED', { field: 'body', message: 'This route takes no body' })
       }
     },
     handler: async (request, reply) => {

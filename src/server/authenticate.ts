@@ -114,7 +114,8 @@ export async function authenticateApp(db: Kysely<any>, config: Config, parts: Si
 
   try {
     await (db as Kysely<CoreTables>).insertInto('request_nonces').values({
-      app_id: app.id, nonce: nonce!, expires_at: now + 2 * config.signatureWindowS * 1000,
+      // Kept a second past twice the window, so no timestamp still accepted can outlive its nonce.
+      app_id: app.id, nonce: nonce!, expires_at: now + (2 * config.signatureWindowS + 1) * 1000,
     }).execute()
   } catch (error) {
     if (isUniqueViolation(error)) throw new AppError('AUTH_NONCE_REPLAYED', { field: `headers.${headerNames.nonce}` })

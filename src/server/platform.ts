@@ -9,14 +9,19 @@ import { capabilities as defaultCapabilities } from '../capabilities/index.js'
 import type { CapabilityModule } from '../capabilities/contract.js'
 import { loadRegistry, type Registry } from '../capabilities/registry.js'
 import type { Config } from '../config.js'
+import { authorizationTokenResolver, purgeAuthorizationCodes } from '../platform/authorization/index.js'
 import { bootstrapOperator } from '../platform/identity/bootstrap.js'
 import { systemClock, type Clock } from '../platform/ids.js'
+import {
+  startNotificationWorker, type NotificationWorker, type NotificationWorkerSettings,
+} from '../platform/notifications/worker.js'
 import type { PolicySource } from '../platform/policy/policy-service.js'
 import { ensurePlatformKeys, loadPlatformKeys } from '../platform/signing/platform-keys.js'
 import { openStorage, storageTarget, type Storage, type StorageTarget } from '../storage/database.js'
 import { migrateToLatest } from '../storage/migrate.js'
 import type { CoreTables } from '../storage/tables.js'
 import { buildApp } from './app.js'
+import { startJobs, type JobRunner } from './jobs.js'
 import type { AppAuthTokenResolver } from './authenticate.js'
 
 export interface PlatformOptions {
@@ -29,6 +34,15 @@ export interface PlatformOptions {
   readonly policySource?: PolicySource | null
   /** Receives the operator's one-time login on the very first start. */
   readonly onOperatorCreated?: (login: { email: string; password: string }) => void
+  /**
+   * Background workers to run in this process. Off unless asked for: the CLI's `serve` asks
+   * for them, tests ask only when they exercise them. `true` takes the defaults.
+   */
+  readonly workers?: {
+    readonly notifications?: boolean | NotificationWorkerSettings
+    /** The capabilities' recurring jobs (expiring trades, settlement). */
+    readonly jobs?: boolean
+  }
 }
 
 export interface Platform {
@@ -36,6 +50,8 @@ export interface Platform {
   readonly storage: Storage
   readonly registry: Registry
   readonly config: Config
+  /** The workers this process runs; null where not started. */
+  readonly workers: { readonly notifications: NotificationWorker | null; readonly jobs: JobRunner }
   /** Deletes expired nonces, idempotency records and sessions. */
   housekeep(): Promise<void>
   close(): Promise<void>
@@ -47,7 +63,7 @@ export async function preparePlatform(config: Config, options: PlatformOptions =
   const registry = loadRegistry(capabilities, config, options.policySource ?? null)
   const storage = await openStorage(options.target ?? storageTarget(config))
   try {
-    await migrateToLatest(storage.db, registry.modules)
+    await migrateToLatest(storage.db, registry.modules, storage.dialect)
     const now = (options.clock ?? systemClock).now()
     await ensurePlatformKeys(storage.db, now)
     const login = await bootstrapOperator(storage.db, config.operatorEmail, now)
@@ -65,13 +81,25 @@ export async function openPlatform(config: Config, options: PlatformOptions = {}
   const platformKeys = await loadPlatformKeys(storage.db)
   const app = await buildApp({
     config, storage, registry, platformKeys, clock,
-    appAuthTokenResolver: options.appAuthTokenResolver ?? null,
+    // An explicit null (no resolver: every app auth token refused) overrides the default too.
+    appAuthTokenResolver: options.appAuthTokenResolver === undefined
+      ? authorizationTokenResolver : options.appAuthTokenResolver,
     ...(options.logger === undefined ? {} : { logger: options.logger }),
   })
+  const notificationSettings = options.workers?.notifications ?? false
+  const notifications = notificationSettings === false ? null : startNotificationWorker({
+    ...(notificationSettings === true ? {} : notificationSettings), storage, platformKeys, clock,
+    onError: (error) => app.log.error({ err: error }, 'notification worker step failed'),
+  })
+  // Without timers the runner still exists, so tests and the CLI can run the jobs by hand.
+  const jobs = startJobs({ jobs: registry.jobs, storage, clock, timers: options.workers?.jobs === true,
+    onError: (job, error) => app.log.error({ err: error, job }, 'job failed') })
   return {
-    app, storage, registry, config,
+    app, storage, registry, config, workers: { notifications, jobs },
     housekeep: () => housekeep(storage.db, clock.now()),
     async close() {
+      await jobs.stop()
+      await notifications?.stop()
       await app.close()
       await storage.close()
     },
@@ -84,4 +112,5 @@ export async function housekeep(db: Kysely<any>, now: number): Promise<void> {
   await core.deleteFrom('request_nonces').where('expires_at', '<=', now).execute()
   await core.deleteFrom('idempotency_records').where('expires_at', '<=', now).execute()
   await core.deleteFrom('sessions').where('expires_at', '<=', now).execute()
+  await purgeAuthorizationCodes(db, now)
 }

@@ -4,24 +4,35 @@
  * go forward. Names start with an ISO time; a capability added later may carry an older
  * time than migrations already run, so unordered migrations are allowed.
  */
-import { Migrator, type Kysely, type MigrationResult } from 'kysely'
+import { Migrator, sql, type Kysely, type MigrationResult } from 'kysely'
+import type { DialectName } from './database.js'
 import type { CapabilityModule, Migration } from '../capabilities/contract.js'
 import { collectMigrations } from '../capabilities/registry.js'
 import * as core0001 from './migrations/2026-11-25T00-00_core.js'
+import * as authorizations from './migrations/2026-11-25T01-00_authorizations.js'
+import * as notifications from './migrations/2026-11-25T02-00_notifications.js'
 
 export const coreMigrations: Readonly<Record<string, Migration>> = {
   '2026-11-25T00-00_core': core0001,
+  '2026-11-25T01-00_authorizations': authorizations,
+  '2026-11-25T02-00_notifications': notifications,
 }
 
 export class MigrationError extends Error {
   override readonly name = 'MigrationError'
 }
 
-export async function migrateToLatest(db: Kysely<any>, modules: readonly CapabilityModule<any>[])
+export async function migrateToLatest(db: Kysely<any>, modules: readonly CapabilityModule<any>[], dialect: DialectName)
   : Promise<MigrationResult[]> {
   const migrations = collectMigrations(coreMigrations, modules)
+  // Kysely looks for its bookkeeping tables by name across every schema it can see; on
+  // PostgreSQL, name ours explicitly so that another schema's tables are never mistaken for them.
+  const schema = dialect === 'postgres'
+    ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0]?.schema
+    : undefined
   const migrator = new Migrator({
     db,
+    ...(schema === undefined ? {} : { migrationTableSchema: schema }),
     provider: { getMigrations: async () => migrations },
     allowUnorderedMigrations: true,
     migrationTableName: 'baseplate_migrations',

@@ -17,6 +17,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/balances": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read the merchant's pending and available balances
+         * @description Balances of the merchant the app acts for, in the app's environment, as integer fen.
+         */
+        get: operations["getBalances"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/capabilities": {
         parameters: {
             query?: never;
@@ -62,6 +82,46 @@ export interface paths {
         put?: never;
         /** Change the password; ends every session of the user */
         post: operations["changePassword"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/oauth/token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Exchange an app_auth_code, or a refresh token, for an app auth token and a refresh token
+         * @description Like alipay.open.auth.token.app. The tokens are shown once. A code works once, for the app it was issued to; using it again revokes what it issued. Refreshing rotates both tokens. Takes no Idempotency-Key: a stored response would keep the tokens in clear.
+         */
+        post: operations["exchangeAppAuthToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/oauth/token/current": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The authorisation behind the Baseplate-App-Auth-Token header: merchant, scopes, status
+         * @description Like alipay.open.auth.token.app.query. An invalid, expired or revoked token is refused with AUTH_APP_AUTH_TOKEN_INVALID.
+         */
+        get: operations["getCurrentAuthorization"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -137,6 +197,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/organizations/{organization_id}/apps/{app_id}/authorizations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The merchants that authorised the app (developer or above) */
+        get: operations["listAppAuthorizations"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/organizations/{organization_id}/apps/{app_id}/keys": {
         parameters: {
             query?: never;
@@ -166,6 +243,144 @@ export interface paths {
         put?: never;
         /** Stop a key verifying, now */
         post: operations["revokeAppKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/apps/{app_id}/redirect-uris": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The app's registered redirect URIs */
+        get: operations["listAppRedirectUris"];
+        /** Replace the redirect URIs the consent page may send merchants back to (developer or above) */
+        put: operations["setAppRedirectUris"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/apps/{app_id}/webhook-deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The delivery log, newest first: status, attempts, last response and next attempt */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/apps/{app_id}/webhook-deliveries/{delivery_id}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Send a delivery again now, with a fresh retry schedule, whatever its status */
+        post: operations["redeliverWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/apps/{app_id}/webhook-endpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the app's webhook endpoints, enabled and disabled */
+        get: operations["listWebhookEndpoints"];
+        put?: never;
+        /** Register a URL that receives the app's events, signed (webhook-signature v1a) */
+        post: operations["createWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/apps/{app_id}/webhook-endpoints/{endpoint_id}/disable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Stop sending to an endpoint; deliveries still waiting for it become dead */
+        post: operations["disableWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/apps/{app_id}/webhook-endpoints/{endpoint_id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Send a webhook.test event to this endpoint only */
+        post: operations["sendWebhookTestEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/authorizations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The apps the merchant authorised, with app and service provider names (owner or admin) */
+        get: operations["listMerchantAuthorizations"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/authorizations/{authorization_id}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Revoke an authorisation; its tokens stop working at once (owner or admin) */
+        post: operations["revokeAuthorization"];
         delete?: never;
         options?: never;
         head?: never;
@@ -207,6 +422,109 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/royalty-receivers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the merchant's profit-sharing receivers */
+        get: operations["listRoyaltyReceivers"];
+        put?: never;
+        /** Bind an organisation as a profit-sharing receiver */
+        post: operations["bindRoyaltyReceiver"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/royalty-receivers/{receiver_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Unbind a profit-sharing receiver */
+        delete: operations["unbindRoyaltyReceiver"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandbox/consumers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Create a test consumer (sandbox only) */
+        post: operations["createSandboxConsumer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandbox/consumers/{consumer_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Read a test consumer and its wallet balance */
+        get: operations["getSandboxConsumer"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandbox/consumers/{consumer_id}/payment-codes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The payment code a consumer would show at a till (one-time, 60 s; or reusable in the sandbox) */
+        post: operations["mintPaymentCode"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandbox/consumers/{consumer_id}/top-ups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Add free sandbox money to a test consumer's wallet */
+        post: operations["topUpSandboxConsumer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/sessions": {
         parameters: {
             query?: never;
@@ -236,6 +554,23 @@ export interface paths {
         post?: never;
         /** End the current session */
         delete: operations["logOut"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/settlements": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Settle the merchant's trades whose settlement delay has passed */
+        post: operations["settleDueTrades"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -304,6 +639,196 @@ export interface paths {
         put?: never;
         /** Close a store */
         post: operations["closeStore"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/trades": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Create a trade for a known buyer, who pays on its pay page (qr_code) */
+        post: operations["createTrade"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/trades/{trade_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Query a trade */
+        get: operations["getTrade"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/trades/{trade_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Cancel: close an unpaid trade, or refund all of a paid one */
+        post: operations["cancelTrade"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/trades/{trade_id}/close": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Close an unpaid trade */
+        post: operations["closeTrade"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/trades/{trade_id}/refunds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Refund part or all of a paid trade; idempotent on out_request_no */
+        post: operations["refundTrade"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/trades/{trade_id}/refunds/{out_request_no}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Query a refund by your out_request_no */
+        get: operations["getRefund"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/trades/{trade_id}/royalties": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Pay bound receivers a share of a paid trade; idempotent on out_request_no */
+        post: operations["settleRoyalty"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/trades/{trade_id}/royalties/{out_request_no}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Query a profit-sharing request */
+        get: operations["getRoyalty"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/trades/lookup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Query a trade by your out_trade_no */
+        get: operations["lookupTrade"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/trades/pay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Barcode payment: charge the payment code the consumer shows at the till
+         * @description Returns the trade paid, or waiting (wait_buyer_pay) when the channel has not answered yet: query it again. A decline or an insufficient balance is an error and records nothing.
+         */
+        post: operations["payTrade"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/trades/precreate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Create a trade and a QR payload whose URL opens the consumer's pay page */
+        post: operations["precreateTrade"];
         delete?: never;
         options?: never;
         head?: never;
@@ -392,6 +917,78 @@ export interface operations {
                         }[];
                         /** @description True when more items follow the last one returned */
                         has_more: boolean;
+                    };
+                };
+            };
+        };
+    };
+    getBalances: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Settled funds. Integer fen (分, 1/100 CNY); never a float */
+                        available_amount: number;
+                        /** @enum {string} */
+                        currency: "CNY";
+                        /** @description The calling app's environment; sandbox and live money never mix */
+                        environment: "sandbox" | "live";
+                        /** @enum {string} */
+                        object: "balance";
+                        /** @description A org_ identifier */
+                        organization_id: string;
+                        /** @description Funds from payments that are not settled yet. Integer fen (分, 1/100 CNY); never a float */
+                        pending_amount: number;
                     };
                 };
             };
@@ -617,6 +1214,190 @@ export interface operations {
                 content: {
                     "application/json": {
                         changed: boolean;
+                    };
+                };
+            };
+        };
+    };
+    exchangeAppAuthToken: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description With authorization_code */
+                    code?: string;
+                    grant_type: "authorization_code" | "refresh_token";
+                    /** @description With refresh_token */
+                    refresh_token?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Shown once; send it as Baseplate-App-Auth-Token */
+                        app_auth_token: string;
+                        /** @description Shown once; exchange it for new tokens before it expires */
+                        app_refresh_token: string;
+                        /** @description A authz_ identifier */
+                        authorization_id: string;
+                        /** @description A org_ identifier */
+                        merchant_id: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        refresh_expires_at: string;
+                        /** @description Granted scopes, sorted */
+                        scopes: string[];
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        token_expires_at: string;
+                    };
+                };
+            };
+        };
+    };
+    getCurrentAuthorization: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description A app_ identifier */
+                        app_id: string;
+                        app_name: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        /** @description The user who approved, or the actor of a sandbox grant */
+                        granted_by: string;
+                        /** @description A authz_ identifier */
+                        id: string;
+                        /** @description A org_ identifier */
+                        isv_organization_id: string;
+                        isv_organization_name: string;
+                        /** @description A org_ identifier */
+                        merchant_id: string;
+                        merchant_name: string;
+                        /** @description merchant: revoked in the console; code_reused: the code it came from was replayed */
+                        revoke_reason: "merchant" | "code_reused" | null;
+                        revoked_at: string | null;
+                        /** @description Granted scopes, sorted */
+                        scopes: string[];
+                        status: "active" | "revoked";
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        token_expires_at: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        updated_at: string;
                     };
                 };
             };
@@ -1003,6 +1784,105 @@ export interface operations {
             };
         };
     };
+    listAppAuthorizations: {
+        parameters: {
+            query?: {
+                limit?: number;
+                starting_after?: string;
+                status?: "active" | "revoked";
+            };
+            header?: never;
+            path: {
+                /** @description A app_ identifier */
+                app_id: string;
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @description A app_ identifier */
+                            app_id: string;
+                            app_name: string;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            /** @description The user who approved, or the actor of a sandbox grant */
+                            granted_by: string;
+                            /** @description A authz_ identifier */
+                            id: string;
+                            /** @description A org_ identifier */
+                            isv_organization_id: string;
+                            isv_organization_name: string;
+                            /** @description A org_ identifier */
+                            merchant_id: string;
+                            merchant_name: string;
+                            /** @description merchant: revoked in the console; code_reused: the code it came from was replayed */
+                            revoke_reason: "merchant" | "code_reused" | null;
+                            revoked_at: string | null;
+                            /** @description Granted scopes, sorted */
+                            scopes: string[];
+                            status: "active" | "revoked";
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            updated_at: string;
+                        }[];
+                        /** @description True when more items follow the last one returned */
+                        has_more: boolean;
+                    };
+                };
+            };
+        };
+    };
     listAppKeys: {
         parameters: {
             query?: never;
@@ -1258,6 +2138,861 @@ export interface operations {
             };
         };
     };
+    listAppRedirectUris: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A app_ identifier */
+                app_id: string;
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description A app_ identifier */
+                        app_id: string;
+                        redirect_uris: string[];
+                    };
+                };
+            };
+        };
+    };
+    setAppRedirectUris: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A app_ identifier */
+                app_id: string;
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description At most 10; https, or http on 127.0.0.1, [::1] or localhost; matched exactly */
+                    redirect_uris: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description A app_ identifier */
+                        app_id: string;
+                        redirect_uris: string[];
+                    };
+                };
+            };
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                /** @description A we_ identifier */
+                endpoint_id?: string;
+                /** @description A evt_ identifier */
+                event_id?: string;
+                limit?: number;
+                /** @description A whd_ identifier */
+                starting_after?: string;
+                status?: "pending" | "delivering" | "delivered" | "dead";
+            };
+            header?: never;
+            path: {
+                /** @description A app_ identifier */
+                app_id: string;
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @description Attempts since the delivery was created or last redelivered */
+                            attempts: number;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            /** @description The last successful attempt */
+                            delivered_at: string | null;
+                            /** @description A we_ identifier */
+                            endpoint_id: string;
+                            /** @description A evt_ identifier */
+                            event_id: string;
+                            event_type: string;
+                            /** @description A whd_ identifier */
+                            id: string;
+                            last_attempt_at: string | null;
+                            last_error: string | null;
+                            /** @description Null after a network error */
+                            last_status_code: number | null;
+                            /** @description Null once delivered or dead */
+                            next_attempt_at: string | null;
+                            status: "pending" | "delivering" | "delivered" | "dead";
+                            url: string;
+                        }[];
+                        /** @description True when more items follow the last one returned */
+                        has_more: boolean;
+                    };
+                };
+            };
+        };
+    };
+    redeliverWebhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A app_ identifier */
+                app_id: string;
+                /** @description A whd_ identifier */
+                delivery_id: string;
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Attempts since the delivery was created or last redelivered */
+                        attempts: number;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        /** @description The last successful attempt */
+                        delivered_at: string | null;
+                        /** @description A we_ identifier */
+                        endpoint_id: string;
+                        /** @description A evt_ identifier */
+                        event_id: string;
+                        event_type: string;
+                        /** @description A whd_ identifier */
+                        id: string;
+                        last_attempt_at: string | null;
+                        last_error: string | null;
+                        /** @description Null after a network error */
+                        last_status_code: number | null;
+                        /** @description Null once delivered or dead */
+                        next_attempt_at: string | null;
+                        status: "pending" | "delivering" | "delivered" | "dead";
+                        url: string;
+                    };
+                };
+            };
+        };
+    };
+    listWebhookEndpoints: {
+        parameters: {
+            query?: {
+                limit?: number;
+                starting_after?: string;
+            };
+            header?: never;
+            path: {
+                /** @description A app_ identifier */
+                app_id: string;
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @description A app_ identifier */
+                            app_id: string;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            disabled_at: string | null;
+                            enabled: boolean;
+                            /** @description A we_ identifier */
+                            id: string;
+                            url: string;
+                        }[];
+                        /** @description True when more items follow the last one returned */
+                        has_more: boolean;
+                    };
+                };
+            };
+        };
+    };
+    createWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A app_ identifier */
+                app_id: string;
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    url: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description A app_ identifier */
+                        app_id: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        disabled_at: string | null;
+                        enabled: boolean;
+                        /** @description A we_ identifier */
+                        id: string;
+                        url: string;
+                    };
+                };
+            };
+        };
+    };
+    disableWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A app_ identifier */
+                app_id: string;
+                /** @description A we_ identifier */
+                endpoint_id: string;
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description A app_ identifier */
+                        app_id: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        disabled_at: string | null;
+                        enabled: boolean;
+                        /** @description A we_ identifier */
+                        id: string;
+                        url: string;
+                    };
+                };
+            };
+        };
+    };
+    sendWebhookTestEvent: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A app_ identifier */
+                app_id: string;
+                /** @description A we_ identifier */
+                endpoint_id: string;
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Attempts since the delivery was created or last redelivered */
+                        attempts: number;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        /** @description The last successful attempt */
+                        delivered_at: string | null;
+                        /** @description A we_ identifier */
+                        endpoint_id: string;
+                        /** @description A evt_ identifier */
+                        event_id: string;
+                        event_type: string;
+                        /** @description A whd_ identifier */
+                        id: string;
+                        last_attempt_at: string | null;
+                        last_error: string | null;
+                        /** @description Null after a network error */
+                        last_status_code: number | null;
+                        /** @description Null once delivered or dead */
+                        next_attempt_at: string | null;
+                        status: "pending" | "delivering" | "delivered" | "dead";
+                        url: string;
+                    };
+                };
+            };
+        };
+    };
+    listMerchantAuthorizations: {
+        parameters: {
+            query?: {
+                limit?: number;
+                starting_after?: string;
+                status?: "active" | "revoked";
+            };
+            header?: never;
+            path: {
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /** @description A app_ identifier */
+                            app_id: string;
+                            app_name: string;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            /** @description The user who approved, or the actor of a sandbox grant */
+                            granted_by: string;
+                            /** @description A authz_ identifier */
+                            id: string;
+                            /** @description A org_ identifier */
+                            isv_organization_id: string;
+                            isv_organization_name: string;
+                            /** @description A org_ identifier */
+                            merchant_id: string;
+                            merchant_name: string;
+                            /** @description merchant: revoked in the console; code_reused: the code it came from was replayed */
+                            revoke_reason: "merchant" | "code_reused" | null;
+                            revoked_at: string | null;
+                            /** @description Granted scopes, sorted */
+                            scopes: string[];
+                            status: "active" | "revoked";
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            updated_at: string;
+                        }[];
+                        /** @description True when more items follow the last one returned */
+                        has_more: boolean;
+                    };
+                };
+            };
+        };
+    };
+    revokeAuthorization: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A authz_ identifier */
+                authorization_id: string;
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description A app_ identifier */
+                        app_id: string;
+                        app_name: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        /** @description The user who approved, or the actor of a sandbox grant */
+                        granted_by: string;
+                        /** @description A authz_ identifier */
+                        id: string;
+                        /** @description A org_ identifier */
+                        isv_organization_id: string;
+                        isv_organization_name: string;
+                        /** @description A org_ identifier */
+                        merchant_id: string;
+                        merchant_name: string;
+                        /** @description merchant: revoked in the console; code_reused: the code it came from was replayed */
+                        revoke_reason: "merchant" | "code_reused" | null;
+                        revoked_at: string | null;
+                        /** @description Granted scopes, sorted */
+                        scopes: string[];
+                        status: "active" | "revoked";
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        updated_at: string;
+                    };
+                };
+            };
+        };
+    };
     listMembers: {
         parameters: {
             query?: never;
@@ -1473,6 +3208,542 @@ export interface operations {
             };
         };
     };
+    listRoyaltyReceivers: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            memo: string | null;
+                            name: string;
+                            /** @description A org_ identifier */
+                            receiver_id: string;
+                        }[];
+                    };
+                };
+            };
+        };
+    };
+    bindRoyaltyReceiver: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    memo?: string;
+                    name: string;
+                    /** @description A org_ identifier */
+                    receiver_id: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        memo: string | null;
+                        name: string;
+                        /** @description A org_ identifier */
+                        receiver_id: string;
+                    };
+                };
+            };
+        };
+    };
+    unbindRoyaltyReceiver: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A org_ identifier */
+                receiver_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        receiver_id: string;
+                        unbound: boolean;
+                    };
+                };
+            };
+        };
+    };
+    createSandboxConsumer: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    display_name: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Wallet balance, fen */
+                        balance: number;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        display_name: string;
+                        environment: "sandbox" | "live";
+                        /** @description A cons_ identifier */
+                        id: string;
+                    };
+                };
+            };
+        };
+    };
+    getSandboxConsumer: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+            };
+            path: {
+                /** @description A cons_ identifier */
+                consumer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Wallet balance, fen */
+                        balance: number;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        display_name: string;
+                        environment: "sandbox" | "live";
+                        /** @description A cons_ identifier */
+                        id: string;
+                    };
+                };
+            };
+        };
+    };
+    mintPaymentCode: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A cons_ identifier */
+                consumer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Sandbox only: a code that works many times, for tests */
+                    reusable?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description 18 digits, shown once */
+                        code: string;
+                        /** @description A cons_ identifier */
+                        consumer_id: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        expires_at: string;
+                        reusable: boolean;
+                    };
+                };
+            };
+        };
+    };
+    topUpSandboxConsumer: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key": string;
+            };
+            path: {
+                /** @description A cons_ identifier */
+                consumer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Amount in fen, at most 100,000,000 (¥1,000,000.00) */
+                    amount: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Wallet balance, fen */
+                        balance: number;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        display_name: string;
+                        environment: "sandbox" | "live";
+                        /** @description A cons_ identifier */
+                        id: string;
+                    };
+                };
+            };
+        };
+    };
     logIn: {
         parameters: {
             query?: never;
@@ -1603,6 +3874,73 @@ export interface operations {
                 content: {
                     "application/json": {
                         ended: boolean;
+                    };
+                };
+            };
+        };
+    };
+    settleDueTrades: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Credited to ISVs, fen */
+                        commission_amount: number;
+                        /** @description Moved from pending to available, fen */
+                        settled_amount: number;
+                        settled_trades: number;
                     };
                 };
             };
@@ -2028,6 +4366,1130 @@ export interface operations {
                         /** @description The merchant's own store number, unique per merchant */
                         out_store_no: string;
                         status: "open" | "closed";
+                    };
+                };
+            };
+        };
+    };
+    createTrade: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description A cons_ identifier */
+                    buyer_id: string;
+                    /** @description Your order number; unique per merchant, and the natural idempotency key */
+                    out_trade_no: string;
+                    store_id?: string;
+                    subject: string;
+                    /** @description Close the trade if unpaid after this long (default 900) */
+                    timeout_seconds?: number;
+                    /** @description Amount in fen (1/100 CNY) */
+                    total_amount: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description A app_ identifier */
+                        app_id: string;
+                        buyer_id: string | null;
+                        channel: "wallet" | "sandbox" | null;
+                        close_reason: string | null;
+                        closed_at: string | null;
+                        commission_policy_version: number;
+                        commission_share_bps: number;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        environment: "sandbox" | "live";
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        expires_at: string;
+                        /** @description Platform fee charged to the merchant, fen */
+                        fee_amount: number;
+                        /** @description Version of payment.fee_rate_bps that priced this trade (0 = default) */
+                        fee_policy_version: number;
+                        fee_rate_bps: number;
+                        /** @description A trade_ identifier */
+                        id: string;
+                        kind: "create" | "precreate" | "barcode";
+                        /** @description A org_ identifier */
+                        merchant_id: string;
+                        out_trade_no: string;
+                        paid_at: string | null;
+                        /** @description URL of the pay page (precreate) */
+                        qr_code: string | null;
+                        refunded_amount: number;
+                        settle_status: "unsettled" | "settled";
+                        settled_at: string | null;
+                        /** @description wait_buyer_pay -> paid -> fully_refunded; wait_buyer_pay -> closed (closed, cancelled, expired) */
+                        status: "wait_buyer_pay" | "paid" | "closed" | "fully_refunded";
+                        store_id: string | null;
+                        subject: string;
+                        total_amount: number;
+                    };
+                };
+            };
+        };
+    };
+    getTrade: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+            };
+            path: {
+                /** @description A trade_ identifier */
+                trade_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description A app_ identifier */
+                        app_id: string;
+                        buyer_id: string | null;
+                        channel: "wallet" | "sandbox" | null;
+                        close_reason: string | null;
+                        closed_at: string | null;
+                        commission_policy_version: number;
+                        commission_share_bps: number;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        environment: "sandbox" | "live";
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        expires_at: string;
+                        /** @description Platform fee charged to the merchant, fen */
+                        fee_amount: number;
+                        /** @description Version of payment.fee_rate_bps that priced this trade (0 = default) */
+                        fee_policy_version: number;
+                        fee_rate_bps: number;
+                        /** @description A trade_ identifier */
+                        id: string;
+                        kind: "create" | "precreate" | "barcode";
+                        /** @description A org_ identifier */
+                        merchant_id: string;
+                        out_trade_no: string;
+                        paid_at: string | null;
+                        /** @description URL of the pay page (precreate) */
+                        qr_code: string | null;
+                        refunded_amount: number;
+                        settle_status: "unsettled" | "settled";
+                        settled_at: string | null;
+                        /** @description wait_buyer_pay -> paid -> fully_refunded; wait_buyer_pay -> closed (closed, cancelled, expired) */
+                        status: "wait_buyer_pay" | "paid" | "closed" | "fully_refunded";
+                        store_id: string | null;
+                        subject: string;
+                        total_amount: number;
+                    };
+                };
+            };
+        };
+    };
+    cancelTrade: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A trade_ identifier */
+                trade_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        action: "close" | "refund";
+                        trade: {
+                            /** @description A app_ identifier */
+                            app_id: string;
+                            buyer_id: string | null;
+                            channel: "wallet" | "sandbox" | null;
+                            close_reason: string | null;
+                            closed_at: string | null;
+                            commission_policy_version: number;
+                            commission_share_bps: number;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            environment: "sandbox" | "live";
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            expires_at: string;
+                            /** @description Platform fee charged to the merchant, fen */
+                            fee_amount: number;
+                            /** @description Version of payment.fee_rate_bps that priced this trade (0 = default) */
+                            fee_policy_version: number;
+                            fee_rate_bps: number;
+                            /** @description A trade_ identifier */
+                            id: string;
+                            kind: "create" | "precreate" | "barcode";
+                            /** @description A org_ identifier */
+                            merchant_id: string;
+                            out_trade_no: string;
+                            paid_at: string | null;
+                            /** @description URL of the pay page (precreate) */
+                            qr_code: string | null;
+                            refunded_amount: number;
+                            settle_status: "unsettled" | "settled";
+                            settled_at: string | null;
+                            /** @description wait_buyer_pay -> paid -> fully_refunded; wait_buyer_pay -> closed (closed, cancelled, expired) */
+                            status: "wait_buyer_pay" | "paid" | "closed" | "fully_refunded";
+                            store_id: string | null;
+                            subject: string;
+                            total_amount: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    closeTrade: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A trade_ identifier */
+                trade_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description A app_ identifier */
+                        app_id: string;
+                        buyer_id: string | null;
+                        channel: "wallet" | "sandbox" | null;
+                        close_reason: string | null;
+                        closed_at: string | null;
+                        commission_policy_version: number;
+                        commission_share_bps: number;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        environment: "sandbox" | "live";
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        expires_at: string;
+                        /** @description Platform fee charged to the merchant, fen */
+                        fee_amount: number;
+                        /** @description Version of payment.fee_rate_bps that priced this trade (0 = default) */
+                        fee_policy_version: number;
+                        fee_rate_bps: number;
+                        /** @description A trade_ identifier */
+                        id: string;
+                        kind: "create" | "precreate" | "barcode";
+                        /** @description A org_ identifier */
+                        merchant_id: string;
+                        out_trade_no: string;
+                        paid_at: string | null;
+                        /** @description URL of the pay page (precreate) */
+                        qr_code: string | null;
+                        refunded_amount: number;
+                        settle_status: "unsettled" | "settled";
+                        settled_at: string | null;
+                        /** @description wait_buyer_pay -> paid -> fully_refunded; wait_buyer_pay -> closed (closed, cancelled, expired) */
+                        status: "wait_buyer_pay" | "paid" | "closed" | "fully_refunded";
+                        store_id: string | null;
+                        subject: string;
+                        total_amount: number;
+                    };
+                };
+            };
+        };
+    };
+    refundTrade: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A trade_ identifier */
+                trade_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Amount in fen (1/100 CNY) */
+                    amount: number;
+                    /** @description Your refund number; unique per trade, the idempotency key of the refund */
+                    out_request_no: string;
+                    reason?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        amount: number;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        fee_refund_amount: number;
+                        /** @description A refund_ identifier */
+                        id: string;
+                        out_request_no: string;
+                        reason: string | null;
+                        /** @enum {string} */
+                        status: "succeeded";
+                        /** @description A trade_ identifier */
+                        trade_id: string;
+                        /** @description Total refunded on the trade after this refund */
+                        trade_refunded_amount: number;
+                    };
+                };
+            };
+        };
+    };
+    getRefund: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+            };
+            path: {
+                /** @description Your refund number */
+                out_request_no: string;
+                /** @description A trade_ identifier */
+                trade_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        amount: number;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        fee_refund_amount: number;
+                        /** @description A refund_ identifier */
+                        id: string;
+                        out_request_no: string;
+                        reason: string | null;
+                        /** @enum {string} */
+                        status: "succeeded";
+                        /** @description A trade_ identifier */
+                        trade_id: string;
+                        /** @description Total refunded on the trade after this refund */
+                        trade_refunded_amount: number;
+                    };
+                };
+            };
+        };
+    };
+    settleRoyalty: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A trade_ identifier */
+                trade_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Your profit-sharing request number; unique per trade */
+                    out_request_no: string;
+                    royalties: {
+                        /** @description Amount in fen (1/100 CNY) */
+                        amount: number;
+                        /** @description A org_ identifier */
+                        receiver_id: string;
+                    }[];
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        out_request_no: string;
+                        royalties: {
+                            amount: number;
+                            /** @description A org_ identifier */
+                            receiver_id: string;
+                            /** @enum {string} */
+                            status: "succeeded";
+                        }[];
+                        /** @description A trade_ identifier */
+                        trade_id: string;
+                    };
+                };
+            };
+        };
+    };
+    getRoyalty: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+            };
+            path: {
+                /** @description Your request number */
+                out_request_no: string;
+                /** @description A trade_ identifier */
+                trade_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        out_request_no: string;
+                        royalties: {
+                            amount: number;
+                            /** @description A org_ identifier */
+                            receiver_id: string;
+                            /** @enum {string} */
+                            status: "succeeded";
+                        }[];
+                        /** @description A trade_ identifier */
+                        trade_id: string;
+                    };
+                };
+            };
+        };
+    };
+    lookupTrade: {
+        parameters: {
+            query: {
+                /** @description Your order number */
+                out_trade_no: string;
+            };
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description A app_ identifier */
+                        app_id: string;
+                        buyer_id: string | null;
+                        channel: "wallet" | "sandbox" | null;
+                        close_reason: string | null;
+                        closed_at: string | null;
+                        commission_policy_version: number;
+                        commission_share_bps: number;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        environment: "sandbox" | "live";
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        expires_at: string;
+                        /** @description Platform fee charged to the merchant, fen */
+                        fee_amount: number;
+                        /** @description Version of payment.fee_rate_bps that priced this trade (0 = default) */
+                        fee_policy_version: number;
+                        fee_rate_bps: number;
+                        /** @description A trade_ identifier */
+                        id: string;
+                        kind: "create" | "precreate" | "barcode";
+                        /** @description A org_ identifier */
+                        merchant_id: string;
+                        out_trade_no: string;
+                        paid_at: string | null;
+                        /** @description URL of the pay page (precreate) */
+                        qr_code: string | null;
+                        refunded_amount: number;
+                        settle_status: "unsettled" | "settled";
+                        settled_at: string | null;
+                        /** @description wait_buyer_pay -> paid -> fully_refunded; wait_buyer_pay -> closed (closed, cancelled, expired) */
+                        status: "wait_buyer_pay" | "paid" | "closed" | "fully_refunded";
+                        store_id: string | null;
+                        subject: string;
+                        total_amount: number;
+                    };
+                };
+            };
+        };
+    };
+    payTrade: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The payment code the consumer shows (or a sandbox script: sandbox-success, sandbox-decline, sandbox-pending, sandbox-timeout) */
+                    auth_code: string;
+                    /** @description Your order number; unique per merchant, and the natural idempotency key */
+                    out_trade_no: string;
+                    /** @enum {string} */
+                    scene?: "bar_code";
+                    store_id?: string;
+                    subject: string;
+                    /** @description Close the trade if unpaid after this long (default 900) */
+                    timeout_seconds?: number;
+                    /** @description Amount in fen (1/100 CNY) */
+                    total_amount: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description A app_ identifier */
+                        app_id: string;
+                        buyer_id: string | null;
+                        channel: "wallet" | "sandbox" | null;
+                        close_reason: string | null;
+                        closed_at: string | null;
+                        commission_policy_version: number;
+                        commission_share_bps: number;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        environment: "sandbox" | "live";
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        expires_at: string;
+                        /** @description Platform fee charged to the merchant, fen */
+                        fee_amount: number;
+                        /** @description Version of payment.fee_rate_bps that priced this trade (0 = default) */
+                        fee_policy_version: number;
+                        fee_rate_bps: number;
+                        /** @description A trade_ identifier */
+                        id: string;
+                        kind: "create" | "precreate" | "barcode";
+                        /** @description A org_ identifier */
+                        merchant_id: string;
+                        out_trade_no: string;
+                        paid_at: string | null;
+                        /** @description URL of the pay page (precreate) */
+                        qr_code: string | null;
+                        refunded_amount: number;
+                        settle_status: "unsettled" | "settled";
+                        settled_at: string | null;
+                        /** @description wait_buyer_pay -> paid -> fully_refunded; wait_buyer_pay -> closed (closed, cancelled, expired) */
+                        status: "wait_buyer_pay" | "paid" | "closed" | "fully_refunded";
+                        store_id: string | null;
+                        subject: string;
+                        total_amount: number;
+                    };
+                };
+            };
+        };
+    };
+    precreateTrade: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Act for a merchant that authorised the app */
+                "baseplate-app-auth-token"?: string;
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description Your order number; unique per merchant, and the natural idempotency key */
+                    out_trade_no: string;
+                    store_id?: string;
+                    subject: string;
+                    /** @description Close the trade if unpaid after this long (default 900) */
+                    timeout_seconds?: number;
+                    /** @description Amount in fen (1/100 CNY) */
+                    total_amount: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description A app_ identifier */
+                        app_id: string;
+                        buyer_id: string | null;
+                        channel: "wallet" | "sandbox" | null;
+                        close_reason: string | null;
+                        closed_at: string | null;
+                        commission_policy_version: number;
+                        commission_share_bps: number;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        environment: "sandbox" | "live";
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        expires_at: string;
+                        /** @description Platform fee charged to the merchant, fen */
+                        fee_amount: number;
+                        /** @description Version of payment.fee_rate_bps that priced this trade (0 = default) */
+                        fee_policy_version: number;
+                        fee_rate_bps: number;
+                        /** @description A trade_ identifier */
+                        id: string;
+                        kind: "create" | "precreate" | "barcode";
+                        /** @description A org_ identifier */
+                        merchant_id: string;
+                        out_trade_no: string;
+                        paid_at: string | null;
+                        /** @description URL of the pay page (precreate) */
+                        qr_code: string | null;
+                        refunded_amount: number;
+                        settle_status: "unsettled" | "settled";
+                        settled_at: string | null;
+                        /** @description wait_buyer_pay -> paid -> fully_refunded; wait_buyer_pay -> closed (closed, cancelled, expired) */
+                        status: "wait_buyer_pay" | "paid" | "closed" | "fully_refunded";
+                        store_id: string | null;
+                        subject: string;
+                        total_amount: number;
                     };
                 };
             };

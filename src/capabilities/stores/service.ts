@@ -15,6 +15,8 @@ import type { CreateStoreInput, StoreView } from './schema.js'
 export interface StoresTable {
   id: string
   organization_id: string
+  /** Sandbox and live keep separate data, as they keep separate apps and keys. */
+  environment: 'sandbox' | 'live'
   out_store_no: string
   name: string
   address: string
@@ -41,8 +43,9 @@ export function createStoreService(context: CapabilityContext) {
   async function find(db: Kysely<any>, principal: AppPrincipal, storeId: string): Promise<StoresTable> {
     // Every query is scoped by the tenant: another tenant's store is simply not found.
     const row = await (db as Db).selectFrom('stores').selectAll().where('id', '=', storeId)
-      .where('organization_id', '=', principal.tenantId).executeTakeFirst()
-    if (row === undefined) throw new AppError('STORES_NOT_FOUND', { field: 'store_id' })
+      .where('organization_id', '=', principal.tenantId).where('environment', '=', principal.environment)
+      .executeTakeFirst()
+    if (row === undefined) throw new AppError('STORES_NOT_FOUND', { field: 'params.store_id' })
     return row
   }
 
@@ -51,21 +54,23 @@ export function createStoreService(context: CapabilityContext) {
       const limit = await context.policy.get<number>(db, openStoresMaxKey,
         { merchantId: principal.tenantId, at: now })
       const open = await (db as Db).selectFrom('stores').select((eb) => eb.fn.countAll<number>().as('count'))
-        .where('organization_id', '=', principal.tenantId).where('status', '=', 'open').executeTakeFirstOrThrow()
+        .where('organization_id', '=', principal.tenantId).where('environment', '=', principal.environment)
+        .where('status', '=', 'open').executeTakeFirstOrThrow()
       if (Number(open.count) >= limit.value) {
         throw new AppError('STORES_LIMIT_REACHED', {
           message: `The merchant has ${open.count} open stores; the limit (policy version ${limit.version}) is ${limit.value}`,
         })
       }
       const row: StoresTable = {
-        id: newId('store'), organization_id: principal.tenantId, out_store_no: input.out_store_no,
+        id: newId('store'), organization_id: principal.tenantId, environment: principal.environment,
+        out_store_no: input.out_store_no,
         name: input.name, address: input.address, city_code: input.city_code ?? null, status: 'open',
         created_by_app_id: principal.appId, created_at: now, closed_at: null,
       }
       try {
         await (db as Db).insertInto('stores').values(row).execute()
       } catch (error) {
-        if (isUniqueViolation(error)) throw new AppError('STORES_OUT_STORE_NO_TAKEN', { field: 'out_store_no' })
+        if (isUniqueViolation(error)) throw new AppError('STORES_OUT_STORE_NO_TAKEN', { field: 'body.out_store_no' })
         throw error
       }
       const result = view(row)
@@ -81,6 +86,7 @@ export function createStoreService(context: CapabilityContext) {
       query: { limit?: number; starting_after?: string; status?: 'open' | 'closed' }) {
       const limit = query.limit ?? 20
       let select = (db as Db).selectFrom('stores').selectAll().where('organization_id', '=', principal.tenantId)
+        .where('environment', '=', principal.environment)
       if (query.status !== undefined) select = select.where('status', '=', query.status)
       if (query.starting_after !== undefined) select = select.where('id', '>', query.starting_after)
       return toPage(await select.orderBy('id').limit(limit + 1).execute(), limit, view)

@@ -24,7 +24,7 @@ export interface ParsedPublicKey {
   readonly keyObject: crypto.KeyObject
 }
 
-export function parsePublicKey(text: string, field = 'public_key_pem'): ParsedPublicKey {
+export function parsePublicKey(text: string, field = 'body.public_key_pem'): ParsedPublicKey {
   const trimmed = text.trim()
   if (trimmed.length > pemLengthMax) throw new AppError('APP_KEY_PEM_MALFORMED', { field, message: 'The PEM is too long' })
   if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(trimmed)) throw new AppError('APP_KEY_PRIVATE_KEY_SENT', { field })

@@ -115,7 +115,7 @@ export function appRoutes(platformKeys: () => ReadonlyMap<AppEnvironment, Platfo
       },
       handler: async ({ params }) => {
         const key = platformKeys().get(params.environment as AppEnvironment)
-        if (key === undefined) throw new AppError('PLATFORM_ENVIRONMENT_UNKNOWN', { field: 'environment' })
+        if (key === undefined) throw new AppError('PLATFORM_ENVIRONMENT_UNKNOWN', { field: 'params.environment' })
         return { environment: key.environment, key_id: key.keyId, algorithm: 'Ed25519' as const,
           public_key_pem: key.publicKeyPem }
       },

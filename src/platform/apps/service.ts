@@ -37,7 +37,7 @@ export async function getApp(db: Kysely<any>, principal: UserPrincipal, organiza
   await requireMember(db, principal, organizationId, 'read')
   const app = await (db as Db).selectFrom('apps').selectAll().where('id', '=', appId)
     .where('organization_id', '=', organizationId).executeTakeFirst()
-  if (app === undefined) throw new AppError('APP_NOT_FOUND', { field: 'app_id' })
+  if (app === undefined) throw new AppError('APP_NOT_FOUND', { field: 'params.app_id' })
   return app
 }
 
@@ -48,7 +48,7 @@ export async function registerKey(db: Kysely<any>, principal: UserPrincipal, org
   const parsed = parsePublicKey(input.publicKeyPem)
   const active = await activeKeys(db, appId, now)
   if (active.some((key) => key.fingerprint === parsed.fingerprint)) {
-    throw new AppError('APP_KEY_ALREADY_REGISTERED', { field: 'public_key_pem' })
+    throw new AppError('APP_KEY_ALREADY_REGISTERED', { field: 'body.public_key_pem' })
   }
   if (active.length >= activeKeysMax) throw new AppError('APP_KEY_LIMIT_REACHED')
   const overlapEnd = now + input.overlapS * 1000
@@ -66,7 +66,7 @@ export async function registerKey(db: Kysely<any>, principal: UserPrincipal, org
     await (db as Db).insertInto('app_keys').values(row).execute()
   } catch (error) {
     // The same key registered before and since expired: refuse rather than revive it.
-    if (isUniqueViolation(error)) throw new AppError('APP_KEY_ALREADY_REGISTERED', { field: 'public_key_pem' })
+    if (isUniqueViolation(error)) throw new AppError('APP_KEY_ALREADY_REGISTERED', { field: 'body.public_key_pem' })
     throw error
   }
   await appendAudit(db, { actor: principal.userId, action: 'app.key_registered', target: appId,
@@ -81,7 +81,7 @@ export async function revokeKey(db: Kysely<any>, principal: UserPrincipal, organ
   await getApp(db, principal, organizationId, appId)
   const key = await (db as Db).selectFrom('app_keys').selectAll().where('id', '=', keyId)
     .where('app_id', '=', appId).executeTakeFirst()
-  if (key === undefined) throw new AppError('APP_KEY_NOT_FOUND', { field: 'key_id' })
+  if (key === undefined) throw new AppError('APP_KEY_NOT_FOUND', { field: 'params.key_id' })
   if (key.not_after === null || key.not_after > now) {
     await (db as Db).updateTable('app_keys').set({ not_after: now }).where('id', '=', keyId).execute()
     await appendAudit(db, { actor: principal.userId, action: 'app.key_revoked', target: appId,

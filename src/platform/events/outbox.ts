@@ -5,6 +5,7 @@
  *
  * @example
  * await events.emit(tx, { type: 'stores.created', organizationId, payload: view }, now)
+ * await events.emit(tx, { type: 'payment.trade.created', organizationId, appId: principal.appId, payload }, now)
  */
 import type { TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
@@ -17,8 +18,17 @@ import { newId } from '../ids.js'
 export interface EventInput {
   readonly type: string
   readonly organizationId: string
+  /**
+   * The app to notify (usually the acting app, `principal.appId`); its environment signs and
+   * labels the webhook. Null or absent: every app of `organizationId`, each in its own
+   * environment (see docs/decisions/0008-webhooks.md).
+   */
+  readonly appId?: string | null
   readonly payload: Readonly<Record<string, unknown>>
 }
+
+/** The outbox row as this module writes it; `app_id` came with the notifications migration. */
+type OutboxTables = { outbox_events: CoreTables['outbox_events'] & { app_id: string | null } }
 
 export interface EventPublisher {
   emit(db: Kysely<any>, event: EventInput, now: number): Promise<string>
@@ -31,8 +41,8 @@ export function createEventPublisher(schemas: ReadonlyMap<string, TSchema>): Eve
       assert(schema !== undefined, `event type ${event.type} is not declared by any capability`)
       assert(Value.Check(schema, event.payload), `payload of ${event.type} does not match its schema`)
       const id = newId('evt')
-      await (db as Kysely<CoreTables>).insertInto('outbox_events').values({
-        id, type: event.type, organization_id: event.organizationId,
+      await (db as Kysely<OutboxTables>).insertInto('outbox_events').values({
+        id, type: event.type, organization_id: event.organizationId, app_id: event.appId ?? null,
         payload: JSON.stringify(event.payload), created_at: now,
       }).execute()
       return id

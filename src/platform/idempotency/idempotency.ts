@@ -22,7 +22,7 @@ export interface IdempotencyRequest {
   /** Who owns the key: `app:<app id>:<tenant>` or `user:<user id>`. */
   readonly principal: string
   readonly key: string
-  /** SHA-256 of the request's method, path, tenant and body. */
+  /** SHA-256 of the request's method, path with query, and raw body; the tenant is in `principal`. */
   readonly fingerprint: string
   readonly now: number
   readonly ttlS: number

@@ -34,7 +34,7 @@ export async function createUser(db: Kysely<any>, input: { email: string; passwo
       is_operator: input.isOperator === true ? 1 : 0, created_at: now,
     }).execute()
   } catch (error) {
-    if (isUniqueViolation(error)) throw new AppError('IDENTITY_EMAIL_TAKEN', { field: 'email' })
+    if (isUniqueViolation(error)) throw new AppError('IDENTITY_EMAIL_TAKEN', { field: 'body.email' })
     throw error
   }
   await appendAudit(db, { actor, action: 'user.created', target: id, data: { email, operator: input.isOperator === true } }, now)
@@ -99,11 +99,11 @@ export async function changePassword(db: Kysely<any>, principal: UserPrincipal, 
   const user = await (db as Db).selectFrom('users').selectAll().where('id', '=', principal.userId)
     .executeTakeFirstOrThrow()
   if (!(await verifyPassword(current, user.password_hash))) {
-    throw new AppError('AUTH_INVALID_CREDENTIALS', { field: 'current_password', message: 'The current password is wrong' })
+    throw new AppError('AUTH_INVALID_CREDENTIALS', { field: 'body.current_password', message: 'The current password is wrong' })
   }
   await (db as Db).updateTable('users').set({ password_hash: await hashPassword(next) })
     .where('id', '=', user.id).execute()
-  // Every other session of this user ends: a changed password must lock out whoever had it.
+  // Every session of this user ends, this one too: a changed password must lock out whoever had it.
   await (db as Db).deleteFrom('sessions').where('user_id', '=', user.id).execute()
   await appendAudit(db, { actor: user.id, action: 'user.password_changed', target: user.id, data: {} }, now)
 }
@@ -123,7 +123,7 @@ export async function requireMember(db: Kysely<any>, principal: UserPrincipal, o
         .executeTakeFirst()
       if (exists !== undefined) return 'operator'
     }
-    throw new AppError('IDENTITY_ORGANIZATION_NOT_FOUND', { field: 'organization_id' })
+    throw new AppError('IDENTITY_ORGANIZATION_NOT_FOUND', { field: 'params.organization_id' })
   }
   if (allowed !== 'read' && !allowed.includes(membership.role)) {
     throw new AppError('AUTH_FORBIDDEN', { message: `Your role (${membership.role}) may not do this` })
@@ -136,13 +136,13 @@ export async function addMember(db: Kysely<any>, principal: UserPrincipal, organ
   await requireMember(db, principal, organizationId, writeRoles)
   const user = await (db as Db).selectFrom('users').select(['id', 'email']).where('email', '=', email.toLowerCase())
     .executeTakeFirst()
-  if (user === undefined) throw new AppError('IDENTITY_USER_NOT_FOUND', { field: 'email' })
+  if (user === undefined) throw new AppError('IDENTITY_USER_NOT_FOUND', { field: 'body.email' })
   try {
     await (db as Db).insertInto('memberships').values({
       organization_id: organizationId, user_id: user.id, role, created_at: now,
     }).execute()
   } catch (error) {
-    if (isUniqueViolation(error)) throw new AppError('IDENTITY_MEMBER_EXISTS', { field: 'email' })
+    if (isUniqueViolation(error)) throw new AppError('IDENTITY_MEMBER_EXISTS', { field: 'body.email' })
     throw error
   }
   await appendAudit(db, { actor: principal.userId, action: 'membership.added', target: organizationId,

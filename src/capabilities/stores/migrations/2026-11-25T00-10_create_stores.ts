@@ -5,6 +5,7 @@ export async function up(db: Kysely<any>): Promise<void> {
   await db.schema.createTable('stores')
     .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('organization_id', 'text', (c) => c.notNull())
+    .addColumn('environment', 'text', (c) => c.notNull())
     .addColumn('out_store_no', 'text', (c) => c.notNull())
     .addColumn('name', 'text', (c) => c.notNull())
     .addColumn('address', 'text', (c) => c.notNull())
@@ -13,10 +14,10 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('created_by_app_id', 'text')
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .addColumn('closed_at', 'bigint')
-    .addUniqueConstraint('stores_out_store_no', ['organization_id', 'out_store_no'])
+    .addUniqueConstraint('stores_out_store_no', ['organization_id', 'environment', 'out_store_no'])
     .execute()
   await db.schema.createIndex('stores_organization_status').on('stores')
-    .columns(['organization_id', 'status']).execute()
+    .columns(['organization_id', 'environment', 'status']).execute()
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

@@ -1,0 +1,207 @@
+/**
+ * Delivery: claim due deliveries, POST each signed body, record the outcome.
+ *
+ * A claim is a short transaction that moves due rows to `delivering` with a lease
+ * (`locked_until`) and a fresh `lock_token`; the HTTP calls happen after it commits. On
+ * PostgreSQL the claim's `FOR UPDATE SKIP LOCKED` lets any number of workers, in any number
+ * of processes, share the queue without waiting on each other or taking the same row. A
+ * worker that dies leaves its rows `delivering`; once the lease passes they are due again.
+ * Outcomes are recorded only under the claim's token, so a worker that outlived its lease
+ * cannot overwrite what the worker that re-claimed the row recorded.
+ *
+ * @example
+ * const attempted = await deliverDue(storage, { ...limits, now: clock.now(), clock, fetch, platformKeys })
+ */
+import { sql, type Kysely, type Transaction } from 'kysely'
+import { webhookHeaderNames, signWebhook } from '../../../sdk/src/webhooks.js'
+import { assert } from '../../assert.js'
+import { isoTime } from '../../server/schemas.js'
+import type { Storage } from '../../storage/database.js'
+import type { AppEnvironment } from '../../storage/tables.js'
+import { newId, type Clock } from '../ids.js'
+import type { PlatformKey } from '../signing/platform-keys.js'
+import type { NotificationTables } from './tables.js'
+
+/** Informational headers beside the signed ones; they help receivers read their own logs. */
+export const deliveryHeaderNames = {
+  deliveryId: 'baseplate-delivery-id',
+  attempt: 'baseplate-delivery-attempt',
+} as const
+
+const userAgent = 'Baseplate-Webhooks/1'
+/** How much of a failing response's body the delivery log keeps. */
+const errorTextLengthMax = 500
+
+export interface DeliverOptions {
+  readonly now: number
+  readonly clock: Clock
+  readonly fetch: typeof fetch
+  readonly platformKeys: ReadonlyMap<AppEnvironment, PlatformKey>
+  readonly batchSizeMax: number
+  readonly deliveryTimeoutMs: number
+  /** How long a claim holds its rows: longer than an attempt can take. */
+  readonly leaseMs: number
+  readonly attemptsMax: number
+  /** Milliseconds to wait after failed attempt n (1-based) before attempt n + 1. */
+  readonly retryDelayMs: (attempt: number) => number
+}
+
+interface Claimed {
+  readonly id: string
+  readonly attempts: number
+  readonly lock_token: string
+  readonly event_id: string
+  readonly type: string
+  readonly event_created_at: number
+  readonly payload: string
+  readonly url: string
+  readonly enabled: number
+  readonly environment: AppEnvironment
+}
+
+interface Outcome {
+  readonly ok: boolean
+  readonly statusCode: number | null
+  readonly error: string | null
+}
+
+/** Claims one batch of due deliveries and attempts them all, concurrently. Returns how many. */
+export async function deliverDue(storage: Pick<Storage, 'db' | 'dialect'>, options: DeliverOptions): Promise<number> {
+  const claimed = await claim(storage, options)
+  // Settle every attempt before reporting a failure, so that no attempt outlives the step
+  // (stop() waits for the step, and storage may close right after).
+  const settled = await Promise.allSettled(claimed.map(async (delivery) => {
+    const outcome = await attempt(delivery, options)
+    await record(storage, delivery, outcome, options)
+  }))
+  const failure = settled.find((result) => result.status === 'rejected')
+  if (failure !== undefined) throw (failure as PromiseRejectedResult).reason
+  return claimed.length
+}
+
+async function claim(storage: Pick<Storage, 'db' | 'dialect'>, options: DeliverOptions): Promise<Claimed[]> {
+  const { now } = options
+  const token = newId('lock')
+  const lockedUntil = now + options.leaseMs
+  return storage.db.transaction().execute(async (transaction) => {
+    const tx = transaction as unknown as Transaction<NotificationTables>
+    const due = await tx.selectFrom('webhook_deliveries').select('id')
+      // Literal, not bound: both planners then match the partial index webhook_deliveries_due.
+      .where(sql<boolean>`status in ('pending', 'delivering')`)
+      .where('next_attempt_at', '<=', now)
+      // Implied by next_attempt_at (it equals locked_until while delivering); stated for the reader.
+      .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]))
+      .orderBy('next_attempt_at').limit(options.batchSizeMax)
+      .$if(storage.dialect === 'postgres', (query) => query.forUpdate().skipLocked())
+      .execute()
+    if (due.length === 0) return []
+    const ids = due.map((row) => row.id)
+    await tx.updateTable('webhook_deliveries')
+      .set((eb) => ({ status: 'delivering', attempts: eb('attempts', '+', 1), locked_until: lockedUntil,
+        next_attempt_at: lockedUntil, lock_token: token, last_attempt_at: now }))
+      .where('id', 'in', ids).execute()
+    const rows = await tx.selectFrom('webhook_deliveries as d')
+      .innerJoin('outbox_events as e', 'e.id', 'd.event_id')
+      .innerJoin('webhook_endpoints as w', 'w.id', 'd.endpoint_id')
+      .innerJoin('apps as a', 'a.id', 'd.app_id')
+      .select(['d.id', 'd.attempts', 'e.id as event_id', 'e.type', 'e.created_at as event_created_at', 'e.payload',
+        'w.url', 'w.enabled', 'a.environment'])
+      .where('d.id', 'in', ids).execute()
+    assert(rows.length === ids.length, 'every claimed delivery has its event, endpoint and app')
+    return rows.map((row) => ({ ...row, lock_token: token }))
+  })
+}
+
+/**
+ * The webhook body. The stored payload is already JSON text written by the outbox, so it
+ * is embedded as is: the body is byte-identical on every retry of the event.
+ */
+export function webhookBody(event: { id: string; type: string; created_at: number; payload: string },
+  environment: AppEnvironment): string {
+  return `{"id":${JSON.stringify(event.id)},"type":${JSON.stringify(event.type)},` +
+    `"created_at":${JSON.stringify(isoTime(event.created_at))},"environment":${JSON.stringify(environment)},` +
+    `"data":${event.payload}}`
+}
+
+async function attempt(delivery: Claimed, options: DeliverOptions): Promise<Outcome> {
+  if (delivery.enabled !== 1) return { ok: false, statusCode: null, error: 'The endpoint is disabled' }
+  const key = options.platformKeys.get(delivery.environment)
+  assert(key !== undefined, `platform key for ${delivery.environment} is loaded`)
+  const body = webhookBody({ id: delivery.event_id, type: delivery.type, created_at: delivery.event_created_at,
+    payload: delivery.payload }, delivery.environment)
+  const timestampS = Math.floor(options.clock.now() / 1000)
+  const headers = {
+    'content-type': 'application/json',
+    'user-agent': userAgent,
+    [webhookHeaderNames.id]: delivery.event_id,
+    [webhookHeaderNames.timestamp]: String(timestampS),
+    [webhookHeaderNames.signature]: signWebhook({ id: delivery.event_id, timestampS, body,
+      privateKey: key.privateKey }),
+    [deliveryHeaderNames.deliveryId]: delivery.id,
+    [deliveryHeaderNames.attempt]: String(delivery.attempts),
+  }
+  try {
+    // Redirects are not followed: a 3xx is a failure, as a moved endpoint must be re-registered.
+    const response = await options.fetch(delivery.url, { method: 'POST', headers, body, redirect: 'manual',
+      signal: AbortSignal.timeout(options.deliveryTimeoutMs) })
+    if (response.status >= 200 && response.status < 300) {
+      await response.body?.cancel().catch(() => undefined)
+      return { ok: true, statusCode: response.status, error: null }
+    }
+    return { ok: false, statusCode: response.status, error: await responseExcerpt(response) }
+  } catch (error) {
+    return { ok: false, statusCode: null, error: describeNetworkError(error, options.deliveryTimeoutMs) }
+  }
+}
+
+async function responseExcerpt(response: Response): Promise<string> {
+  const prefix = `HTTP ${response.status}`
+  try {
+    const reader = response.body?.getReader()
+    if (reader === undefined) return prefix
+    // Read no more than the log keeps: a receiver's error page can be arbitrarily large.
+    const chunks: Uint8Array[] = []
+    let length = 0
+    while (length < errorTextLengthMax) {
+      const { done, value } = await reader.read()
+      if (done) break
+      chunks.push(value)
+      length += value.length
+    }
+    await reader.cancel().catch(() => undefined)
+    const text = Buffer.concat(chunks).toString('utf8').slice(0, errorTextLengthMax).trim()
+    return text === '' ? prefix : `${prefix}: ${text}`
+  } catch {
+    return prefix
+  }
+}
+
+function describeNetworkError(error: unknown, timeoutMs: number): string {
+  const name = (error as { name?: unknown }).name
+  if (name === 'TimeoutError' || name === 'AbortError') return `No response within ${timeoutMs} ms`
+  const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause
+  const detail = typeof cause?.code === 'string' ? cause.code
+    : typeof cause?.message === 'string' ? cause.message : error instanceof Error ? error.message : String(error)
+  return `Network error: ${detail}`.slice(0, errorTextLengthMax)
+}
+
+async function record(storage: Pick<Storage, 'db'>, delivery: Claimed, outcome: Outcome,
+  options: DeliverOptions): Promise<boolean> {
+  const now = options.clock.now()
+  const final = outcome.ok || delivery.enabled !== 1 || delivery.attempts >= options.attemptsMax
+  const status = outcome.ok ? 'delivered' as const : final ? 'dead' as const : 'pending' as const
+  const db = storage.db as unknown as Kysely<NotificationTables>
+  const result = await db.updateTable('webhook_deliveries').set({
+    status,
+    next_attempt_at: final ? null : now + options.retryDelayMs(delivery.attempts),
+    locked_until: null,
+    lock_token: null,
+    last_status_code: outcome.statusCode,
+    last_error: outcome.error,
+    ...(outcome.ok ? { delivered_at: now } : {}),
+  }).where('id', '=', delivery.id).where('lock_token', '=', delivery.lock_token)
+    .where('status', '=', 'delivering').executeTakeFirst()
+  // Zero rows: the lease ran out and another worker re-claimed the row (or it was disabled
+  // or redelivered meanwhile); its record wins, as the newer one.
+  return result.numUpdatedRows === 1n
+}

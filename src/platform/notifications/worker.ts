@@ -1,0 +1,153 @@
+/**
+ * The notification worker: a loop that fans out new outbox events into deliveries, then
+ * claims a batch of due deliveries and POSTs them, signed. Several workers (in one process
+ * or many, on PostgreSQL) share the work safely; on SQLite run one process.
+ *
+ * Retries follow {@link retryDelaysMsDefault}: 1 min, 5 min, 30 min, 2 h, 5 h, five times
+ * 10 h, then 14 h, each plus up to 10 % jitter, so a delivery is tried 12 times over about
+ * three days (71.6 h to 78.8 h) before it is `dead`. Any 2xx is success; anything else, a
+ * timeout or a network error is a failed attempt.
+ *
+ * @example
+ * const worker = startNotificationWorker({ storage, platformKeys })
+ * // … on shutdown; it waits for attempts in flight (at most deliveryTimeoutMs):
+ * await worker.stop()
+ *
+ * // In a test: no background loop, a manual clock, and one step at a time.
+ * const stepper = startNotificationWorker({ storage, platformKeys, clock, background: false })
+ * while ((await stepper.runOnce()) > 0) {}
+ */
+import { assert } from '../../assert.js'
+import type { Storage } from '../../storage/database.js'
+import type { AppEnvironment } from '../../storage/tables.js'
+import { systemClock, type Clock } from '../ids.js'
+import type { PlatformKey } from '../signing/platform-keys.js'
+import { deliverDue } from './deliverer.js'
+import { dispatchEvents } from './dispatcher.js'
+
+const minuteMs = 60_000
+const hourMs = 60 * minuteMs
+
+/** Wait after failed attempt n (index n - 1). Sums to 71 h 36 min before jitter. */
+export const retryDelaysMsDefault: readonly number[] = Object.freeze([
+  minuteMs, 5 * minuteMs, 30 * minuteMs, 2 * hourMs, 5 * hourMs,
+  10 * hourMs, 10 * hourMs, 10 * hourMs, 10 * hourMs, 10 * hourMs, 14 * hourMs,
+])
+/** The first attempt plus one per delay of the schedule. */
+export const attemptsMaxDefault = retryDelaysMsDefault.length + 1
+export const deliveryTimeoutMsDefault = 10_000
+export const batchSizeMaxDefault = 20
+export const pollIntervalMsDefault = 1_000
+/** Added to the timeout to form the lease: room for signing and recording the outcome. */
+export const leaseMarginMsDefault = 30_000
+/** Each delay is stretched by up to this fraction, so failed receivers are not hit in lockstep. */
+export const jitterRatioMax = 0.1
+
+/** What a deployment may tune; the platform passes these through from its options. */
+export interface NotificationWorkerSettings {
+  /** Run the loop in the background (default); false leaves stepping to `runOnce()`. */
+  readonly background?: boolean
+  /** Sleep between polls when there was nothing to do. */
+  readonly pollIntervalMs?: number
+  /** Events fanned out, and deliveries claimed, per step. */
+  readonly batchSizeMax?: number
+  /** One POST, response included. */
+  readonly deliveryTimeoutMs?: number
+  readonly attemptsMax?: number
+  readonly retryDelaysMs?: readonly number[]
+  readonly leaseMarginMs?: number
+}
+
+export interface NotificationWorkerOptions extends NotificationWorkerSettings {
+  readonly storage: Pick<Storage, 'db' | 'dialect'>
+  readonly platformKeys: ReadonlyMap<AppEnvironment, PlatformKey>
+  readonly clock?: Clock
+  readonly fetch?: typeof fetch
+  /** Uniform in [0, 1): the jitter's source; tests pin it. */
+  readonly random?: () => number
+  /** Called with any error a background step throws (default: stderr); the loop carries on after a pause. */
+  readonly onError?: (error: unknown) => void
+}
+
+export interface NotificationWorker {
+  /** One step: fan out a batch of events, then attempt a batch of due deliveries. Returns
+   * how many events and attempts it handled; 0 means there was nothing to do. */
+  runOnce(): Promise<number>
+  /** Stops the loop and waits for the step in flight. */
+  stop(): Promise<void>
+}
+
+/** The wait after failed attempt `attempt` (1-based), jitter included. */
+export function retryDelayMs(attempt: number, delaysMs: readonly number[], random: () => number): number {
+  assert(attempt >= 1 && delaysMs.length > 0, 'a retry follows at least one attempt')
+  const base = delaysMs[Math.min(attempt, delaysMs.length) - 1]!
+  return Math.round(base * (1 + jitterRatioMax * random()))
+}
+
+/**
+ * Starts a worker. The background loop (unless `background: false`) steps without pause
+ * while there is work and sleeps `pollIntervalMs` when there is none.
+ *
+ * @example
+ * const worker = startNotificationWorker({ storage, platformKeys, clock, fetch: myFetch, batchSizeMax: 50 })
+ */
+export function startNotificationWorker(options: NotificationWorkerOptions): NotificationWorker {
+  const clock = options.clock ?? systemClock
+  const fetchImpl = options.fetch ?? fetch
+  const random = options.random ?? Math.random
+  const batchSizeMax = options.batchSizeMax ?? batchSizeMaxDefault
+  const deliveryTimeoutMs = options.deliveryTimeoutMs ?? deliveryTimeoutMsDefault
+  const retryDelaysMs = options.retryDelaysMs ?? retryDelaysMsDefault
+  const attemptsMax = options.attemptsMax ?? retryDelaysMs.length + 1
+  const pollIntervalMs = options.pollIntervalMs ?? pollIntervalMsDefault
+  const leaseMs = deliveryTimeoutMs + (options.leaseMarginMs ?? leaseMarginMsDefault)
+  const onError = options.onError ?? ((error: unknown) => console.error('notification worker step failed', error))
+  assert(Number.isInteger(batchSizeMax) && batchSizeMax >= 1 && batchSizeMax <= 1000, 'batchSizeMax is 1..1000')
+  assert(Number.isInteger(attemptsMax) && attemptsMax >= 1 && attemptsMax <= 100, 'attemptsMax is 1..100')
+  assert(deliveryTimeoutMs >= 100 && deliveryTimeoutMs <= 120_000, 'deliveryTimeoutMs is 100..120000')
+  assert(pollIntervalMs >= 10, 'pollIntervalMs is at least 10')
+  assert(retryDelaysMs.length > 0 && retryDelaysMs.every((delay) => delay > 0), 'retry delays are positive')
+
+  const runOnce = async (): Promise<number> => {
+    const dispatched = await dispatchEvents(options.storage, { now: clock.now(), batchSizeMax })
+    const attempted = await deliverDue(options.storage, {
+      now: clock.now(), clock, fetch: fetchImpl, platformKeys: options.platformKeys, batchSizeMax,
+      deliveryTimeoutMs, leaseMs, attemptsMax,
+      retryDelayMs: (attempt) => retryDelayMs(attempt, retryDelaysMs, random),
+    })
+    return dispatched + attempted
+  }
+
+  let stopped = false
+  // The pending sleep's early exit, so that stop() does not wait out a poll interval.
+  const sleep = { wake: null as (() => void) | null }
+  const loop = async (): Promise<void> => {
+    while (!stopped) {
+      let handled = 0
+      try {
+        handled = await runOnce()
+      } catch (error) {
+        onError(error)
+      }
+      if (handled > 0 || stopped) continue
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, pollIntervalMs)
+        timer.unref()
+        sleep.wake = () => {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+      sleep.wake = null
+    }
+  }
+  const running = options.background === false ? Promise.resolve() : loop()
+  return {
+    runOnce,
+    async stop() {
+      stopped = true
+      sleep.wake?.()
+      await running
+    },
+  }
+}
