@@ -27,7 +27,8 @@ export async function sdkSources(): Promise<Record<string, string>> {
   const codes = [...errorTable().keys()].sort()
   return {
     'sdk/src/generated/openapi.ts': `${header}${astToString(ast)}`,
-    'sdk/src/generated/error-codes.ts': `${header}\n/** Every error code the API can return. */\n` +
+    'sdk/src/generated/error-codes.ts':
+      `${header}\n/** Every error code the API can return. */\n` +
       `export const errorCodes = [\n${codes.map((code) => `  '${code}',`).join('\n')}\n] as const\n\n` +
       'export type ErrorCode = (typeof errorCodes)[number]\n',
   }

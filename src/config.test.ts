@@ -32,7 +32,10 @@ describe('config', () => {
 
   it('reports every problem at once', () => {
     const found = problems({
-      PORT: 'eighty', DATABASE_URL: 'mysql://x', BASEPLATE_LOG_LEVEL: 'loud', BASEPLATE_SIGNATURE_WINDOW_S: '0',
+      PORT: 'eighty',
+      DATABASE_URL: 'mysql://x',
+      BASEPLATE_LOG_LEVEL: 'loud',
+      BASEPLATE_SIGNATURE_WINDOW_S: '0',
       BASEPLATE_TEST_PG: 'maybe',
     })
     expect(found).toHaveLength(5)
@@ -41,8 +44,9 @@ describe('config', () => {
   })
 
   it('checks how fields relate', () => {
-    expect(problems({ BASEPLATE_IDEMPOTENCY_LOCK_S: '3600', BASEPLATE_IDEMPOTENCY_TTL_S: '600' }))
-      .toEqual([expect.stringContaining('must be shorter')])
+    expect(problems({ BASEPLATE_IDEMPOTENCY_LOCK_S: '3600', BASEPLATE_IDEMPOTENCY_TTL_S: '600' })).toEqual([
+      expect.stringContaining('must be shorter'),
+    ])
     expect(problems({ PORT: '80', BASEPLATE_PORT: '81' })).toEqual([expect.stringContaining('disagree')])
   })
 

@@ -105,9 +105,8 @@ export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
   if (env.PORT !== undefined && env.BASEPLATE_PORT !== undefined && env.PORT !== env.BASEPLATE_PORT) {
     problems.push('PORT and BASEPLATE_PORT disagree; set only one')
   }
-  const port = env.BASEPLATE_PORT !== undefined
-    ? integer('BASEPLATE_PORT', 8080, 0, 65535)
-    : integer('PORT', 8080, 0, 65535)
+  const port =
+    env.BASEPLATE_PORT !== undefined ? integer('BASEPLATE_PORT', 8080, 0, 65535) : integer('PORT', 8080, 0, 65535)
   const host = env.BASEPLATE_HOST || '127.0.0.1'
   const databaseUrl = url('DATABASE_URL', ['postgres:', 'postgresql:'])
   const operatorEmail = env.BASEPLATE_OPERATOR_EMAIL || 'operator@baseplate.local'
@@ -128,8 +127,8 @@ export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
     idempotencyLockS: integer('BASEPLATE_IDEMPOTENCY_LOCK_S', 60, 1, 3600),
     bodyLimitBytes: integer('BASEPLATE_BODY_LIMIT_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
     testPostgres: oneOf('BASEPLATE_TEST_PG', ['auto', 'required', 'skip'], 'auto'),
-    testDatabaseUrl: url('BASEPLATE_TEST_DATABASE_URL', ['postgres:', 'postgresql:'])
-      ?? 'postgres://postgres@127.0.0.1:5432/test',
+    testDatabaseUrl:
+      url('BASEPLATE_TEST_DATABASE_URL', ['postgres:', 'postgresql:']) ?? 'postgres://postgres@127.0.0.1:5432/test',
   }
   // Relations between fields: an abandoned reservation must expire long before its record.
   if (config.idempotencyLockS >= config.idempotencyTtlS) {

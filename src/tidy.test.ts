@@ -26,27 +26,43 @@ describe('tidy', () => {
   const files = sourceFiles().map((file) => ({ file, text: fs.readFileSync(file, 'utf8') }))
 
   it('reads process.env only in src/config.ts', () => {
-    const offenders = files.filter(({ file, text }) => file !== path.join('src', 'config.ts')
-      && file !== path.join('src', 'tidy.test.ts') && /process\.env/.test(text)).map(({ file }) => file)
+    const offenders = files
+      .filter(
+        ({ file, text }) =>
+          file !== path.join('src', 'config.ts') &&
+          file !== path.join('src', 'tidy.test.ts') &&
+          /process\.env/.test(text),
+      )
+      .map(({ file }) => file)
     expect(offenders).toEqual([])
   })
 
   it('never parses or formats money with floats', () => {
-    const offenders = files.filter(({ file, text }) => file.startsWith('src') && file !== path.join('src', 'tidy.test.ts')
-      && /\b(parseFloat|toFixed)\(/.test(text)).map(({ file }) => file)
+    const offenders = files
+      .filter(
+        ({ file, text }) =>
+          file.startsWith('src') && file !== path.join('src', 'tidy.test.ts') && /\b(parseFloat|toFixed)\(/.test(text),
+      )
+      .map(({ file }) => file)
     expect(offenders).toEqual([])
   })
 
   it(`keeps lines within ${lineLengthMax} columns`, () => {
-    const offenders = files.flatMap(({ file, text }) => text.split('\n')
-      .map((line, index) => ({ file, line: index + 1, length: line.length }))
-      .filter((entry) => entry.length > lineLengthMax)).map((entry) => `${entry.file}:${entry.line} (${entry.length})`)
+    const offenders = files
+      .flatMap(({ file, text }) =>
+        text
+          .split('\n')
+          .map((line, index) => ({ file, line: index + 1, length: line.length }))
+          .filter((entry) => entry.length > lineLengthMax),
+      )
+      .map((entry) => `${entry.file}:${entry.line} (${entry.length})`)
     expect(offenders).toEqual([])
   })
 
   it('keeps migrations frozen: they import nothing from the application', () => {
-    const offenders = files.filter(({ file, text }) => file.includes(`${path.sep}migrations${path.sep}`)
-      && /from '\.\.?\//.test(text)).map(({ file }) => file)
+    const offenders = files
+      .filter(({ file, text }) => file.includes(`${path.sep}migrations${path.sep}`) && /from '\.\.?\//.test(text))
+      .map(({ file }) => file)
     expect(offenders).toEqual([])
   })
 })

@@ -15,8 +15,10 @@ forEachDialect('audit chain', (dialect) => {
   beforeAll(async () => {
     const tenant = await signUp(bp().app, 'isv')
     for (let i = 0; i < 3; i += 1) {
-      await session(bp().app, 'POST', `/v1/organizations/${tenant.organizationId}/apps`, tenant.token,
-        { name: `app ${i}`, environment: 'sandbox' })
+      await session(bp().app, 'POST', `/v1/organizations/${tenant.organizationId}/apps`, tenant.token, {
+        name: `app ${i}`,
+        environment: 'sandbox',
+      })
     }
   })
 
@@ -53,8 +55,14 @@ forEachDialect('audit chain', (dialect) => {
 
   it('keeps the chain intact under concurrent appends', async () => {
     const tenant = await signUp(bp().app, 'isv')
-    await Promise.all(Array.from({ length: 20 }, (_, i) => session(bp().app, 'POST',
-      `/v1/organizations/${tenant.organizationId}/apps`, tenant.token, { name: `c${i}`, environment: 'live' })))
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        session(bp().app, 'POST', `/v1/organizations/${tenant.organizationId}/apps`, tenant.token, {
+          name: `c${i}`,
+          environment: 'live',
+        }),
+      ),
+    )
     const result = await verifyAuditLog(bp().storage.db)
     expect(result.ok, JSON.stringify(result.problems)).toBe(true)
   })
@@ -119,11 +127,17 @@ describe('baseplate CLI without a database', () => {
   it('serves on the configured port and answers /healthz', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bp-serve-'))
     let stop!: () => void
-    const stopped = new Promise<void>((resolve) => { stop = resolve })
+    const stopped = new Promise<void>((resolve) => {
+      stop = resolve
+    })
     let out = ''
     const cli = createCli({
-      out: (text) => { out += text }, err: () => undefined,
-      config: (overrides) => parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', BASEPLATE_DATA_DIR: dir, PORT: '0', ...overrides }),
+      out: (text) => {
+        out += text
+      },
+      err: () => undefined,
+      config: (overrides) =>
+        parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', BASEPLATE_DATA_DIR: dir, PORT: '0', ...overrides }),
       waitForStop: () => stopped,
     })
     const running = cli.parseAsync(['node', 'baseplate', 'serve'])

@@ -12,7 +12,15 @@ import { sha256Hex } from '../src/platform/ids.js'
 import { grantAuthorization, purgeAuthorizationCodes } from '../src/platform/authorization/index.js'
 import { escapeHtml } from '../src/platform/authorization/html.js'
 import {
-  createAppWithKey, json, rsaKeyPair, session, signed, signUp, testPassword, type Tenant, type TestApp,
+  createAppWithKey,
+  json,
+  rsaKeyPair,
+  session,
+  signed,
+  signUp,
+  testPassword,
+  type Tenant,
+  type TestApp,
 } from './fixtures.js'
 import { forEachDialect, manualClock, useTestPlatform } from './harness.js'
 
@@ -24,7 +32,10 @@ const loopback = 'http://127.0.0.1:8765/cb'
 function hidden(html: string, name: string): string {
   const match = new RegExp(`name="${name}" value="([^"]*)"`).exec(html)
   expect(match, `hidden field ${name}`).not.toBeNull()
-  return match![1]!.replace(/&amp;/g, '&').replace(/&#39;/g, '\'').replace(/&quot;/g, '"')
+  return match![1]!
+    .replace(/&amp;/g, '&')
+    .replace(/&#39;/g, "'")
+    .replace(/&quot;/g, '"')
 }
 
 function cookie(response: Injected, name: string): string {
@@ -47,8 +58,12 @@ interface Consent {
 }
 
 function authorizeQuery(consent: Consent): Record<string, string> {
-  return { app_id: consent.appId, redirect_uri: consent.redirectUri ?? callback, scope: consent.scope ?? 'stores:read',
-    ...(consent.state === undefined ? {} : { state: consent.state }) }
+  return {
+    app_id: consent.appId,
+    redirect_uri: consent.redirectUri ?? callback,
+    scope: consent.scope ?? 'stores:read',
+    ...(consent.state === undefined ? {} : { state: consent.state }),
+  }
 }
 
 forEachDialect('merchant authorisation', (dialect) => {
@@ -67,26 +82,40 @@ forEachDialect('merchant authorisation', (dialect) => {
   const exchange = (testApp: TestApp, code: string) =>
     call(testApp, { method: 'POST', url: '/v1/oauth/token', body: { grant_type: 'authorization_code', code } })
   const refresh = (testApp: TestApp, token: string) =>
-    call(testApp, { method: 'POST', url: '/v1/oauth/token',
-      body: { grant_type: 'refresh_token', refresh_token: token } })
+    call(testApp, {
+      method: 'POST',
+      url: '/v1/oauth/token',
+      body: { grant_type: 'refresh_token', refresh_token: token },
+    })
   const listStores = (testApp: TestApp, appAuthToken: string) =>
     call(testApp, { method: 'GET', url: '/v1/stores', appAuthToken })
 
-  const consentPage = (sessionToken: string | null, query: Record<string, string>) => bp().app.inject({
-    method: 'GET', url: '/oauth/authorize', query,
-    ...(sessionToken === null ? {} : { cookies: { bp_session: sessionToken } }),
-  })
-  const decide = (sessionToken: string, fields: Record<string, string | undefined>) => bp().app.inject({
-    method: 'POST', url: '/oauth/authorize', cookies: { bp_session: sessionToken },
-    headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: form(fields),
-  })
+  const consentPage = (sessionToken: string | null, query: Record<string, string>) =>
+    bp().app.inject({
+      method: 'GET',
+      url: '/oauth/authorize',
+      query,
+      ...(sessionToken === null ? {} : { cookies: { bp_session: sessionToken } }),
+    })
+  const decide = (sessionToken: string, fields: Record<string, string | undefined>) =>
+    bp().app.inject({
+      method: 'POST',
+      url: '/oauth/authorize',
+      cookies: { bp_session: sessionToken },
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: form(fields),
+    })
 
   /** Opens the consent page as the tenant and approves; returns the redirect's parameters. */
   async function approve(tenant: Tenant, consent: Consent, merchantId = tenant.organizationId) {
     const page = await consentPage(tenant.token, authorizeQuery(consent))
     expect(page.statusCode, page.body).toBe(200)
-    const response = await decide(tenant.token, { ...authorizeQuery(consent),
-      csrf_token: hidden(page.body, 'csrf_token'), merchant_id: merchantId, decision: 'approve' })
+    const response = await decide(tenant.token, {
+      ...authorizeQuery(consent),
+      csrf_token: hidden(page.body, 'csrf_token'),
+      merchant_id: merchantId,
+      decision: 'approve',
+    })
     expect(response.statusCode, response.body).toBe(302)
     return new URL(String(response.headers.location)).searchParams
   }
@@ -101,8 +130,11 @@ forEachDialect('merchant authorisation', (dialect) => {
   /** Console sessions last hours; after the clock jumps weeks ahead, everyone logs in again. */
   async function logInAgain(): Promise<void> {
     const fresh = async (tenant: Tenant): Promise<Tenant> => {
-      const response = await bp().app.inject({ method: 'POST', url: '/v1/sessions',
-        payload: { email: tenant.email, password: testPassword } })
+      const response = await bp().app.inject({
+        method: 'POST',
+        url: '/v1/sessions',
+        payload: { email: tenant.email, password: testPassword },
+      })
       expect(response.statusCode, response.body).toBe(201)
       return { ...tenant, token: json(response).token }
     }
@@ -132,11 +164,18 @@ forEachDialect('merchant authorisation', (dialect) => {
     expect(loginForm.headers['content-type']).toMatch(/^text\/html/)
     expect(loginForm.headers['content-security-policy']).toContain("frame-ancestors 'none'")
     expect(loginForm.body).toContain('action="/oauth/login"')
-    const loggedIn = await app.inject({ method: 'POST', url: '/oauth/login',
+    const loggedIn = await app.inject({
+      method: 'POST',
+      url: '/oauth/login',
       cookies: { bp_oauth_login: cookie(loginForm, 'bp_oauth_login') },
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      payload: form({ ...query, csrf_token: hidden(loginForm.body, 'csrf_token'), email: merchant.email,
-        password: testPassword }) })
+      payload: form({
+        ...query,
+        csrf_token: hidden(loginForm.body, 'csrf_token'),
+        email: merchant.email,
+        password: testPassword,
+      }),
+    })
     expect(loggedIn.statusCode, loggedIn.body).toBe(303)
     const sessionToken = cookie(loggedIn, 'bp_session')
     const back = new URL(String(loggedIn.headers.location), 'http://localhost')
@@ -144,16 +183,23 @@ forEachDialect('merchant authorisation', (dialect) => {
     expect(back.searchParams.get('state')).toBe('opaque/state+1')
 
     // The consent page names the app, the ISV and what each scope means.
-    const page = await app.inject({ method: 'GET', url: String(loggedIn.headers.location),
-      cookies: { bp_session: sessionToken } })
+    const page = await app.inject({
+      method: 'GET',
+      url: String(loggedIn.headers.location),
+      cookies: { bp_session: sessionToken },
+    })
     expect(page.statusCode, page.body).toBe(200)
     expect(page.body).toContain('test app')
     expect(page.body).toContain(escapeHtml(`isv ${isv.email}`))
     expect(page.body).toContain(escapeHtml(bp().registry.scopes.get('stores:read')!))
     expect(page.body).toContain('同意授权')
-    expect(page.headers['content-security-policy']).toContain('form-action \'self\' https://isv.example.com')
-    const approved = await decide(sessionToken, { ...query, csrf_token: hidden(page.body, 'csrf_token'),
-      merchant_id: hidden(page.body, 'merchant_id'), decision: 'approve' })
+    expect(page.headers['content-security-policy']).toContain("form-action 'self' https://isv.example.com")
+    const approved = await decide(sessionToken, {
+      ...query,
+      csrf_token: hidden(page.body, 'csrf_token'),
+      merchant_id: hidden(page.body, 'merchant_id'),
+      decision: 'approve',
+    })
     expect(approved.statusCode, approved.body).toBe(302)
     const location = new URL(String(approved.headers.location))
     expect(`${location.origin}${location.pathname}`).toBe('https://isv.example.com/oauth/callback')
@@ -175,14 +221,27 @@ forEachDialect('merchant authorisation', (dialect) => {
     // Within the granted scope the app acts for the merchant; beyond it, it is refused.
     const listed = await listStores(testApp, grant.app_auth_token)
     expect(listed.statusCode, listed.body).toBe(200)
-    const created = await call(testApp, { method: 'POST', url: '/v1/stores', appAuthToken: grant.app_auth_token,
-      idempotencyKey: 'scope-check', body: { out_store_no: 'S-1', name: 'x', address: 'y' } })
+    const created = await call(testApp, {
+      method: 'POST',
+      url: '/v1/stores',
+      appAuthToken: grant.app_auth_token,
+      idempotencyKey: 'scope-check',
+      body: { out_store_no: 'S-1', name: 'x', address: 'y' },
+    })
     expect(created.statusCode).toBe(403)
     expect(json(created).code).toBe('AUTH_SCOPE_MISSING')
-    const current = await call(testApp, { method: 'GET', url: '/v1/oauth/token/current',
-      appAuthToken: grant.app_auth_token })
-    expect(json(current)).toMatchObject({ id: grant.authorization_id, merchant_id: merchant.organizationId,
-      scopes: ['stores:read'], status: 'active', app_name: 'test app' })
+    const current = await call(testApp, {
+      method: 'GET',
+      url: '/v1/oauth/token/current',
+      appAuthToken: grant.app_auth_token,
+    })
+    expect(json(current)).toMatchObject({
+      id: grant.authorization_id,
+      merchant_id: merchant.organizationId,
+      scopes: ['stores:read'],
+      status: 'active',
+      app_name: 'test app',
+    })
 
     // Refresh rotates both tokens; the old ones stop working.
     const refreshed = await refresh(testApp, grant.app_refresh_token)
@@ -195,38 +254,79 @@ forEachDialect('merchant authorisation', (dialect) => {
     expect((await listStores(testApp, next.app_auth_token)).statusCode).toBe(200)
 
     // Both consoles see it; the merchant revokes it.
-    const merchantList = json(await session(app, 'GET', `/v1/organizations/${merchant.organizationId}/authorizations`,
-      merchant.token))
-    expect(merchantList.data).toEqual([expect.objectContaining({ id: grant.authorization_id, app_name: 'test app',
-      isv_organization_name: `isv ${isv.email}`, status: 'active' })])
-    const isvList = json(await session(app, 'GET',
-      `/v1/organizations/${isv.organizationId}/apps/${testApp.appId}/authorizations`, isv.token))
-    expect(isvList.data.map((item: { merchant_name: string }) => item.merchant_name))
-      .toContain(`merchant ${merchant.email}`)
-    const revoked = await session(app, 'POST',
-      `/v1/organizations/${merchant.organizationId}/authorizations/${grant.authorization_id}/revoke`, merchant.token)
+    const merchantList = json(
+      await session(app, 'GET', `/v1/organizations/${merchant.organizationId}/authorizations`, merchant.token),
+    )
+    expect(merchantList.data).toEqual([
+      expect.objectContaining({
+        id: grant.authorization_id,
+        app_name: 'test app',
+        isv_organization_name: `isv ${isv.email}`,
+        status: 'active',
+      }),
+    ])
+    const isvList = json(
+      await session(
+        app,
+        'GET',
+        `/v1/organizations/${isv.organizationId}/apps/${testApp.appId}/authorizations`,
+        isv.token,
+      ),
+    )
+    expect(isvList.data.map((item: { merchant_name: string }) => item.merchant_name)).toContain(
+      `merchant ${merchant.email}`,
+    )
+    const revoked = await session(
+      app,
+      'POST',
+      `/v1/organizations/${merchant.organizationId}/authorizations/${grant.authorization_id}/revoke`,
+      merchant.token,
+    )
     expect(revoked.statusCode, revoked.body).toBe(200)
     expect(json(revoked)).toMatchObject({ status: 'revoked', revoke_reason: 'merchant' })
     expect(json(await listStores(testApp, next.app_auth_token)).code).toBe('AUTH_APP_AUTH_TOKEN_INVALID')
     expect(json(await refresh(testApp, next.app_refresh_token)).code).toBe('AUTHZ_REFRESH_TOKEN_INVALID')
 
     // Each step is audited and evented.
-    const actions = (await db().selectFrom('audit_log').select('action').where('target', 'in',
-      [grant.authorization_id, testApp.appId]).execute()).map((row) => row.action)
-    expect(actions).toEqual(expect.arrayContaining(['authorization.approved', 'authorization.granted',
-      'authorization.refreshed', 'authorization.revoked']))
-    const events = await db().selectFrom('outbox_events').select(['type', 'organization_id', 'payload'])
-      .where('type', 'like', 'authorization.%').execute()
+    const actions = (
+      await db()
+        .selectFrom('audit_log')
+        .select('action')
+        .where('target', 'in', [grant.authorization_id, testApp.appId])
+        .execute()
+    ).map((row) => row.action)
+    expect(actions).toEqual(
+      expect.arrayContaining([
+        'authorization.approved',
+        'authorization.granted',
+        'authorization.refreshed',
+        'authorization.revoked',
+      ]),
+    )
+    const events = await db()
+      .selectFrom('outbox_events')
+      .select(['type', 'organization_id', 'payload'])
+      .where('type', 'like', 'authorization.%')
+      .execute()
     const mine = events.filter((event) => event.organization_id === merchant.organizationId)
-    expect(mine.map((event) => event.type)).toEqual(expect.arrayContaining(['authorization.approved',
-      'authorization.granted', 'authorization.refreshed', 'authorization.revoked']))
+    expect(mine.map((event) => event.type)).toEqual(
+      expect.arrayContaining([
+        'authorization.approved',
+        'authorization.granted',
+        'authorization.refreshed',
+        'authorization.revoked',
+      ]),
+    )
   })
 
   it('sends a declining merchant back with error=access_denied and the state', async () => {
     const query = authorizeQuery({ appId: testApp.appId, state: 'decline-state' })
     const page = await consentPage(merchant.token, query)
-    const response = await decide(merchant.token, { ...query, csrf_token: hidden(page.body, 'csrf_token'),
-      decision: 'decline' })
+    const response = await decide(merchant.token, {
+      ...query,
+      csrf_token: hidden(page.body, 'csrf_token'),
+      decision: 'decline',
+    })
     expect(response.statusCode).toBe(302)
     const location = new URL(String(response.headers.location))
     expect(location.searchParams.get('error')).toBe('access_denied')
@@ -242,8 +342,11 @@ forEachDialect('merchant authorisation', (dialect) => {
     expect(replay.statusCode).toBe(400)
     expect(json(replay).code).toBe('AUTHZ_CODE_INVALID')
     expect(json(await listStores(testApp, first.app_auth_token)).code).toBe('AUTH_APP_AUTH_TOKEN_INVALID')
-    const row = await db().selectFrom('authorizations').select(['status', 'revoke_reason'])
-      .where('id', '=', first.authorization_id).executeTakeFirstOrThrow()
+    const row = await db()
+      .selectFrom('authorizations')
+      .select(['status', 'revoke_reason'])
+      .where('id', '=', first.authorization_id)
+      .executeTakeFirstOrThrow()
     expect(row).toEqual({ status: 'revoked', revoke_reason: 'code_reused' })
   })
 
@@ -266,8 +369,11 @@ forEachDialect('merchant authorisation', (dialect) => {
 
   it('refuses unknown codes and incomplete token requests', async () => {
     expect(json(await exchange(testApp, 'bpac_nope')).code).toBe('AUTHZ_CODE_INVALID')
-    const missing = await call(testApp, { method: 'POST', url: '/v1/oauth/token',
-      body: { grant_type: 'refresh_token' } })
+    const missing = await call(testApp, {
+      method: 'POST',
+      url: '/v1/oauth/token',
+      body: { grant_type: 'refresh_token' },
+    })
     expect(json(missing)).toMatchObject({ code: 'REQUEST_VALIDATION_FAILED', field: 'body.refresh_token' })
     const wrongType = await call(testApp, { method: 'POST', url: '/v1/oauth/token', body: { grant_type: 'password' } })
     expect(json(wrongType).code).toBe('REQUEST_VALIDATION_FAILED')
@@ -279,12 +385,22 @@ forEachDialect('merchant authorisation', (dialect) => {
     expect(second.authorization_id).toBe(first.authorization_id)
     expect(second.scopes).toEqual(['stores:read', 'stores:write'])
     expect(json(await listStores(otherApp, first.app_auth_token)).code).toBe('AUTH_APP_AUTH_TOKEN_INVALID')
-    const created = await call(otherApp, { method: 'POST', url: '/v1/stores', appAuthToken: second.app_auth_token,
-      idempotencyKey: 'reauthorised', body: { out_store_no: 'R-1', name: 'x', address: 'y' } })
+    const created = await call(otherApp, {
+      method: 'POST',
+      url: '/v1/stores',
+      appAuthToken: second.app_auth_token,
+      idempotencyKey: 'reauthorised',
+      body: { out_store_no: 'R-1', name: 'x', address: 'y' },
+    })
     expect(created.statusCode, created.body).toBe(201)
     expect(json(created).organization_id).toBe(otherMerchant.organizationId)
-    const live = await db().selectFrom('authorizations').select('id').where('app_id', '=', otherApp.appId)
-      .where('merchant_id', '=', otherMerchant.organizationId).where('status', '=', 'active').execute()
+    const live = await db()
+      .selectFrom('authorizations')
+      .select('id')
+      .where('app_id', '=', otherApp.appId)
+      .where('merchant_id', '=', otherMerchant.organizationId)
+      .where('status', '=', 'active')
+      .execute()
     expect(live).toHaveLength(1)
   })
 
@@ -312,46 +428,96 @@ forEachDialect('merchant authorisation', (dialect) => {
     }
     // Through its own organisation, another merchant cannot reach this authorisation either.
     const sidewaysUrl =
-      `/v1/organizations/${otherMerchant.organizationId}/authorizations/${grant.authorization_id}/revoke`
+      `/v1/organizations/${otherMerchant.organizationId}/authorizations/` + `${grant.authorization_id}/revoke`
     const sideways = await session(bp().app, 'POST', sidewaysUrl, otherMerchant.token)
     expect(json(sideways).code).toBe('AUTHZ_NOT_FOUND')
     // Nor can the merchant read the ISV side of the app.
-    const isvSide = await session(bp().app, 'GET',
-      `/v1/organizations/${isv.organizationId}/apps/${testApp.appId}/authorizations`, merchant.token)
+    const isvSide = await session(
+      bp().app,
+      'GET',
+      `/v1/organizations/${isv.organizationId}/apps/${testApp.appId}/authorizations`,
+      merchant.token,
+    )
     expect(json(isvSide).code).toBe('IDENTITY_ORGANIZATION_NOT_FOUND')
     expect((await listStores(testApp, grant.app_auth_token)).statusCode).toBe(200)
   })
 
   it('grants directly for the sandbox command, audited, and refuses live apps', async () => {
-    const grant = await grantAuthorization(db(), { appId: otherApp.appId, merchantId: merchant.organizationId,
-      scopes: ['stores:write', 'stores:read'], actor: 'cli', knownScopes: bp().registry.scopes }, clock.now())
+    const grant = await grantAuthorization(
+      db(),
+      {
+        appId: otherApp.appId,
+        merchantId: merchant.organizationId,
+        scopes: ['stores:write', 'stores:read'],
+        actor: 'cli',
+        knownScopes: bp().registry.scopes,
+      },
+      clock.now(),
+    )
     expect(grant).toMatchObject({ merchant_id: merchant.organizationId, scopes: ['stores:read', 'stores:write'] })
-    expect(Object.keys(grant).sort()).toEqual(['app_auth_token', 'app_refresh_token', 'authorization_id',
-      'merchant_id', 'refresh_expires_at', 'scopes', 'token_expires_at'])
+    expect(Object.keys(grant).sort()).toEqual([
+      'app_auth_token',
+      'app_refresh_token',
+      'authorization_id',
+      'merchant_id',
+      'refresh_expires_at',
+      'scopes',
+      'token_expires_at',
+    ])
     expect((await listStores(otherApp, grant.app_auth_token)).statusCode).toBe(200)
-    const audit = await db().selectFrom('audit_log').select(['actor', 'action'])
-      .where('target', '=', grant.authorization_id).execute()
+    const audit = await db()
+      .selectFrom('audit_log')
+      .select(['actor', 'action'])
+      .where('target', '=', grant.authorization_id)
+      .execute()
     expect(audit).toContainEqual({ actor: 'cli', action: 'authorization.granted' })
     const live = await createAppWithKey(bp().app, isv, rsaKeyPair(0), 'live')
-    await expect(grantAuthorization(db(), { appId: live.appId, merchantId: merchant.organizationId,
-      scopes: ['stores:read'] }, clock.now())).rejects.toMatchObject({ code: 'AUTHZ_CONSENT_REQUIRED' })
-    await expect(grantAuthorization(db(), { appId: otherApp.appId, merchantId: merchant.organizationId,
-      scopes: ['stores:nope'], knownScopes: bp().registry.scopes }, clock.now()))
-      .rejects.toMatchObject({ code: 'AUTHZ_SCOPE_INVALID' })
-    await expect(grantAuthorization(db(), { appId: otherApp.appId, merchantId: isv.organizationId,
-      scopes: ['stores:read'] }, clock.now())).rejects.toMatchObject({ code: 'IDENTITY_ORGANIZATION_NOT_FOUND' })
+    await expect(
+      grantAuthorization(
+        db(),
+        { appId: live.appId, merchantId: merchant.organizationId, scopes: ['stores:read'] },
+        clock.now(),
+      ),
+    ).rejects.toMatchObject({ code: 'AUTHZ_CONSENT_REQUIRED' })
+    await expect(
+      grantAuthorization(
+        db(),
+        {
+          appId: otherApp.appId,
+          merchantId: merchant.organizationId,
+          scopes: ['stores:nope'],
+          knownScopes: bp().registry.scopes,
+        },
+        clock.now(),
+      ),
+    ).rejects.toMatchObject({ code: 'AUTHZ_SCOPE_INVALID' })
+    await expect(
+      grantAuthorization(
+        db(),
+        { appId: otherApp.appId, merchantId: isv.organizationId, scopes: ['stores:read'] },
+        clock.now(),
+      ),
+    ).rejects.toMatchObject({ code: 'IDENTITY_ORGANIZATION_NOT_FOUND' })
   })
 
   it('stores codes, tokens and refresh tokens only as SHA-256', async () => {
     const code = (await approve(merchant, { appId: otherApp.appId })).get('app_auth_code')!
     const grant = json(await exchange(otherApp, code))
     const renewed = json(await refresh(otherApp, grant.app_refresh_token))
-    const secrets = [code, grant.app_auth_token, grant.app_refresh_token, renewed.app_auth_token,
-      renewed.app_refresh_token]
-    const tables = dialect === 'sqlite'
-      ? (await sql<{ name: string }>`select name from sqlite_master where type = 'table'`.execute(db())).rows
-      : (await sql<{ name: string }>`select table_name as name from information_schema.tables
-          where table_schema = current_schema()`.execute(db())).rows
+    const secrets = [
+      code,
+      grant.app_auth_token,
+      grant.app_refresh_token,
+      renewed.app_auth_token,
+      renewed.app_refresh_token,
+    ]
+    const tables =
+      dialect === 'sqlite'
+        ? (await sql<{ name: string }>`select name from sqlite_master where type = 'table'`.execute(db())).rows
+        : (
+            await sql<{ name: string }>`select table_name as name from information_schema.tables
+          where table_schema = current_schema()`.execute(db())
+          ).rows
     expect(tables.map((table) => table.name)).toContain('authorizations')
     let dump = ''
     for (const { name } of tables) {
@@ -368,8 +534,8 @@ forEachDialect('merchant authorisation', (dialect) => {
 
   it('purges codes a day after they expire, not before', async () => {
     const code = (await approve(merchant, { appId: otherApp.appId })).get('app_auth_code')!
-    const remaining = () => db().selectFrom('authorization_codes').select('code_hash')
-      .where('code_hash', '=', sha256Hex(code)).execute()
+    const remaining = () =>
+      db().selectFrom('authorization_codes').select('code_hash').where('code_hash', '=', sha256Hex(code)).execute()
     await purgeAuthorizationCodes(db(), clock.now() + 24 * 3600 * 1000)
     expect(await remaining()).toHaveLength(1)
     expect(await purgeAuthorizationCodes(db(), clock.now() + 24 * 3600 * 1000 + 10 * 60 * 1000)).toBeGreaterThan(0)

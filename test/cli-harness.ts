@@ -10,7 +10,12 @@ export async function runCli(args: string[], env: Record<string, string>) {
   const previousExitCode = process.exitCode
   process.exitCode = undefined
   const cli = createCli({
-    out: (text) => { out += text }, err: (text) => { err += text },
+    out: (text) => {
+      out += text
+    },
+    err: (text) => {
+      err += text
+    },
     config: (overrides) => parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', ...env, ...overrides }),
     waitForStop: async () => undefined,
   })

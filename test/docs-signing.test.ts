@@ -14,9 +14,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { signRequest } from '../sdk/src/index.js'
-import {
-  headerNames, requestSigningString, responseSigningString, signText, verifyText,
-} from '../sdk/src/protocol.js'
+import { headerNames, requestSigningString, responseSigningString, signText, verifyText } from '../sdk/src/protocol.js'
 
 const docPath = path.join(import.meta.dirname, '..', 'docs', 'api', 'signing.md')
 const doc = fs.readFileSync(docPath, 'utf8')
@@ -95,8 +93,9 @@ describe('docs/api/signing.md worked example', () => {
     expect(requestSigningString(inputs)).toBe(documented)
     // The literal is two single-quoted JavaScript strings joined by +.
     const literal = block('string-literal')
-    const parts = [...literal.matchAll(/'((?:[^'\\]|\\.)*)'/g)].map((match) => JSON.parse(
-      `"${match[1]!.replace(/"/g, '\\"')}"`) as string)
+    const parts = [...literal.matchAll(/'((?:[^'\\]|\\.)*)'/g)].map(
+      (match) => JSON.parse(`"${match[1]!.replace(/"/g, '\\"')}"`) as string,
+    )
     expect(parts.join('')).toBe(documented)
   })
 
@@ -108,9 +107,15 @@ describe('docs/api/signing.md worked example', () => {
 
   it('shows the headers the SDK sends for the same call', () => {
     const headers = signRequest({
-      appId: inputs.appId, privateKey, method: inputs.method, pathWithQuery: inputs.pathWithQuery,
-      body: inputs.body, idempotencyKey: inputs.idempotencyKey, appAuthToken: inputs.appAuthToken,
-      timestampS: Number(inputs.timestamp), nonce: inputs.nonce,
+      appId: inputs.appId,
+      privateKey,
+      method: inputs.method,
+      pathWithQuery: inputs.pathWithQuery,
+      body: inputs.body,
+      idempotencyKey: inputs.idempotencyKey,
+      appAuthToken: inputs.appAuthToken,
+      timestampS: Number(inputs.timestamp),
+      nonce: inputs.nonce,
     })
     for (const [name, value] of Object.entries(headers)) {
       expect(request.headers.get(name), `header ${name}`).toBe(value)
@@ -121,10 +126,15 @@ describe('docs/api/signing.md worked example', () => {
     const response = parseHttp(block('response'))
     const status = Number(response.startLine.split(' ')[1])
     expect(required(response, headerNames.nonce)).toBe(inputs.nonce)
-    expect(responseSigningString({
-      appId: inputs.appId, timestamp: required(response, headerNames.timestamp), nonce: inputs.nonce,
-      status, body: response.body,
-    })).toBe(block('response-signing-string'))
+    expect(
+      responseSigningString({
+        appId: inputs.appId,
+        timestamp: required(response, headerNames.timestamp),
+        nonce: inputs.nonce,
+        status,
+        body: response.body,
+      }),
+    ).toBe(block('response-signing-string'))
   })
 })
 
@@ -135,33 +145,57 @@ async function stubPlatform(appPublicKey: crypto.KeyObject) {
   const server = http.createServer((incoming, outgoing) => {
     let raw = ''
     incoming.setEncoding('utf8')
-    incoming.on('data', (chunk: string) => { raw += chunk })
+    incoming.on('data', (chunk: string) => {
+      raw += chunk
+    })
     incoming.on('end', () => {
       if (incoming.url === '/v1/platform-keys/sandbox') {
         outgoing.setHeader('content-type', 'application/json')
-        outgoing.end(JSON.stringify({ environment: 'sandbox', key_id: 'pk_stub', algorithm: 'Ed25519',
-          public_key_pem: platform.publicKey.export({ type: 'spki', format: 'pem' }).toString() }))
+        outgoing.end(
+          JSON.stringify({
+            environment: 'sandbox',
+            key_id: 'pk_stub',
+            algorithm: 'Ed25519',
+            public_key_pem: platform.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+          }),
+        )
         return
       }
       const header = (name: string) => String(incoming.headers[name] ?? '')
       const text = requestSigningString({
-        appId: header(headerNames.appId), timestamp: header(headerNames.timestamp), nonce: header(headerNames.nonce),
-        method: incoming.method ?? '', pathWithQuery: incoming.url ?? '',
-        appAuthToken: header(headerNames.appAuthToken), idempotencyKey: header(headerNames.idempotencyKey), body: raw,
+        appId: header(headerNames.appId),
+        timestamp: header(headerNames.timestamp),
+        nonce: header(headerNames.nonce),
+        method: incoming.method ?? '',
+        pathWithQuery: incoming.url ?? '',
+        appAuthToken: header(headerNames.appAuthToken),
+        idempotencyKey: header(headerNames.idempotencyKey),
+        body: raw,
       })
       const verified = verifyText(text, header(headerNames.signature), appPublicKey)
       const status = verified ? 201 : 401
       received.push({ verified, status })
-      const body = JSON.stringify(verified ? { id: 'store_stub' }
-        : { code: 'AUTH_SIGNATURE_INVALID', signedString: text })
+      const body = JSON.stringify(
+        verified ? { id: 'store_stub' } : { code: 'AUTH_SIGNATURE_INVALID', signedString: text },
+      )
       const timestamp = String(Math.floor(Date.now() / 1000))
       outgoing.statusCode = status
       outgoing.setHeader('content-type', 'application/json; charset=utf-8')
       outgoing.setHeader(headerNames.timestamp, timestamp)
       outgoing.setHeader(headerNames.nonce, header(headerNames.nonce))
-      outgoing.setHeader(headerNames.signature, signText(responseSigningString({
-        appId: header(headerNames.appId), timestamp, nonce: header(headerNames.nonce), status, body,
-      }), platform.privateKey))
+      outgoing.setHeader(
+        headerNames.signature,
+        signText(
+          responseSigningString({
+            appId: header(headerNames.appId),
+            timestamp,
+            nonce: header(headerNames.nonce),
+            status,
+            body,
+          }),
+          platform.privateKey,
+        ),
+      )
       outgoing.end(body)
     })
   })
@@ -176,8 +210,12 @@ function runNode(file: string, env: Record<string, string>): Promise<{ code: num
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [file], { env, stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
-    child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString('utf8') })
-    child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString('utf8') })
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString('utf8')
+    })
+    child.stderr.on('data', (chunk: Buffer) => {
+      output += chunk.toString('utf8')
+    })
     child.on('error', reject)
     child.on('close', (code) => resolve({ code, output }))
   })
@@ -194,7 +232,9 @@ describe('docs/api/signing.md Node script', () => {
       fs.writeFileSync(script, block('node'))
       fs.writeFileSync(keyFile, appKey.privateKey.export({ type: 'pkcs8', format: 'pem' }))
       const result = await runNode(script, {
-        BASEPLATE_URL: stub.url, BASEPLATE_APP_ID: inputs.appId, BASEPLATE_PRIVATE_KEY: keyFile,
+        BASEPLATE_URL: stub.url,
+        BASEPLATE_APP_ID: inputs.appId,
+        BASEPLATE_PRIVATE_KEY: keyFile,
       })
       expect(result.code, result.output).toBe(0)
       expect(stub.received).toEqual([{ verified: true, status: 201 }])

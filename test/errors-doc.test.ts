@@ -71,8 +71,10 @@ describe('docs/errors.md and the SDK list exactly the error table', () => {
         wrong.push(`${code} (line ${entry.line}): documented ${entry.status}, table ${spec.status}`)
       }
       if (entry.transient !== (spec.transient === true)) {
-        wrong.push(`${code} (line ${entry.line}): documented transient=${entry.transient}, `
-          + `table ${spec.transient === true}`)
+        wrong.push(
+          `${code} (line ${entry.line}): documented transient=${entry.transient}, ` +
+            `table ${spec.transient === true}`,
+        )
       }
     }
     expect(wrong).toEqual([])

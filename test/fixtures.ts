@@ -47,10 +47,18 @@ export function json<T = any>(response: Injected): T {
   return JSON.parse(response.body) as T
 }
 
-export async function session(app: FastifyInstance, method: string, url: string, token: string,
-  body?: unknown, headers: Record<string, string> = {}): Promise<Injected> {
+export async function session(
+  app: FastifyInstance,
+  method: string,
+  url: string,
+  token: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<Injected> {
   return app.inject({
-    method: method as 'GET', url, headers: { authorization: `Bearer ${token}`, ...headers },
+    method: method as 'GET',
+    url,
+    headers: { authorization: `Bearer ${token}`, ...headers },
     ...(body === undefined ? {} : { payload: body as object }),
   })
 }
@@ -62,12 +70,21 @@ export interface Tenant {
   readonly token: string
 }
 
-export async function signUp(app: FastifyInstance, kind: 'isv' | 'merchant' = 'isv',
-  industry?: string): Promise<Tenant> {
+export async function signUp(
+  app: FastifyInstance,
+  kind: 'isv' | 'merchant' = 'isv',
+  industry?: string,
+): Promise<Tenant> {
   const email = uniqueEmail(kind)
-  const created = await app.inject({ method: 'POST', url: '/v1/signup', payload: {
-    email, password: testPassword, organization: { name: `${kind} ${email}`, kind, ...(industry ? { industry } : {}) },
-  } })
+  const created = await app.inject({
+    method: 'POST',
+    url: '/v1/signup',
+    payload: {
+      email,
+      password: testPassword,
+      organization: { name: `${kind} ${email}`, kind, ...(industry ? { industry } : {}) },
+    },
+  })
   expect(created.statusCode, created.body).toBe(201)
   const login = await app.inject({ method: 'POST', url: '/v1/sessions', payload: { email, password: testPassword } })
   expect(login.statusCode, login.body).toBe(201)
@@ -81,14 +98,25 @@ export interface TestApp {
   readonly tenant: Tenant
 }
 
-export async function createAppWithKey(app: FastifyInstance, tenant: Tenant,
-  keyPair: KeyPair = rsaKeyPair(), environment: 'sandbox' | 'live' = 'sandbox'): Promise<TestApp> {
-  const created = await session(app, 'POST', `/v1/organizations/${tenant.organizationId}/apps`, tenant.token,
-    { name: 'test app', environment })
+export async function createAppWithKey(
+  app: FastifyInstance,
+  tenant: Tenant,
+  keyPair: KeyPair = rsaKeyPair(),
+  environment: 'sandbox' | 'live' = 'sandbox',
+): Promise<TestApp> {
+  const created = await session(app, 'POST', `/v1/organizations/${tenant.organizationId}/apps`, tenant.token, {
+    name: 'test app',
+    environment,
+  })
   expect(created.statusCode, created.body).toBe(201)
   const appId = json(created).id as string
-  const key = await session(app, 'POST', `/v1/organizations/${tenant.organizationId}/apps/${appId}/keys`,
-    tenant.token, { public_key_pem: keyPair.publicKeyPem })
+  const key = await session(
+    app,
+    'POST',
+    `/v1/organizations/${tenant.organizationId}/apps/${appId}/keys`,
+    tenant.token,
+    { public_key_pem: keyPair.publicKeyPem },
+  )
   expect(key.statusCode, key.body).toBe(201)
   return { appId, keyPair, tenant }
 }
@@ -106,18 +134,30 @@ export interface SignedCall {
 }
 
 /** A native API call signed with the app's key, sent through `inject`. */
-export async function signed(app: FastifyInstance, testApp: TestApp, call: SignedCall,
-  clockMs = Date.now()): Promise<Injected> {
+export async function signed(
+  app: FastifyInstance,
+  testApp: TestApp,
+  call: SignedCall,
+  clockMs = Date.now(),
+): Promise<Injected> {
   const body = call.body === undefined ? '' : JSON.stringify(call.body)
   const headers = signRequest({
-    appId: testApp.appId, privateKey: testApp.keyPair.privateKey, method: call.method, pathWithQuery: call.url,
-    body, appAuthToken: call.appAuthToken, idempotencyKey: call.idempotencyKey,
-    timestampS: call.timestampS ?? Math.floor(clockMs / 1000), ...(call.nonce ? { nonce: call.nonce } : {}),
+    appId: testApp.appId,
+    privateKey: testApp.keyPair.privateKey,
+    method: call.method,
+    pathWithQuery: call.url,
+    body,
+    appAuthToken: call.appAuthToken,
+    idempotencyKey: call.idempotencyKey,
+    timestampS: call.timestampS ?? Math.floor(clockMs / 1000),
+    ...(call.nonce ? { nonce: call.nonce } : {}),
   })
   const request = { url: call.url, body, headers }
   call.tamper?.(request)
   return app.inject({
-    method: call.method as 'GET', url: request.url, headers: request.headers,
+    method: call.method as 'GET',
+    url: request.url,
+    headers: request.headers,
     ...(request.body === '' ? {} : { payload: request.body }),
   })
 }

@@ -37,8 +37,8 @@ async function postgresReachable(url: string): Promise<string | null> {
   }
 }
 
-const postgresProblem = testConfig.testPostgres === 'skip'
-  ? 'BASEPLATE_TEST_PG=skip' : await postgresReachable(testConfig.testDatabaseUrl)
+const postgresProblem =
+  testConfig.testPostgres === 'skip' ? 'BASEPLATE_TEST_PG=skip' : await postgresReachable(testConfig.testDatabaseUrl)
 
 export const dialects: readonly DialectName[] = ['sqlite', 'postgres']
 
@@ -92,9 +92,12 @@ export function forEachDialect(name: string, body: (dialect: DialectName) => voi
 }
 
 /** A platform per describe block, opened before its tests and closed after. */
-export function useTestPlatform(dialect: DialectName, options: Omit<PlatformOptions, 'target'> & {
-  config?: Record<string, string>
-} = {}): () => Platform {
+export function useTestPlatform(
+  dialect: DialectName,
+  options: Omit<PlatformOptions, 'target'> & {
+    config?: Record<string, string>
+  } = {},
+): () => Platform {
   let platform: Platform | undefined
   let target: TestTarget | undefined
   beforeAll(async () => {
@@ -115,5 +118,13 @@ export function useTestPlatform(dialect: DialectName, options: Omit<PlatformOpti
 /** A clock the test moves by hand. */
 export function manualClock(start = Date.UTC(2026, 10, 25, 4, 0, 0)) {
   let now = start
-  return { now: () => now, advance: (ms: number) => { now += ms }, set: (ms: number) => { now = ms } }
+  return {
+    now: () => now,
+    advance: (ms: number) => {
+      now += ms
+    },
+    set: (ms: number) => {
+      now = ms
+    },
+  }
 }

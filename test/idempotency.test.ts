@@ -6,8 +6,11 @@ import { forEachDialect, manualClock, useTestPlatform } from './harness.js'
 const clock = manualClock(Date.now())
 
 async function storeCount(db: Kysely<any>, organizationId: string): Promise<number> {
-  const row = await db.selectFrom('stores').select((eb) => eb.fn.countAll<number>().as('count'))
-    .where('organization_id', '=', organizationId).executeTakeFirstOrThrow()
+  const row = await db
+    .selectFrom('stores')
+    .select((eb) => eb.fn.countAll<number>().as('count'))
+    .where('organization_id', '=', organizationId)
+    .executeTakeFirstOrThrow()
   return Number(row.count)
 }
 
@@ -18,9 +21,18 @@ forEachDialect('idempotency', (dialect) => {
   beforeAll(async () => {
     testApp = await createAppWithKey(bp().app, await signUp(bp().app, 'merchant'), rsaKeyPair())
   })
-  const call = (key: string | undefined, body: unknown) => signed(bp().app, testApp, {
-    method: 'POST', url: '/v1/stores', body, ...(key === undefined ? {} : { idempotencyKey: key }),
-  }, clock.now())
+  const call = (key: string | undefined, body: unknown) =>
+    signed(
+      bp().app,
+      testApp,
+      {
+        method: 'POST',
+        url: '/v1/stores',
+        body,
+        ...(key === undefined ? {} : { idempotencyKey: key }),
+      },
+      clock.now(),
+    )
 
   it('replays the first response byte for byte and executes once', async () => {
     const body = { out_store_no: 'IDEM-1', name: 'Store', address: 'Somewhere 1' }
@@ -61,7 +73,10 @@ forEachDialect('idempotency', (dialect) => {
     const before = await storeCount(bp().storage.db, testApp.tenant.organizationId)
     const responses = await Promise.all(Array.from({ length: 50 }, () => call('key-concurrent', body)))
     const statuses = responses.map((response) => response.statusCode)
-    expect(statuses.every((status) => status === 201 || status === 409), statuses.join(',')).toBe(true)
+    expect(
+      statuses.every((status) => status === 201 || status === 409),
+      statuses.join(','),
+    ).toBe(true)
     const created = responses.filter((response) => response.statusCode === 201)
     expect(created.length).toBeGreaterThanOrEqual(1)
     // Every success is the same stored response.
@@ -79,10 +94,20 @@ forEachDialect('idempotency', (dialect) => {
     // Simulate a process that reserved the key and died before its transaction committed.
     const principal = `app:${testApp.appId}:${testApp.tenant.organizationId}`
     const fingerprint = (await import('../src/platform/ids.js')).sha256Hex(`POST /v1/stores\n${JSON.stringify(body)}`)
-    await bp().storage.db.insertInto('idempotency_records').values({
-      principal, idempotency_key: 'key-crash', fingerprint, state: 'running', response_status: null,
-      response_body: null, locked_at: clock.now(), created_at: clock.now(), expires_at: clock.now() + 86_400_000,
-    }).execute()
+    await bp()
+      .storage.db.insertInto('idempotency_records')
+      .values({
+        principal,
+        idempotency_key: 'key-crash',
+        fingerprint,
+        state: 'running',
+        response_status: null,
+        response_body: null,
+        locked_at: clock.now(),
+        created_at: clock.now(),
+        expires_at: clock.now() + 86_400_000,
+      })
+      .execute()
     const during = await call('key-crash', body)
     expect(json(during).code).toBe('IDEMPOTENCY_REQUEST_IN_PROGRESS')
     clock.advance(61_000)
@@ -93,8 +118,17 @@ forEachDialect('idempotency', (dialect) => {
 
   it('scopes keys per app: another app may use the same key', async () => {
     const other = await createAppWithKey(bp().app, await signUp(bp().app, 'merchant'), rsaKeyPair(1))
-    const response = await signed(bp().app, other, { method: 'POST', url: '/v1/stores', idempotencyKey: 'key-1',
-      body: { out_store_no: 'IDEM-1', name: 'Store', address: 'Somewhere 1' } }, clock.now())
+    const response = await signed(
+      bp().app,
+      other,
+      {
+        method: 'POST',
+        url: '/v1/stores',
+        idempotencyKey: 'key-1',
+        body: { out_store_no: 'IDEM-1', name: 'Store', address: 'Somewhere 1' },
+      },
+      clock.now(),
+    )
     expect(response.statusCode, response.body).toBe(201)
     expect(json(response).organization_id).toBe(other.tenant.organizationId)
   })

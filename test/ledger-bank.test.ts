@@ -41,10 +41,17 @@ forEachDialect('ledger bank test', (dialect) => {
     const wallets = Array.from({ length: walletCount }, () => freshAccount('consumer_wallet'))
     const funding = freshAccount('sandbox_funding', 'sandbox', 'platform')
     const totalFen = walletCount * fundedEachFen
-    await db.transaction().execute((tx) => ledger.post(tx, {
-      reference: { type: 'test.fund', id: 'bank' }, description: 'fund the wallets',
-      transfers: wallets.map((wallet) => ({ debit: funding, credit: wallet, amount: fen(fundedEachFen) })),
-    }, Date.now()))
+    await db.transaction().execute((tx) =>
+      ledger.post(
+        tx,
+        {
+          reference: { type: 'test.fund', id: 'bank' },
+          description: 'fund the wallets',
+          transfers: wallets.map((wallet) => ({ debit: funding, credit: wallet, amount: fen(fundedEachFen) })),
+        },
+        Date.now(),
+      ),
+    )
 
     const pick = (): AccountRef => wallets[Math.floor(random() * walletCount)]!
     const amount = () => fen(1 + Math.floor(random() * transferFenMax))
@@ -79,11 +86,16 @@ forEachDialect('ledger bank test', (dialect) => {
     const walletOwners = wallets.map((wallet) => wallet.ownerId)
     const readStatement = async () => {
       // One statement sees one snapshot on both dialects.
-      const row = await db.selectFrom('ledger_accounts')
-        .select((eb) => [eb.fn.sum<number>(eb('credits_posted', '-', eb.ref('debits_posted'))).as('total'),
+      const row = await db
+        .selectFrom('ledger_accounts')
+        .select((eb) => [
+          eb.fn.sum<number>(eb('credits_posted', '-', eb.ref('debits_posted'))).as('total'),
           eb.fn.min<number>(eb('credits_posted', '-', eb.ref('debits_posted'))).as('lowest'),
-          eb.fn.countAll<number>().as('accounts')])
-        .where('kind', '=', 'consumer_wallet').where('owner_id', 'in', walletOwners).executeTakeFirstOrThrow()
+          eb.fn.countAll<number>().as('accounts'),
+        ])
+        .where('kind', '=', 'consumer_wallet')
+        .where('owner_id', 'in', walletOwners)
+        .executeTakeFirstOrThrow()
       expect(Number(row.accounts)).toBe(walletCount)
       expect(Number(row.total), 'sum of all wallets in one statement').toBe(totalFen)
       expect(Number(row.lowest)).toBeGreaterThanOrEqual(0)
@@ -91,12 +103,18 @@ forEachDialect('ledger bank test', (dialect) => {
     }
     const readThroughService = async () => {
       // Eight balance() calls inside one REPEATABLE READ transaction share one snapshot.
-      const balances = await db.transaction().setIsolationLevel('repeatable read').execute(async (tx) => {
-        const seen = []
-        for (const wallet of wallets) seen.push((await ledger.balance(tx, wallet)).balance)
-        return seen
-      })
-      expect(balances.reduce((sum, balance) => sum + balance, 0), 'sum of balance() in one snapshot').toBe(totalFen)
+      const balances = await db
+        .transaction()
+        .setIsolationLevel('repeatable read')
+        .execute(async (tx) => {
+          const seen = []
+          for (const wallet of wallets) seen.push((await ledger.balance(tx, wallet)).balance)
+          return seen
+        })
+      expect(
+        balances.reduce((sum, balance) => sum + balance, 0),
+        'sum of balance() in one snapshot',
+      ).toBe(totalFen)
       expect(Math.min(...balances)).toBeGreaterThanOrEqual(0)
       reads.transaction += 1
     }
@@ -121,8 +139,9 @@ forEachDialect('ledger bank test', (dialect) => {
     const startedMs = performance.now()
     try {
       for (let start = 0; start < postingCount; start += batchSize) {
-        const batch = Array.from({ length: Math.min(batchSize, postingCount - start) },
-          (_, offset) => nextPosting(start + offset))
+        const batch = Array.from({ length: Math.min(batchSize, postingCount - start) }, (_, offset) =>
+          nextPosting(start + offset),
+        )
         await Promise.all(batch.map(postOne))
       }
     } finally {
@@ -139,10 +158,15 @@ forEachDialect('ledger bank test', (dialect) => {
     await readStatement()
     await readThroughService()
     await expectLedgerConsistent(db)
-    const postings = await db.selectFrom('ledger_postings').select((eb) => eb.fn.countAll<number>().as('count'))
-      .where('reference_type', '=', 'test.transfer').executeTakeFirstOrThrow()
+    const postings = await db
+      .selectFrom('ledger_postings')
+      .select((eb) => eb.fn.countAll<number>().as('count'))
+      .where('reference_type', '=', 'test.transfer')
+      .executeTakeFirstOrThrow()
     expect(Number(postings.count)).toBe(outcomes.posted)
-    console.info(`[${dialect}] ${outcomes.posted} posted, ${outcomes.refused} refused in ${Math.round(elapsedMs)} ms; `
-      + `reads: ${reads.statement} statements, ${reads.transaction} snapshots, ${reads.verify} verifies`)
+    console.info(
+      `[${dialect}] ${outcomes.posted} posted, ${outcomes.refused} refused in ${Math.round(elapsedMs)} ms; ` +
+        `reads: ${reads.statement} statements, ${reads.transaction} snapshots, ${reads.verify} verifies`,
+    )
   })
 })

@@ -16,7 +16,12 @@ async function runCli(args: string[], env: Record<string, string>) {
   const previousExitCode = process.exitCode
   process.exitCode = undefined
   const cli = createCli({
-    out: (text) => { out += text }, err: (text) => { err += text },
+    out: (text) => {
+      out += text
+    },
+    err: (text) => {
+      err += text
+    },
     config: (overrides) => parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', ...env, ...overrides }),
     waitForStop: async () => undefined,
   })
@@ -59,37 +64,57 @@ forEachDialect('baseplate ledger verify', (dialect) => {
     const empty = await runCli(['ledger', 'verify', '--json'], env)
     expect(empty.exitCode, empty.err).toBe(0)
     expect(JSON.parse(empty.out)).toEqual({ ok: true, accounts: 0, postings: 0, drift: [], unbalancedPostings: [] })
-    await withDb((db) => db.transaction().execute(async (tx) => {
-      const ledger = createLedgerService()
-      const funding = freshAccount('sandbox_funding', 'sandbox', 'platform')
-      const wallet = freshAccount('consumer_wallet', 'sandbox', 'consumer_cli')
-      await ledger.post(tx, { reference: { type: 'test.fund', id: 'cli' }, description: 'top-up',
-        transfers: [{ debit: funding, credit: wallet, amount: fen(9_900) }] }, Date.now())
-    }))
+    await withDb((db) =>
+      db.transaction().execute(async (tx) => {
+        const ledger = createLedgerService()
+        const funding = freshAccount('sandbox_funding', 'sandbox', 'platform')
+        const wallet = freshAccount('consumer_wallet', 'sandbox', 'consumer_cli')
+        await ledger.post(
+          tx,
+          {
+            reference: { type: 'test.fund', id: 'cli' },
+            description: 'top-up',
+            transfers: [{ debit: funding, credit: wallet, amount: fen(9_900) }],
+          },
+          Date.now(),
+        )
+      }),
+    )
     const consistent = await runCli(['ledger', 'verify'], env)
     expect(consistent.exitCode, consistent.err).toBe(0)
     expect(consistent.out).toContain('ledger OK: 2 accounts, 1 postings')
   })
 
   it('exits 1 and names the account after an account total was tampered with', async () => {
-    await withDb((db) => db.updateTable('ledger_accounts').set({ credits_posted: 99_900 })
-      .where('owner_id', '=', 'consumer_cli').execute())
+    await withDb((db) =>
+      db
+        .updateTable('ledger_accounts')
+        .set({ credits_posted: 99_900 })
+        .where('owner_id', '=', 'consumer_cli')
+        .execute(),
+    )
     const text = await runCli(['ledger', 'verify'], env)
     expect(text.exitCode).toBe(1)
     expect(text.err).toContain('ledger DRIFT: 1 account(s) drifted, 0 posting(s) unbalanced')
     expect(text.err).toContain('consumer_wallet consumer_cli (sandbox): stored debits 0 credits 99900')
     const json = await runCli(['ledger', 'verify', '--json'], env)
     expect(json.exitCode).toBe(1)
-    expect(JSON.parse(json.out)).toMatchObject({ ok: false, drift: [{ account: { ownerId: 'consumer_cli' },
-      recomputed: { credits: 9_900 } }] })
+    expect(JSON.parse(json.out)).toMatchObject({
+      ok: false,
+      drift: [{ account: { ownerId: 'consumer_cli' }, recomputed: { credits: 9_900 } }],
+    })
   })
 
   it('exits 1 and names the posting after an entry was deleted', async () => {
-    await withDb((db) => db.updateTable('ledger_accounts').set({ credits_posted: 9_900 })
-      .where('owner_id', '=', 'consumer_cli').execute())
+    await withDb((db) =>
+      db.updateTable('ledger_accounts').set({ credits_posted: 9_900 }).where('owner_id', '=', 'consumer_cli').execute(),
+    )
     expect((await runCli(['ledger', 'verify'], env)).exitCode).toBe(0)
     const postingId = await withDb(async (db) => {
-      const entry = await db.selectFrom('ledger_entries').selectAll().where('side', '=', 'debit')
+      const entry = await db
+        .selectFrom('ledger_entries')
+        .selectAll()
+        .where('side', '=', 'debit')
         .executeTakeFirstOrThrow()
       await db.deleteFrom('ledger_entries').where('id', '=', entry.id).execute()
       return entry.posting_id as string

@@ -10,7 +10,10 @@ import crypto from 'node:crypto'
 import type { Kysely } from 'kysely'
 import { expect } from 'vitest'
 import {
-  verifyLedger, type AccountKind, type AccountRef, type LedgerService,
+  verifyLedger,
+  type AccountKind,
+  type AccountRef,
+  type LedgerService,
 } from '../src/capabilities/ledger/index.js'
 import { createLedgerService } from '../src/capabilities/ledger/service.js'
 import type { Platform } from '../src/server/platform.js'
@@ -38,7 +41,10 @@ export async function expectLedgerConsistent(db: Kysely<any>): Promise<void> {
  * const { balance } = await ledger.balance(bp().storage.db, wallet)
  */
 export function ledgerOf(platform: Platform): LedgerService {
-  expect(platform.registry.modules.some((module) => module.id === 'ledger'), 'the ledger is registered').toBe(true)
+  expect(
+    platform.registry.modules.some((module) => module.id === 'ledger'),
+    'the ledger is registered',
+  ).toBe(true)
   return createLedgerService()
 }
 
@@ -48,7 +54,10 @@ export function ledgerOf(platform: Platform): LedgerService {
  * @example
  * const wallet = freshAccount('consumer_wallet')
  */
-export function freshAccount(kind: AccountKind, environment: 'sandbox' | 'live' = 'sandbox',
-  ownerId = `owner_${crypto.randomBytes(8).toString('hex')}`): AccountRef {
+export function freshAccount(
+  kind: AccountKind,
+  environment: 'sandbox' | 'live' = 'sandbox',
+  ownerId = `owner_${crypto.randomBytes(8).toString('hex')}`,
+): AccountRef {
   return { kind, ownerId, environment }
 }

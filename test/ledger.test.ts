@@ -10,23 +10,44 @@ import { expectLedgerConsistent, freshAccount, ledgerOf } from './ledger-helpers
 
 const now = Date.UTC(2026, 10, 25, 4, 0, 0)
 
-const transfer = (debit: AccountRef, credit: AccountRef, amount: number): Transfer =>
-  ({ debit, credit, amount: fen(amount) })
+const transfer = (debit: AccountRef, credit: AccountRef, amount: number): Transfer => ({
+  debit,
+  credit,
+  amount: fen(amount),
+})
 
-const posting = (transfers: Transfer[], id = 'test'): PostingInput =>
-  ({ reference: { type: 'test.posting', id }, description: 'a test posting', transfers })
+const posting = (transfers: Transfer[], id = 'test'): PostingInput => ({
+  reference: { type: 'test.posting', id },
+  description: 'a test posting',
+  transfers,
+})
 
 forEachDialect('ledger', (dialect) => {
   const bp = useTestPlatform(dialect)
   const db = () => bp().storage.db as Kysely<any>
   let ledger: LedgerService
-  const post = (input: PostingInput) => db().transaction().execute((tx) => ledger.post(tx, input, now))
+  const post = (input: PostingInput) =>
+    db()
+      .transaction()
+      .execute((tx) => ledger.post(tx, input, now))
   const balanceOf = async (account: AccountRef) => (await ledger.balance(db(), account)).balance
   const counts = async () => ({
-    postings: Number((await db().selectFrom('ledger_postings').select((eb) => eb.fn.countAll().as('n'))
-      .executeTakeFirstOrThrow()).n),
-    entries: Number((await db().selectFrom('ledger_entries').select((eb) => eb.fn.countAll().as('n'))
-      .executeTakeFirstOrThrow()).n),
+    postings: Number(
+      (
+        await db()
+          .selectFrom('ledger_postings')
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    ),
+    entries: Number(
+      (
+        await db()
+          .selectFrom('ledger_entries')
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    ),
   })
   const funding = freshAccount('sandbox_funding', 'sandbox', 'platform')
   /** A consumer wallet topped up from the sandbox's funding account. */
@@ -36,7 +57,9 @@ forEachDialect('ledger', (dialect) => {
     return wallet
   }
 
-  beforeAll(() => { ledger = ledgerOf(bp()) })
+  beforeAll(() => {
+    ledger = ledgerOf(bp())
+  })
   afterEach(() => expectLedgerConsistent(db()))
 
   it('is registered first, so its migration runs before those of capabilities that post', () => {
@@ -48,8 +71,11 @@ forEachDialect('ledger', (dialect) => {
     const wallet = await fundedWallet(10_000)
     const pending = freshAccount('merchant_pending')
     const fees = freshAccount('platform_fee_revenue', 'sandbox', `fees_${pending.ownerId}`)
-    const { postingId } = await post({ reference: { type: 'trade.pay', id: 'trade_1' }, description: 'Payment',
-      transfers: [transfer(wallet, pending, 1230), transfer(pending, fees, 7)] })
+    const { postingId } = await post({
+      reference: { type: 'trade.pay', id: 'trade_1' },
+      description: 'Payment',
+      transfers: [transfer(wallet, pending, 1230), transfer(pending, fees, 7)],
+    })
     expect(await ledger.balance(db(), wallet)).toEqual({ debits: 1230, credits: 10_000, balance: 8770 })
     expect(await ledger.balance(db(), pending)).toEqual({ debits: 7, credits: 1230, balance: 1223 })
     expect(await balanceOf(fees)).toBe(7)
@@ -64,8 +90,11 @@ forEachDialect('ledger', (dialect) => {
   })
 
   it('reads a zero balance for an account never posted to', async () => {
-    expect(await ledger.balance(db(), freshAccount('merchant_available')))
-      .toEqual({ debits: 0, credits: 0, balance: 0 })
+    expect(await ledger.balance(db(), freshAccount('merchant_available'))).toEqual({
+      debits: 0,
+      credits: 0,
+      balance: 0,
+    })
   })
 
   it('keeps sandbox and live money apart for the same owner', async () => {
@@ -80,18 +109,24 @@ forEachDialect('ledger', (dialect) => {
     expect(await ledger.balance(db(), clearing)).toEqual({ debits: 2000, credits: 0, balance: -2000 })
   })
 
-  it('refuses a posting that would take an account\'s totals past 2^53 fen, and stays readable', async () => {
+  it("refuses a posting that would take an account's totals past 2^53 fen, and stays readable", async () => {
     const clearing = freshAccount('channel_clearing', 'live')
     const wallet = freshAccount('consumer_wallet', 'live')
     await post(posting([transfer(clearing, wallet, 100)]))
     // Decades of volume, simulated by editing the total, then put back for the consistency check.
     const nearMax = Number.MAX_SAFE_INTEGER - 50
-    const setDebits = (value: number) => db().updateTable('ledger_accounts').set({ debits_posted: value })
-      .where('owner_id', '=', clearing.ownerId).execute()
+    const setDebits = (value: number) =>
+      db()
+        .updateTable('ledger_accounts')
+        .set({ debits_posted: value })
+        .where('owner_id', '=', clearing.ownerId)
+        .execute()
     await setDebits(nearMax)
     try {
-      await expect(post(posting([transfer(clearing, wallet, 100)]))).rejects
-        .toMatchObject({ code: 'LEDGER_ACCOUNT_TOTALS_OVERFLOW', details: { account_kind: 'channel_clearing' } })
+      await expect(post(posting([transfer(clearing, wallet, 100)]))).rejects.toMatchObject({
+        code: 'LEDGER_ACCOUNT_TOTALS_OVERFLOW',
+        details: { account_kind: 'channel_clearing' },
+      })
       expect(await ledger.balance(db(), clearing)).toEqual({ debits: nearMax, credits: 0, balance: -nearMax })
       expect(await balanceOf(wallet)).toBe(100)
     } finally {
@@ -104,14 +139,20 @@ forEachDialect('ledger', (dialect) => {
     const pending = freshAccount('merchant_pending')
     const refused = await post(posting([transfer(wallet, pending, 101)])).catch((error: unknown) => error)
     expect(refused).toBeInstanceOf(AppError)
-    expect(refused).toMatchObject({ code: 'LEDGER_INSUFFICIENT_FUNDS', status: 422, transient: false,
-      details: { account_kind: 'consumer_wallet' } })
+    expect(refused).toMatchObject({
+      code: 'LEDGER_INSUFFICIENT_FUNDS',
+      status: 422,
+      transient: false,
+      details: { account_kind: 'consumer_wallet' },
+    })
     expect(await balanceOf(wallet)).toBe(100)
     await post(posting([transfer(wallet, pending, 100)]))
     expect(await balanceOf(wallet)).toBe(0)
     // An account never posted to holds nothing, so a first debit of a floored one is refused too.
-    await expect(post(posting([transfer(freshAccount('isv_commission'), pending, 1)])))
-      .rejects.toMatchObject({ code: 'LEDGER_INSUFFICIENT_FUNDS', details: { account_kind: 'isv_commission' } })
+    await expect(post(posting([transfer(freshAccount('isv_commission'), pending, 1)]))).rejects.toMatchObject({
+      code: 'LEDGER_INSUFFICIENT_FUNDS',
+      details: { account_kind: 'isv_commission' },
+    })
   })
 
   it('judges a posting by where each account ends up: credit then debit of an empty wallet', async () => {
@@ -133,12 +174,14 @@ forEachDialect('ledger', (dialect) => {
       await post(posting([transfer(funding, rich, 1_000), transfer(funding, poor, 10)]))
       const input = posting([transfer(funding, fresh, 500), transfer(rich, pending, 300), transfer(poor, pending, 50)])
       const accounts = [funding, rich, poor, fresh, pending]
-      const snapshot = async () => ({ ...await counts(),
-        balances: await Promise.all(accounts.map((account) => ledger.balance(db(), account))) })
+      const snapshot = async () => ({
+        ...(await counts()),
+        balances: await Promise.all(accounts.map((account) => ledger.balance(db(), account))),
+      })
       return { input, snapshot }
     }
 
-    it('rolls back with the caller\'s transaction, leaving balances and entries unchanged', async () => {
+    it("rolls back with the caller's transaction, leaving balances and entries unchanged", async () => {
       const { input, snapshot } = await setUp()
       const before = await snapshot()
       await expect(post(input)).rejects.toMatchObject({ code: 'LEDGER_INSUFFICIENT_FUNDS' })
@@ -148,14 +191,16 @@ forEachDialect('ledger', (dialect) => {
     it('undoes its own partial updates even when the caller catches the error and commits', async () => {
       const { input, snapshot } = await setUp()
       const before = await snapshot()
-      const code = await db().transaction().execute(async (tx) => {
-        try {
-          await ledger.post(tx, input, now)
-          return 'posted'
-        } catch (error) {
-          return (error as AppError).code
-        }
-      })
+      const code = await db()
+        .transaction()
+        .execute(async (tx) => {
+          try {
+            await ledger.post(tx, input, now)
+            return 'posted'
+          } catch (error) {
+            return (error as AppError).code
+          }
+        })
       expect(code).toBe('LEDGER_INSUFFICIENT_FUNDS')
       expect(await snapshot()).toEqual(before)
     })
@@ -176,8 +221,13 @@ forEachDialect('ledger', (dialect) => {
       ['unknown kind', posting([transfer({ ...wallet, kind: 'bitcoin' as never }, pending, 1)])],
       ['empty owner', posting([transfer(funding, { ...wallet, ownerId: '' }, 1)])],
       ['sandbox to live', posting([transfer(wallet, { ...pending, environment: 'live' }, 1)])],
-      ['sandbox and live transfers', posting([transfer(wallet, pending, 1),
-        transfer(freshAccount('channel_clearing', 'live'), freshAccount('consumer_wallet', 'live'), 1)])],
+      [
+        'sandbox and live transfers',
+        posting([
+          transfer(wallet, pending, 1),
+          transfer(freshAccount('channel_clearing', 'live'), freshAccount('consumer_wallet', 'live'), 1),
+        ]),
+      ],
       ['empty reference', { ...posting([transfer(wallet, pending, 1)]), reference: { type: '', id: 'x' } }],
     ]
     for (const [name, input] of bad) {
@@ -195,22 +245,30 @@ forEachDialect('ledger', (dialect) => {
     // deadlock no ordering inside one posting can prevent, which PostgreSQL breaks by
     // aborting one of the two.
     const [p, q, pOwn, qOwn] = ['p', 'q', 'p_own', 'q_own'].map((name) =>
-      freshAccount('channel_clearing', 'sandbox', `deadlock_${name}_${Math.random().toString(36).slice(2)}`))
+      freshAccount('channel_clearing', 'sandbox', `deadlock_${name}_${Math.random().toString(36).slice(2)}`),
+    )
     let arrived = 0
     let release!: () => void
-    const barrier = new Promise<void>((resolve) => { release = resolve })
-    const run = (mine: AccountRef, own: AccountRef, theirs: AccountRef) => db().transaction().execute(async (tx) => {
-      await ledger.post(tx, posting([transfer(mine, own, 1)]), now)
-      arrived += 1
-      if (arrived === 2) release()
-      await barrier
-      await ledger.post(tx, posting([transfer(theirs, own, 1)]), now)
+    const barrier = new Promise<void>((resolve) => {
+      release = resolve
     })
+    const run = (mine: AccountRef, own: AccountRef, theirs: AccountRef) =>
+      db()
+        .transaction()
+        .execute(async (tx) => {
+          await ledger.post(tx, posting([transfer(mine, own, 1)]), now)
+          arrived += 1
+          if (arrived === 2) release()
+          await barrier
+          await ledger.post(tx, posting([transfer(theirs, own, 1)]), now)
+        })
     const results = await Promise.allSettled([run(p!, pOwn!, q!), run(q!, qOwn!, p!)])
     const rejected = results.filter((result) => result.status === 'rejected')
     expect(rejected).toHaveLength(1)
-    expect((rejected[0] as PromiseRejectedResult).reason)
-      .toMatchObject({ code: 'SERVICE_UNAVAILABLE', transient: true })
+    expect((rejected[0] as PromiseRejectedResult).reason).toMatchObject({
+      code: 'SERVICE_UNAVAILABLE',
+      transient: true,
+    })
   })
 
   describe('verify', () => {
@@ -218,8 +276,12 @@ forEachDialect('ledger', (dialect) => {
       const wallet = await fundedWallet(5_000)
       const pending = freshAccount('merchant_pending')
       const { postingId } = await post(posting([transfer(wallet, pending, 1_200)]))
-      const entries = await db().selectFrom('ledger_entries').selectAll().where('posting_id', '=', postingId)
-        .orderBy('side').execute()
+      const entries = await db()
+        .selectFrom('ledger_entries')
+        .selectAll()
+        .where('posting_id', '=', postingId)
+        .orderBy('side')
+        .execute()
       expect(entries.map((entry) => entry.side)).toEqual(['credit', 'debit'])
       return { wallet, pending, postingId, credit: entries[0]!, debit: entries[1]! }
     }
@@ -237,8 +299,13 @@ forEachDialect('ledger', (dialect) => {
       await db().updateTable('ledger_entries').set({ amount: 1_300 }).where('id', '=', credit.id).execute()
       const result = await ledger.verify(db())
       expect(result.ok).toBe(false)
-      expect(result.drift).toEqual([{ account: pending, stored: { debits: 0, credits: 1200, balance: 1200 },
-        recomputed: { debits: 0, credits: 1300, balance: 1300 } }])
+      expect(result.drift).toEqual([
+        {
+          account: pending,
+          stored: { debits: 0, credits: 1200, balance: 1200 },
+          recomputed: { debits: 0, credits: 1300, balance: 1300 },
+        },
+      ])
       expect(result.unbalancedPostings).toEqual([postingId])
       await db().updateTable('ledger_entries').set({ amount: credit.amount }).where('id', '=', credit.id).execute()
       expect((await ledger.verify(db())).ok).toBe(true)
@@ -262,15 +329,29 @@ forEachDialect('ledger', (dialect) => {
 
     it('detects an edited account total while every posting still balances', async () => {
       const { wallet } = await setUp()
-      const row = await db().selectFrom('ledger_accounts').selectAll().where('owner_id', '=', wallet.ownerId)
+      const row = await db()
+        .selectFrom('ledger_accounts')
+        .selectAll()
+        .where('owner_id', '=', wallet.ownerId)
         .executeTakeFirstOrThrow()
-      await db().updateTable('ledger_accounts').set({ credits_posted: row.credits_posted + 1_000_000 })
-        .where('id', '=', row.id).execute()
+      await db()
+        .updateTable('ledger_accounts')
+        .set({ credits_posted: row.credits_posted + 1_000_000 })
+        .where('id', '=', row.id)
+        .execute()
       const result = await ledger.verify(db())
       expect(result).toMatchObject({ ok: false, unbalancedPostings: [] })
-      expect(result.drift).toEqual([{ account: wallet, stored: { debits: 1200, credits: 1_005_000, balance: 1_003_800 },
-        recomputed: { debits: 1200, credits: 5000, balance: 3800 } }])
-      await db().updateTable('ledger_accounts').set({ credits_posted: row.credits_posted }).where('id', '=', row.id)
+      expect(result.drift).toEqual([
+        {
+          account: wallet,
+          stored: { debits: 1200, credits: 1_005_000, balance: 1_003_800 },
+          recomputed: { debits: 1200, credits: 5000, balance: 3800 },
+        },
+      ])
+      await db()
+        .updateTable('ledger_accounts')
+        .set({ credits_posted: row.credits_posted })
+        .where('id', '=', row.id)
         .execute()
       expect((await ledger.verify(db())).ok).toBe(true)
     })
@@ -281,7 +362,7 @@ forEachDialect('GET /v1/balances', (dialect) => {
   const bp = useTestPlatform(dialect)
   const db = () => bp().storage.db as Kysely<any>
 
-  it('answers the tenant\'s pending and available fen in the app\'s environment only', async () => {
+  it("answers the tenant's pending and available fen in the app's environment only", async () => {
     const ledger = ledgerOf(bp())
     const merchant = await signUp(bp().app, 'merchant', 'retail')
     const sandboxApp = await createAppWithKey(bp().app, merchant, rsaKeyPair(), 'sandbox')
@@ -292,20 +373,33 @@ forEachDialect('GET /v1/balances', (dialect) => {
       expect(response.statusCode, response.body).toBe(200)
       return json(response)
     }
-    expect(await read(sandboxApp)).toEqual({ object: 'balance', organization_id: merchant.organizationId,
-      environment: 'sandbox', currency: 'CNY', pending_amount: 0, available_amount: 0 })
+    expect(await read(sandboxApp)).toEqual({
+      object: 'balance',
+      organization_id: merchant.organizationId,
+      environment: 'sandbox',
+      currency: 'CNY',
+      pending_amount: 0,
+      available_amount: 0,
+    })
 
     const owner = merchant.organizationId
     const pending = freshAccount('merchant_pending', 'sandbox', owner)
     const available = freshAccount('merchant_available', 'sandbox', owner)
     const wallet = freshAccount('consumer_wallet')
-    await db().transaction().execute(async (tx) => {
-      const funding = freshAccount('sandbox_funding', 'sandbox', 'platform')
-      await ledger.post(tx, posting([transfer(funding, wallet, 10_000), transfer(wallet, pending, 4_321)]), now)
-      await ledger.post(tx, posting([transfer(pending, available, 1_000)]), now)
-      await ledger.post(tx, posting([transfer(freshAccount('channel_clearing', 'live'),
-        freshAccount('merchant_pending', 'live', owner), 99)]), now)
-    })
+    await db()
+      .transaction()
+      .execute(async (tx) => {
+        const funding = freshAccount('sandbox_funding', 'sandbox', 'platform')
+        await ledger.post(tx, posting([transfer(funding, wallet, 10_000), transfer(wallet, pending, 4_321)]), now)
+        await ledger.post(tx, posting([transfer(pending, available, 1_000)]), now)
+        await ledger.post(
+          tx,
+          posting([
+            transfer(freshAccount('channel_clearing', 'live'), freshAccount('merchant_pending', 'live', owner), 99),
+          ]),
+          now,
+        )
+      })
     expect(await read(sandboxApp)).toMatchObject({ pending_amount: 3_321, available_amount: 1_000 })
     expect(await read(liveApp)).toMatchObject({ environment: 'live', pending_amount: 99, available_amount: 0 })
     expect(await read(other)).toMatchObject({ pending_amount: 0, available_amount: 0 })

@@ -13,13 +13,25 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { signWebhook, verifyWebhook, WebhookVerificationError, type WebhookEvent } from '../sdk/src/webhooks.js'
 import { parseConfig } from '../src/config.js'
 import {
-  attemptsMaxDefault, retryDelaysMsDefault, startNotificationWorker, type NotificationTables, type NotificationWorker,
+  attemptsMaxDefault,
+  retryDelaysMsDefault,
+  startNotificationWorker,
+  type NotificationTables,
+  type NotificationWorker,
 } from '../src/platform/notifications/index.js'
 import { loadPlatformKeys } from '../src/platform/signing/platform-keys.js'
 import { openPlatform, type Platform } from '../src/server/platform.js'
 import { openStorage, type DialectName, type Storage } from '../src/storage/database.js'
 import {
-  createAppWithKey, ed25519KeyPair, json, session, signed, signUp, testPassword, type Tenant, type TestApp,
+  createAppWithKey,
+  ed25519KeyPair,
+  json,
+  session,
+  signed,
+  signUp,
+  testPassword,
+  type Tenant,
+  type TestApp,
 } from './fixtures.js'
 import { forEachDialect, freshTarget, manualClock, useTestPlatform, type TestTarget } from './harness.js'
 
@@ -53,9 +65,12 @@ async function startReceiver(respond: Respond = () => 204): Promise<Receiver> {
     request.on('data', (chunk: Buffer) => chunks.push(chunk))
     request.on('end', () => {
       const hit: Hit = {
-        path: request.url ?? '', headers: request.headers, body: Buffer.concat(chunks).toString('utf8'),
+        path: request.url ?? '',
+        headers: request.headers,
+        body: Buffer.concat(chunks).toString('utf8'),
         deliveryId: String(request.headers['baseplate-delivery-id']),
-        attempt: Number(request.headers['baseplate-delivery-attempt']), status: 0,
+        attempt: Number(request.headers['baseplate-delivery-attempt']),
+        status: 0,
       }
       hits.push(hit)
       void Promise.resolve(receiver.respond(hit)).then((status) => {
@@ -95,15 +110,21 @@ const notificationDb = (storage: Storage) => storage.db as unknown as Kysely<Not
  * Steps the workers until nothing is left to do: while a step finds work it steps again;
  * when none does, the clock jumps to the next due attempt. Returns how many jumps it made.
  */
-async function drain(storage: Storage, workers: readonly NotificationWorker[], clock: Clock,
-  stepsMax = 2000): Promise<number> {
+async function drain(
+  storage: Storage,
+  workers: readonly NotificationWorker[],
+  clock: Clock,
+  stepsMax = 2000,
+): Promise<number> {
   let jumps = 0
   for (let step = 0; step < stepsMax; step += 1) {
     const handled = await Promise.all(workers.map((worker) => worker.runOnce()))
     if (handled.some((count) => count > 0)) continue
-    const next = await notificationDb(storage).selectFrom('webhook_deliveries')
+    const next = await notificationDb(storage)
+      .selectFrom('webhook_deliveries')
       .select((eb) => eb.fn.min('next_attempt_at').as('next'))
-      .where('status', 'in', ['pending', 'delivering']).executeTakeFirst()
+      .where('status', 'in', ['pending', 'delivering'])
+      .executeTakeFirst()
     if (next?.next === null || next?.next === undefined) return jumps
     clock.set(Math.max(clock.now(), Number(next.next)))
     jumps += 1
@@ -114,27 +135,39 @@ async function drain(storage: Storage, workers: readonly NotificationWorker[], c
 // ---------------------------------------------------------------------------------------------
 // Console and API helpers.
 
-const appBase = (testApp: TestApp) =>
-  `/v1/organizations/${testApp.tenant.organizationId}/apps/${testApp.appId}`
+const appBase = (testApp: TestApp) => `/v1/organizations/${testApp.tenant.organizationId}/apps/${testApp.appId}`
 
 async function createEndpoint(platform: Platform, testApp: TestApp, url: string): Promise<string> {
-  const response = await session(platform.app, 'POST', `${appBase(testApp)}/webhook-endpoints`,
-    testApp.tenant.token, { url })
+  const response = await session(platform.app, 'POST', `${appBase(testApp)}/webhook-endpoints`, testApp.tenant.token, {
+    url,
+  })
   expect(response.statusCode, response.body).toBe(201)
   return json(response).id as string
 }
 
 async function createStore(platform: Platform, testApp: TestApp, outStoreNo: string, now: number) {
-  const response = await signed(platform.app, testApp, { method: 'POST', url: '/v1/stores',
-    idempotencyKey: `store-${outStoreNo}`, body: { out_store_no: outStoreNo, name: `店 ${outStoreNo}`,
-      address: '上海市静安区' } }, now)
+  const response = await signed(
+    platform.app,
+    testApp,
+    {
+      method: 'POST',
+      url: '/v1/stores',
+      idempotencyKey: `store-${outStoreNo}`,
+      body: { out_store_no: outStoreNo, name: `店 ${outStoreNo}`, address: '上海市静安区' },
+    },
+    now,
+  )
   expect(response.statusCode, response.body).toBe(201)
   return json(response) as { id: string }
 }
 
 async function deliveryLog(platform: Platform, testApp: TestApp, query = '') {
-  const response = await session(platform.app, 'GET', `${appBase(testApp)}/webhook-deliveries?limit=100${query}`,
-    testApp.tenant.token)
+  const response = await session(
+    platform.app,
+    'GET',
+    `${appBase(testApp)}/webhook-deliveries?limit=100${query}`,
+    testApp.tenant.token,
+  )
   expect(response.statusCode, response.body).toBe(200)
   return json(response).data as Array<Record<string, any>>
 }
@@ -159,10 +192,17 @@ function verified(hit: Hit, publicKey: string, now: () => number = Date.now): We
   return verifyWebhook({ headers: hit.headers, body: hit.body, publicKey, toleranceS: 300, now })
 }
 
-async function merchantApp(platform: Platform, environment: 'sandbox' | 'live' = 'sandbox',
-  tenant?: Tenant): Promise<TestApp> {
-  return createAppWithKey(platform.app, tenant ?? await signUp(platform.app, 'merchant'), ed25519KeyPair(),
-    environment)
+async function merchantApp(
+  platform: Platform,
+  environment: 'sandbox' | 'live' = 'sandbox',
+  tenant?: Tenant,
+): Promise<TestApp> {
+  return createAppWithKey(
+    platform.app,
+    tenant ?? (await signUp(platform.app, 'merchant')),
+    ed25519KeyPair(),
+    environment,
+  )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,10 +211,12 @@ describe('verifyWebhook', () => {
   const pair = crypto.generateKeyPairSync('ed25519')
   const publicKey = pair.publicKey.export({ type: 'spki', format: 'pem' }).toString()
   const nowMs = Date.UTC(2026, 10, 25, 12, 0, 0)
-  const body = '{"id":"evt_1","type":"webhook.test","created_at":"2026-11-25T12:00:00.000Z","environment":"sandbox",'
-    + '"data":{"n":1}}'
+  const body =
+    '{"id":"evt_1","type":"webhook.test","created_at":"2026-11-25T12:00:00.000Z","environment":"sandbox",' +
+    '"data":{"n":1}}'
   const sign = (id = 'evt_1', timestampS = nowMs / 1000, privateKey = pair.privateKey) => ({
-    'webhook-id': id, 'webhook-timestamp': String(timestampS),
+    'webhook-id': id,
+    'webhook-timestamp': String(timestampS),
     'webhook-signature': signWebhook({ id, timestampS, body, privateKey }),
   })
   const verify = (headers: Record<string, string> | Headers, text: string | Uint8Array = body, key = publicKey) =>
@@ -195,8 +237,10 @@ describe('verifyWebhook', () => {
     // During a key rotation the header may carry several signatures, and other schemes.
     const byOtherKey = sign('evt_1', nowMs / 1000, crypto.generateKeyPairSync('ed25519').privateKey)
     const headers = sign()
-    const several = { ...headers,
-      'webhook-signature': `v1,c2VjcmV0 ${byOtherKey['webhook-signature']} ${headers['webhook-signature']}` }
+    const several = {
+      ...headers,
+      'webhook-signature': `v1,c2VjcmV0 ${byOtherKey['webhook-signature']} ${headers['webhook-signature']}`,
+    }
     expect(verify(several).id).toBe('evt_1')
   })
 
@@ -219,13 +263,15 @@ describe('verifyWebhook', () => {
   })
 })
 
-forEachDialect('webhooks: delivery by the platform\'s own worker', (dialect) => {
+forEachDialect("webhooks: delivery by the platform's own worker", (dialect) => {
   const bp = useTestPlatform(dialect, { workers: { notifications: { pollIntervalMs: 20 } } })
   let receiver: Receiver
-  beforeAll(async () => { receiver = await startReceiver() })
+  beforeAll(async () => {
+    receiver = await startReceiver()
+  })
   afterAll(async () => receiver.close())
 
-  it('POSTs stores.created to every app of the merchant, signed with each app\'s environment key', async () => {
+  it("POSTs stores.created to every app of the merchant, signed with each app's environment key", async () => {
     const sandboxApp = await merchantApp(bp())
     const liveApp = await merchantApp(bp(), 'live', sandboxApp.tenant)
     const otherApp = await merchantApp(bp())
@@ -240,7 +286,8 @@ forEachDialect('webhooks: delivery by the platform\'s own worker', (dialect) => 
       const [sandbox] = await deliveryLog(bp(), sandboxApp)
       const [live] = await deliveryLog(bp(), liveApp)
       return sandbox?.status === 'delivered' && live?.attempts === 1 && live.status === 'pending'
-        ? { sandbox, live } : null
+        ? { sandbox, live }
+        : null
     })
     const hit = receiver.hits.find((candidate) => candidate.path === '/sandbox')
     expect(hit, 'the sandbox endpoint received the event').toBeDefined()
@@ -254,17 +301,32 @@ forEachDialect('webhooks: delivery by the platform\'s own worker', (dialect) => 
     const liveKey = await platformKeyPem(bp(), 'live')
     expect(() => verified(hit!, liveKey)).toThrow(WebhookVerificationError)
     // The outbox row names the same id, and another merchant's endpoint got nothing.
-    const outbox = await notificationDb(bp().storage).selectFrom('outbox_events').selectAll()
-      .where('id', '=', event.id).executeTakeFirstOrThrow()
+    const outbox = await notificationDb(bp().storage)
+      .selectFrom('outbox_events')
+      .selectAll()
+      .where('id', '=', event.id)
+      .executeTakeFirstOrThrow()
     expect(JSON.parse(outbox.payload).id).toBe(store.id)
     expect(outbox.dispatched_at).not.toBeNull()
     expect(receiver.hits.filter((candidate) => candidate.path === '/other')).toHaveLength(0)
 
-    expect(settled.sandbox).toMatchObject({ event_id: event.id, event_type: 'stores.created', status: 'delivered',
-      attempts: 1, last_status_code: 204, next_attempt_at: null, last_error: null })
+    expect(settled.sandbox).toMatchObject({
+      event_id: event.id,
+      event_type: 'stores.created',
+      status: 'delivered',
+      attempts: 1,
+      last_status_code: 204,
+      next_attempt_at: null,
+      last_error: null,
+    })
     // The live app's delivery of the same event failed to connect and waits for its retry.
-    expect(settled.live).toMatchObject({ event_id: event.id, endpoint_id: liveEndpoint, status: 'pending',
-      attempts: 1, last_status_code: null })
+    expect(settled.live).toMatchObject({
+      event_id: event.id,
+      endpoint_id: liveEndpoint,
+      status: 'pending',
+      attempts: 1,
+      last_status_code: null,
+    })
     expect(settled.live.last_error).toMatch(/^Network error/)
     expect(Date.parse(settled.live.next_attempt_at) - Date.now()).toBeGreaterThan(50_000)
   })
@@ -279,8 +341,13 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
   let sandboxKey: string
   beforeAll(async () => {
     receiver = await startReceiver()
-    worker = startNotificationWorker({ storage: bp().storage, platformKeys: await loadPlatformKeys(bp().storage.db),
-      clock, background: false, random: seeded(7) })
+    worker = startNotificationWorker({
+      storage: bp().storage,
+      platformKeys: await loadPlatformKeys(bp().storage.db),
+      clock,
+      background: false,
+      random: seeded(7),
+    })
     sandboxKey = await platformKeyPem(bp(), 'sandbox')
   })
   afterAll(async () => receiver.close())
@@ -330,7 +397,8 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
       expect(new Set(mine.map((hit) => hit.headers['webhook-id']))).toEqual(new Set([delivery.event_id]))
       expect(new Set(mine.map((hit) => hit.body)).size).toBe(1)
     }
-    const acknowledged = hits.filter((hit) => hit.status === 204)
+    const acknowledged = hits
+      .filter((hit) => hit.status === 204)
       .map((hit) => (verifiedAtArrival.get(hit) as WebhookEvent<{ id: string }>).data.id)
     expect(new Set(acknowledged)).toEqual(new Set(stores))
     expect(hits.some((hit) => hit.status === 'drop')).toBe(true)
@@ -348,15 +416,22 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
     const hits = hitsOf('/down')
     expect(hits).toHaveLength(attemptsMaxDefault)
     const [dead] = await deliveryLog(bp(), testApp)
-    expect(dead).toMatchObject({ status: 'dead', attempts: attemptsMaxDefault, last_status_code: 500,
-      next_attempt_at: null, delivered_at: null, last_error: 'HTTP 500: receiver says no' })
+    expect(dead).toMatchObject({
+      status: 'dead',
+      attempts: attemptsMaxDefault,
+      last_status_code: 500,
+      next_attempt_at: null,
+      delivered_at: null,
+      last_error: 'HTTP 500: receiver says no',
+    })
     const spanMs = Date.parse(dead!.last_attempt_at) - Date.parse(dead!.created_at)
     const scheduleMs = retryDelaysMsDefault.reduce((sum, delay) => sum + delay, 0)
     expect(spanMs).toBeGreaterThanOrEqual(scheduleMs)
     expect(spanMs).toBeLessThanOrEqual(scheduleMs * 1.1 + 1000)
     expect(spanMs / 3600_000).toBeGreaterThan(70) // about three days
-    const gaps = hits.slice(1).map((hit, i) => Number(hit.headers['webhook-timestamp'])
-      - Number(hits[i]!.headers['webhook-timestamp']))
+    const gaps = hits
+      .slice(1)
+      .map((hit, i) => Number(hit.headers['webhook-timestamp']) - Number(hits[i]!.headers['webhook-timestamp']))
     gaps.forEach((gapS, i) => {
       expect(gapS * 1000).toBeGreaterThanOrEqual(retryDelaysMsDefault[i]! - 1000)
       expect(gapS * 1000).toBeLessThanOrEqual(retryDelaysMsDefault[i]! * 1.1 + 1000)
@@ -364,11 +439,18 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
 
     // The receiver is fixed; a redelivery starts over and arrives with the same event id.
     receiver.respond = () => 200
-    const redelivered = await session(bp().app, 'POST', `${appBase(testApp)}/webhook-deliveries/${dead!.id}/redeliver`,
-      testApp.tenant.token)
+    const redelivered = await session(
+      bp().app,
+      'POST',
+      `${appBase(testApp)}/webhook-deliveries/${dead!.id}/redeliver`,
+      testApp.tenant.token,
+    )
     expect(redelivered.statusCode, redelivered.body).toBe(202)
-    expect(json(redelivered)).toMatchObject({ status: 'pending', attempts: 0, next_attempt_at: new Date(clock.now())
-      .toISOString() })
+    expect(json(redelivered)).toMatchObject({
+      status: 'pending',
+      attempts: 0,
+      next_attempt_at: new Date(clock.now()).toISOString(),
+    })
     await drain(bp().storage, [worker], clock)
     expect(hitsOf('/down')).toHaveLength(attemptsMaxDefault + 1)
     const last = hitsOf('/down').at(-1)!
@@ -378,8 +460,12 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
     expect(delivered).toMatchObject({ status: 'delivered', attempts: 1, last_status_code: 200 })
 
     // A delivered delivery can be sent again too.
-    const again = await session(bp().app, 'POST', `${appBase(testApp)}/webhook-deliveries/${dead!.id}/redeliver`,
-      testApp.tenant.token)
+    const again = await session(
+      bp().app,
+      'POST',
+      `${appBase(testApp)}/webhook-deliveries/${dead!.id}/redeliver`,
+      testApp.tenant.token,
+    )
     expect(again.statusCode, again.body).toBe(202)
     await drain(bp().storage, [worker], clock)
     expect(hitsOf('/down')).toHaveLength(attemptsMaxDefault + 2)
@@ -391,16 +477,24 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
     const target = await createEndpoint(bp(), testApp, receiver.url('/test-target'))
     await createEndpoint(bp(), testApp, receiver.url('/test-bystander'))
     receiver.respond = () => 204
-    const sent = await session(bp().app, 'POST', `${appBase(testApp)}/webhook-endpoints/${target}/test`,
-      testApp.tenant.token)
+    const sent = await session(
+      bp().app,
+      'POST',
+      `${appBase(testApp)}/webhook-endpoints/${target}/test`,
+      testApp.tenant.token,
+    )
     expect(sent.statusCode, sent.body).toBe(202)
     expect(json(sent)).toMatchObject({ endpoint_id: target, event_type: 'webhook.test', status: 'pending' })
     await drain(bp().storage, [worker], clock)
     expect(hitsOf('/test-bystander')).toHaveLength(0)
     const [hit] = hitsOf('/test-target')
     const event = verified(hit!, sandboxKey, clock.now)
-    expect(event).toMatchObject({ id: json(sent).event_id, type: 'webhook.test', environment: 'sandbox',
-      data: { endpoint_id: target } })
+    expect(event).toMatchObject({
+      id: json(sent).event_id,
+      type: 'webhook.test',
+      environment: 'sandbox',
+      data: { endpoint_id: target },
+    })
     expect((await deliveryLog(bp(), testApp, `&endpoint_id=${target}`))[0]).toMatchObject({ status: 'delivered' })
   })
 
@@ -410,14 +504,23 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
     receiver.respond = () => 204
     // A worker whose POST never returns, until the test lets it: a process stalled or gone.
     const stall = { release: (_response: Response) => undefined as void, called: () => undefined as void }
-    const fetchCalled = new Promise<void>((resolve) => { stall.called = resolve })
+    const fetchCalled = new Promise<void>((resolve) => {
+      stall.called = resolve
+    })
     const platformKeys = await loadPlatformKeys(bp().storage.db)
     const stalledFetch = () => {
       stall.called()
-      return new Promise<Response>((resolve) => { stall.release = resolve })
+      return new Promise<Response>((resolve) => {
+        stall.release = resolve
+      })
     }
-    const stuck = startNotificationWorker({ storage: bp().storage, platformKeys, clock, background: false,
-      fetch: stalledFetch })
+    const stuck = startNotificationWorker({
+      storage: bp().storage,
+      platformKeys,
+      clock,
+      background: false,
+      fetch: stalledFetch,
+    })
     await createStore(bp(), testApp, 'L-1', clock.now())
     const stuckStep = stuck.runOnce()
     await fetchCalled
@@ -431,8 +534,11 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
     expect(delivered).toMatchObject({ status: 'delivered', attempts: 2, last_status_code: 204 })
     stall.release(new Response(null, { status: 202 }))
     await stuckStep
-    expect((await deliveryLog(bp(), testApp))[0]).toMatchObject({ status: 'delivered', attempts: 2,
-      last_status_code: 204 })
+    expect((await deliveryLog(bp(), testApp))[0]).toMatchObject({
+      status: 'delivered',
+      attempts: 2,
+      last_status_code: 204,
+    })
     expect(hitsOf('/lease').map((hit) => hit.attempt)).toEqual([2])
   })
 
@@ -444,11 +550,17 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
     await worker.runOnce()
     const [failed] = await deliveryLog(bp(), testApp)
     expect(failed).toMatchObject({ status: 'pending', attempts: 1 })
-    const disabled = await session(bp().app, 'POST', `${appBase(testApp)}/webhook-endpoints/${endpoint}/disable`,
-      testApp.tenant.token)
+    const disabled = await session(
+      bp().app,
+      'POST',
+      `${appBase(testApp)}/webhook-endpoints/${endpoint}/disable`,
+      testApp.tenant.token,
+    )
     expect(json(disabled)).toMatchObject({ id: endpoint, enabled: false })
-    expect((await deliveryLog(bp(), testApp))[0]).toMatchObject({ status: 'dead',
-      last_error: 'The endpoint was disabled' })
+    expect((await deliveryLog(bp(), testApp))[0]).toMatchObject({
+      status: 'dead',
+      last_error: 'The endpoint was disabled',
+    })
     await createStore(bp(), testApp, 'X-2', clock.now())
     await drain(bp().storage, [worker], clock)
     expect(await deliveryLog(bp(), testApp)).toHaveLength(1)
@@ -470,8 +582,9 @@ forEachDialect('webhooks: endpoints are tenant-scoped and checked', (dialect) =>
   beforeAll(async () => {
     owner = await merchantApp(bp())
     endpoint = await createEndpoint(bp(), owner, 'https://example.com/hooks')
-    delivery = json(await session(bp().app, 'POST', `${appBase(owner)}/webhook-endpoints/${endpoint}/test`,
-      owner.tenant.token)).id
+    delivery = json(
+      await session(bp().app, 'POST', `${appBase(owner)}/webhook-endpoints/${endpoint}/test`, owner.tenant.token),
+    ).id
     intruder = await merchantApp(bp())
   })
 
@@ -481,8 +594,11 @@ forEachDialect('webhooks: endpoints are tenant-scoped and checked', (dialect) =>
       ['GET', `${appBase(owner)}/webhook-endpoints`, 'IDENTITY_ORGANIZATION_NOT_FOUND'],
       ['GET', `${appBase(owner)}/webhook-deliveries`, 'IDENTITY_ORGANIZATION_NOT_FOUND'],
       ['POST', `${appBase(owner)}/webhook-endpoints/${endpoint}/disable`, 'IDENTITY_ORGANIZATION_NOT_FOUND'],
-      ['GET', `/v1/organizations/${intruder.tenant.organizationId}/apps/${owner.appId}/webhook-endpoints`,
-        'APP_NOT_FOUND'],
+      [
+        'GET',
+        `/v1/organizations/${intruder.tenant.organizationId}/apps/${owner.appId}/webhook-endpoints`,
+        'APP_NOT_FOUND',
+      ],
       ['POST', `${mine}/webhook-endpoints/${endpoint}/disable`, 'WEBHOOK_ENDPOINT_NOT_FOUND'],
       ['POST', `${mine}/webhook-endpoints/${endpoint}/test`, 'WEBHOOK_ENDPOINT_NOT_FOUND'],
       ['POST', `${mine}/webhook-deliveries/${delivery}/redeliver`, 'WEBHOOK_DELIVERY_NOT_FOUND'],
@@ -500,36 +616,55 @@ forEachDialect('webhooks: endpoints are tenant-scoped and checked', (dialect) =>
 
   it('lets viewers do nothing and refuses bad URLs', async () => {
     const viewer = await signUp(bp().app, 'isv')
-    const added = await session(bp().app, 'POST', `/v1/organizations/${owner.tenant.organizationId}/members`,
-      owner.tenant.token, { email: viewer.email, role: 'viewer' })
+    const added = await session(
+      bp().app,
+      'POST',
+      `/v1/organizations/${owner.tenant.organizationId}/members`,
+      owner.tenant.token,
+      { email: viewer.email, role: 'viewer' },
+    )
     expect(added.statusCode, added.body).toBe(201)
-    const viewerLogin = json(await bp().app.inject({ method: 'POST', url: '/v1/sessions',
-      payload: { email: viewer.email, password: testPassword } })).token
+    const viewerLogin = json(
+      await bp().app.inject({
+        method: 'POST',
+        url: '/v1/sessions',
+        payload: { email: viewer.email, password: testPassword },
+      }),
+    ).token
     const forbidden = await session(bp().app, 'GET', `${appBase(owner)}/webhook-deliveries`, viewerLogin)
     expect(forbidden.statusCode).toBe(403)
 
     const live = await merchantApp(bp(), 'live', owner.tenant)
     const cases: Array<[TestApp, string]> = [
-      [owner, 'ftp://example.com/hooks'], [owner, 'not a url'], [owner, 'https://user:secret@example.com/'],
-      [owner, 'https://example.com/hooks#section'], [live, 'http://example.com/hooks'],
-      [live, 'https://127.0.0.1/hooks'], [live, 'https://[::1]:8443/hooks'], [live, 'https://localhost/hooks'],
+      [owner, 'ftp://example.com/hooks'],
+      [owner, 'not a url'],
+      [owner, 'https://user:secret@example.com/'],
+      [owner, 'https://example.com/hooks#section'],
+      [live, 'http://example.com/hooks'],
+      [live, 'https://127.0.0.1/hooks'],
+      [live, 'https://[::1]:8443/hooks'],
+      [live, 'https://localhost/hooks'],
     ]
     for (const [testApp, url] of cases) {
-      const response = await session(bp().app, 'POST', `${appBase(testApp)}/webhook-endpoints`, owner.tenant.token,
-        { url })
+      const response = await session(bp().app, 'POST', `${appBase(testApp)}/webhook-endpoints`, owner.tenant.token, {
+        url,
+      })
       expect(response.statusCode, url).toBe(400)
       expect(json(response), url).toMatchObject({ code: 'WEBHOOK_URL_INVALID', field: 'url' })
     }
-    const extra = await session(bp().app, 'POST', `${appBase(owner)}/webhook-endpoints`, owner.tenant.token,
-      { url: 'https://example.com/', secret: 'x' })
+    const extra = await session(bp().app, 'POST', `${appBase(owner)}/webhook-endpoints`, owner.tenant.token, {
+      url: 'https://example.com/',
+      secret: 'x',
+    })
     expect(json(extra).code).toBe('REQUEST_VALIDATION_FAILED')
   })
 
   it('limits the enabled endpoints of an app', async () => {
     const testApp = await merchantApp(bp())
     for (let n = 0; n < 16; n += 1) await createEndpoint(bp(), testApp, `https://example.com/${n}`)
-    const refused = await session(bp().app, 'POST', `${appBase(testApp)}/webhook-endpoints`, testApp.tenant.token,
-      { url: 'https://example.com/17' })
+    const refused = await session(bp().app, 'POST', `${appBase(testApp)}/webhook-endpoints`, testApp.tenant.token, {
+      url: 'https://example.com/17',
+    })
     expect(refused.statusCode).toBe(409)
     expect(json(refused).code).toBe('WEBHOOK_ENDPOINT_LIMIT_REACHED')
   })
@@ -546,8 +681,10 @@ forEachDialect('webhooks: concurrent workers', (dialect: DialectName) => {
   let receiver: Receiver
   beforeAll(async () => {
     target = await freshTarget(dialect)
-    platform = await openPlatform(parseConfig({ BASEPLATE_LOG_LEVEL: 'silent',
-      BASEPLATE_SESSION_TTL_S: String(30 * 24 * 3600) }), { target: target.target, clock })
+    platform = await openPlatform(
+      parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', BASEPLATE_SESSION_TTL_S: String(30 * 24 * 3600) }),
+      { target: target.target, clock },
+    )
     // SQLite has one writer per file: its workers share the process's connection instead.
     second = dialect === 'postgres' ? await openStorage(target.target) : platform.storage
     receiver = await startReceiver()
@@ -578,15 +715,18 @@ forEachDialect('webhooks: concurrent workers', (dialect: DialectName) => {
     for (let n = 0; n < eventsCount; n += 1) await createStore(platform, testApp, `C-${n}`, clock.now())
     const keys = await loadPlatformKeys(platform.storage.db)
     const counted = (storage: Storage) => {
-      const worker = startNotificationWorker({ storage, platformKeys: keys, clock, background: false,
-        batchSizeMax: 4 })
+      const worker = startNotificationWorker({ storage, platformKeys: keys, clock, background: false, batchSizeMax: 4 })
       const tally = { steps: 0, handled: 0 }
-      return { tally, runOnce: async () => {
-        const handled = await worker.runOnce()
-        tally.steps += 1
-        tally.handled += handled
-        return handled
-      }, stop: () => worker.stop() }
+      return {
+        tally,
+        runOnce: async () => {
+          const handled = await worker.runOnce()
+          tally.steps += 1
+          tally.handled += handled
+          return handled
+        },
+        stop: () => worker.stop(),
+      }
     }
     const one = counted(platform.storage)
     const two = counted(second)

@@ -19,12 +19,22 @@ forEachDialect('payment races', (dialect) => {
 
   it('pay vs close: exactly one wins, and money moves only if the trade is paid', async () => {
     for (let round = 0; round < 8; round += 1) {
-      const trade = json(await world.call({ method: 'POST', url: '/v1/trades/precreate',
-        body: { out_trade_no: orderNo('RACE'), total_amount: 100, subject: 'race' } }))
+      const trade = json(
+        await world.call({
+          method: 'POST',
+          url: '/v1/trades/precreate',
+          body: { out_trade_no: orderNo('RACE'), total_amount: 100, subject: 'race' },
+        }),
+      )
       const walletBefore = await balanceOf(bp(), 'consumer_wallet', world.consumerId)
       const code = await paymentCode(world)
       const [paid, closed] = await Promise.all([
-        bp().app.inject({ method: 'POST', url: new URL(trade.qr_code).pathname, headers: form, payload: `code=${code}` }),
+        bp().app.inject({
+          method: 'POST',
+          url: new URL(trade.qr_code).pathname,
+          headers: form,
+          payload: `code=${code}`,
+        }),
         world.call({ method: 'POST', url: `/v1/trades/${trade.id}/close` }),
       ])
       const final = json(await world.call({ method: 'GET', url: `/v1/trades/${trade.id}` }))
@@ -43,12 +53,29 @@ forEachDialect('payment races', (dialect) => {
   })
 
   it('a refund storm never refunds more than was paid', async () => {
-    const trade = json(await world.call({ method: 'POST', url: '/v1/trades/pay', body: {
-      out_trade_no: orderNo('STORM'), total_amount: 1_000, subject: 'storm', auth_code: await paymentCode(world) } }))
+    const trade = json(
+      await world.call({
+        method: 'POST',
+        url: '/v1/trades/pay',
+        body: {
+          out_trade_no: orderNo('STORM'),
+          total_amount: 1_000,
+          subject: 'storm',
+          auth_code: await paymentCode(world),
+        },
+      }),
+    )
     expect(trade.status).toBe('paid')
     const walletBefore = await balanceOf(bp(), 'consumer_wallet', world.consumerId)
-    const responses = await Promise.all(Array.from({ length: 30 }, (_, i) => world.call({ method: 'POST',
-      url: `/v1/trades/${trade.id}/refunds`, body: { out_request_no: `STORM-${i}`, amount: 100 } })))
+    const responses = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        world.call({
+          method: 'POST',
+          url: `/v1/trades/${trade.id}/refunds`,
+          body: { out_request_no: `STORM-${i}`, amount: 100 },
+        }),
+      ),
+    )
     const succeeded = responses.filter((response) => response.statusCode === 201)
     expect(succeeded).toHaveLength(10)
     for (const refused of responses.filter((response) => response.statusCode !== 201)) {
@@ -63,14 +90,22 @@ forEachDialect('payment races', (dialect) => {
     const code = await paymentCode(world, true)
     const body = { out_trade_no: orderNo('DUP'), total_amount: 700, subject: 'dup', auth_code: code }
     const walletBefore = await balanceOf(bp(), 'consumer_wallet', world.consumerId)
-    const payments = await Promise.all(Array.from({ length: 10 }, () =>
-      world.call({ method: 'POST', url: '/v1/trades/pay', body })))
+    const payments = await Promise.all(
+      Array.from({ length: 10 }, () => world.call({ method: 'POST', url: '/v1/trades/pay', body })),
+    )
     const ids = new Set(payments.filter((r) => r.statusCode === 200).map((r) => json(r).id))
     expect(ids.size).toBe(1)
     expect(await balanceOf(bp(), 'consumer_wallet', world.consumerId)).toBe(walletBefore - 700)
     const [tradeId] = [...ids]
-    const refunds = await Promise.all(Array.from({ length: 10 }, () => world.call({ method: 'POST',
-      url: `/v1/trades/${tradeId}/refunds`, body: { out_request_no: 'ONCE', amount: 300 } })))
+    const refunds = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        world.call({
+          method: 'POST',
+          url: `/v1/trades/${tradeId}/refunds`,
+          body: { out_request_no: 'ONCE', amount: 300 },
+        }),
+      ),
+    )
     expect(new Set(refunds.filter((r) => r.statusCode === 201).map((r) => json(r).id)).size).toBe(1)
     expect(json(await world.call({ method: 'GET', url: `/v1/trades/${tradeId}` })).refunded_amount).toBe(300)
   })

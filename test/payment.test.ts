@@ -17,20 +17,39 @@ forEachDialect('payments', (dialect) => {
   })
   afterEach(async () => expectLedgerConsistent(bp().storage.db))
 
-  const pay = async (amount: number, code?: string) => world.call({ method: 'POST', url: '/v1/trades/pay',
-    body: { out_trade_no: orderNo('PAY'), total_amount: amount, subject: '课程 Course', auth_code: code ?? await paymentCode(world) } })
+  const pay = async (amount: number, code?: string) =>
+    world.call({
+      method: 'POST',
+      url: '/v1/trades/pay',
+      body: {
+        out_trade_no: orderNo('PAY'),
+        total_amount: amount,
+        subject: '课程 Course',
+        auth_code: code ?? (await paymentCode(world)),
+      },
+    })
 
   it('charges a barcode payment from the wallet, books fee and pending, and records the pricing policy', async () => {
     const walletBefore = await balanceOf(bp(), 'consumer_wallet', world.consumerId)
     const response = await pay(1230)
     expect(response.statusCode, response.body).toBe(200)
     const trade = json(response)
-    expect(trade).toMatchObject({ status: 'paid', total_amount: 1230, fee_rate_bps: 60, fee_amount: 7,
-      fee_policy_version: 0, commission_policy_version: 0, channel: 'wallet', buyer_id: world.consumerId })
+    expect(trade).toMatchObject({
+      status: 'paid',
+      total_amount: 1230,
+      fee_rate_bps: 60,
+      fee_amount: 7,
+      fee_policy_version: 0,
+      commission_policy_version: 0,
+      channel: 'wallet',
+      buyer_id: world.consumerId,
+    })
     expect(await balanceOf(bp(), 'consumer_wallet', world.consumerId)).toBe(walletBefore - 1230)
     const query = json(await world.call({ method: 'GET', url: `/v1/trades/${trade.id}` }))
     expect(query.status).toBe('paid')
-    const lookup = json(await world.call({ method: 'GET', url: `/v1/trades/lookup?out_trade_no=${trade.out_trade_no}` }))
+    const lookup = json(
+      await world.call({ method: 'GET', url: `/v1/trades/lookup?out_trade_no=${trade.out_trade_no}` }),
+    )
     expect(lookup.id).toBe(trade.id)
   })
 
@@ -45,21 +64,34 @@ forEachDialect('payments', (dialect) => {
   })
 
   it('pays a precreated trade on the consumer pay page', async () => {
-    const created = json(await world.call({ method: 'POST', url: '/v1/trades/precreate',
-      body: { out_trade_no: orderNo('QR'), total_amount: 2500, subject: '停车费 Parking' } }))
+    const created = json(
+      await world.call({
+        method: 'POST',
+        url: '/v1/trades/precreate',
+        body: { out_trade_no: orderNo('QR'), total_amount: 2500, subject: '停车费 Parking' },
+      }),
+    )
     expect(created.status).toBe('wait_buyer_pay')
     const path = new URL(created.qr_code).pathname
     const page = await bp().app.inject({ method: 'GET', url: path })
     expect(page.statusCode).toBe(200)
     expect(page.body).toContain('¥25.00')
     expect(page.body).toContain('停车费 Parking')
-    const paid = await bp().app.inject({ method: 'POST', url: path, headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      payload: `code=${await paymentCode(world)}` })
+    const paid = await bp().app.inject({
+      method: 'POST',
+      url: path,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `code=${await paymentCode(world)}`,
+    })
     expect(paid.statusCode, paid.body).toBe(200)
     expect(paid.body).toContain('支付成功')
     expect(json(await world.call({ method: 'GET', url: `/v1/trades/${created.id}` })).status).toBe('paid')
-    const again = await bp().app.inject({ method: 'POST', url: path, headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      payload: `code=${await paymentCode(world)}` })
+    const again = await bp().app.inject({
+      method: 'POST',
+      url: path,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `code=${await paymentCode(world)}`,
+    })
     expect(again.statusCode).toBe(409)
   })
 
@@ -68,14 +100,22 @@ forEachDialect('payments', (dialect) => {
     const first = json(await world.call({ method: 'POST', url: '/v1/trades/precreate', body }))
     const second = json(await world.call({ method: 'POST', url: '/v1/trades/precreate', body }))
     expect(second.id).toBe(first.id)
-    const other = await world.call({ method: 'POST', url: '/v1/trades/precreate', body: { ...body, total_amount: 991 } })
+    const other = await world.call({
+      method: 'POST',
+      url: '/v1/trades/precreate',
+      body: { ...body, total_amount: 991 },
+    })
     expect(json(other).code).toBe('PAYMENT_OUT_TRADE_NO_TAKEN')
   })
 
   it('refunds partially and repeatedly, idempotently, never above what was paid', async () => {
     const trade = json(await pay(1000))
-    const refund = (outRequestNo: string, amount: number) => world.call({ method: 'POST',
-      url: `/v1/trades/${trade.id}/refunds`, body: { out_request_no: outRequestNo, amount } })
+    const refund = (outRequestNo: string, amount: number) =>
+      world.call({
+        method: 'POST',
+        url: `/v1/trades/${trade.id}/refunds`,
+        body: { out_request_no: outRequestNo, amount },
+      })
     const walletBefore = await balanceOf(bp(), 'consumer_wallet', world.consumerId)
     const first = json(await refund('R1', 300))
     expect(first).toMatchObject({ amount: 300, fee_refund_amount: 1, trade_refunded_amount: 300 })
@@ -93,25 +133,40 @@ forEachDialect('payments', (dialect) => {
   })
 
   it('closes and cancels unpaid trades, cancels a paid one by refunding it, and expires the rest', async () => {
-    const precreate = async () => json(await world.call({ method: 'POST', url: '/v1/trades/precreate',
-      body: { out_trade_no: orderNo('CL'), total_amount: 500, subject: 'x', timeout_seconds: 120 } }))
+    const precreate = async () =>
+      json(
+        await world.call({
+          method: 'POST',
+          url: '/v1/trades/precreate',
+          body: { out_trade_no: orderNo('CL'), total_amount: 500, subject: 'x', timeout_seconds: 120 },
+        }),
+      )
     const toClose = await precreate()
     expect(json(await world.call({ method: 'POST', url: `/v1/trades/${toClose.id}/close` }))).toMatchObject({
-      status: 'closed', close_reason: 'closed' })
+      status: 'closed',
+      close_reason: 'closed',
+    })
     const toCancel = await precreate()
     const cancelled = json(await world.call({ method: 'POST', url: `/v1/trades/${toCancel.id}/cancel` }))
     expect(cancelled).toMatchObject({ action: 'close', trade: { status: 'closed', close_reason: 'cancelled' } })
     const paid = json(await pay(800))
     const refunded = json(await world.call({ method: 'POST', url: `/v1/trades/${paid.id}/cancel` }))
     expect(refunded).toMatchObject({ action: 'refund', trade: { status: 'fully_refunded', refunded_amount: 800 } })
-    expect(json(await world.call({ method: 'POST', url: `/v1/trades/${paid.id}/close` })).code)
-      .toBe('PAYMENT_TRADE_NOT_CLOSABLE')
+    expect(json(await world.call({ method: 'POST', url: `/v1/trades/${paid.id}/close` })).code).toBe(
+      'PAYMENT_TRADE_NOT_CLOSABLE',
+    )
     const toExpire = await precreate()
     clock.advance(121_000)
     expect(json(await world.call({ method: 'GET', url: `/v1/trades/${toExpire.id}` }))).toMatchObject({
-      status: 'closed', close_reason: 'expired' })
-    const late = await bp().app.inject({ method: 'POST', url: new URL(toExpire.qr_code).pathname,
-      headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `code=${await paymentCode(world)}` })
+      status: 'closed',
+      close_reason: 'expired',
+    })
+    const late = await bp().app.inject({
+      method: 'POST',
+      url: new URL(toExpire.qr_code).pathname,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `code=${await paymentCode(world)}`,
+    })
     expect(late.statusCode).toBe(409)
   })
 
@@ -131,7 +186,11 @@ forEachDialect('payments', (dialect) => {
 
   it('settles after the delay: pending to available, commission to the ISV', async () => {
     const trade = json(await pay(10_000))
-    await world.call({ method: 'POST', url: `/v1/trades/${trade.id}/refunds`, body: { out_request_no: 'S1', amount: 2_000 } })
+    await world.call({
+      method: 'POST',
+      url: `/v1/trades/${trade.id}/refunds`,
+      body: { out_request_no: 'S1', amount: 2_000 },
+    })
     const early = json(await world.call({ method: 'POST', url: '/v1/settlements' }))
     expect(early.settled_trades).toBe(0)
     const availableBefore = await balanceOf(bp(), 'merchant_available', world.merchantId)
@@ -142,24 +201,39 @@ forEachDialect('payments', (dialect) => {
     // 10,000 paid, 2,000 refunded; fee 60 of which 12 refunded: 8,000 − 48 = 7,952 to available.
     const settledTrade = json(await world.call({ method: 'GET', url: `/v1/trades/${trade.id}` }))
     expect(settledTrade.settle_status).toBe('settled')
-    expect(await balanceOf(bp(), 'merchant_available', world.merchantId)).toBeGreaterThanOrEqual(availableBefore + 7_952)
+    expect(await balanceOf(bp(), 'merchant_available', world.merchantId)).toBeGreaterThanOrEqual(
+      availableBefore + 7_952,
+    )
     // Commission: 20% of the net fee 48 = 9 (rounded down).
-    expect(await balanceOf(bp(), 'isv_commission', world.isvApp.tenant.organizationId))
-      .toBeGreaterThanOrEqual(commissionBefore + 9)
+    expect(await balanceOf(bp(), 'isv_commission', world.isvApp.tenant.organizationId)).toBeGreaterThanOrEqual(
+      commissionBefore + 9,
+    )
     // A refund after settlement comes from available and claws back commission.
-    const after = json(await world.call({ method: 'POST', url: `/v1/trades/${trade.id}/refunds`,
-      body: { out_request_no: 'S2', amount: 8_000 } }))
+    const after = json(
+      await world.call({
+        method: 'POST',
+        url: `/v1/trades/${trade.id}/refunds`,
+        body: { out_request_no: 'S2', amount: 8_000 },
+      }),
+    )
     expect(after.trade_refunded_amount).toBe(10_000)
   })
 
   it('shares profit with bound receivers, capped by the governable maximum share', async () => {
     const receiver = world.isvApp.tenant.organizationId
     const trade = json(await pay(10_000))
-    const royalty = (outRequestNo: string, amount: number, receiverId = receiver) => world.call({ method: 'POST',
-      url: `/v1/trades/${trade.id}/royalties`, body: { out_request_no: outRequestNo,
-        royalties: [{ receiver_id: receiverId, amount }] } })
+    const royalty = (outRequestNo: string, amount: number, receiverId = receiver) =>
+      world.call({
+        method: 'POST',
+        url: `/v1/trades/${trade.id}/royalties`,
+        body: { out_request_no: outRequestNo, royalties: [{ receiver_id: receiverId, amount }] },
+      })
     expect(json(await royalty('ROY-0', 100)).code).toBe('PAYMENT_ROYALTY_RECEIVER_UNKNOWN')
-    const bound = await world.call({ method: 'POST', url: '/v1/royalty-receivers', body: { receiver_id: receiver, name: 'ISV' } })
+    const bound = await world.call({
+      method: 'POST',
+      url: '/v1/royalty-receivers',
+      body: { receiver_id: receiver, name: 'ISV' },
+    })
     expect(bound.statusCode, bound.body).toBe(201)
     const first = await royalty('ROY-1', 2_000)
     expect(first.statusCode, first.body).toBe(201)
@@ -173,23 +247,37 @@ forEachDialect('payments', (dialect) => {
   })
 
   it('expires and settles through the background jobs', async () => {
-    const waiting = json(await world.call({ method: 'POST', url: '/v1/trades/precreate',
-      body: { out_trade_no: orderNo('JOB'), total_amount: 400, subject: 'job', timeout_seconds: 60 } }))
+    const waiting = json(
+      await world.call({
+        method: 'POST',
+        url: '/v1/trades/precreate',
+        body: { out_trade_no: orderNo('JOB'), total_amount: 400, subject: 'job', timeout_seconds: 60 },
+      }),
+    )
     const paid = json(await pay(600))
     clock.advance(86_400_000 + 1_000)
     const results = await bp().workers.jobs.runOnce()
     expect(results['payment.expire-trades']).toBeGreaterThanOrEqual(1)
     expect(results['payment.settle-trades']).toBeGreaterThanOrEqual(1)
-    const rows = await bp().storage.db.selectFrom('payment_trades' as never).select(['id', 'status', 'settle_status'] as never)
-      .where('id' as never, 'in', [waiting.id, paid.id] as never).execute() as Array<Record<string, string>>
+    const rows = (await bp()
+      .storage.db.selectFrom('payment_trades' as never)
+      .select(['id', 'status', 'settle_status'] as never)
+      .where('id' as never, 'in', [waiting.id, paid.id] as never)
+      .execute()) as Array<Record<string, string>>
     expect(rows.find((row) => row.id === waiting.id)?.status).toBe('closed')
     expect(rows.find((row) => row.id === paid.id)?.settle_status).toBe('settled')
   })
 
   it('refuses calls for an organisation that is not a merchant', async () => {
     const own = await world.isvApp.tenant
-    const response = await (await import('./fixtures.js')).signed(bp().app, world.isvApp, { method: 'POST',
-      url: '/v1/trades/precreate', body: { out_trade_no: 'ISV-1', total_amount: 100, subject: 'x' } }, clock.now())
+    const response = await (
+      await import('./fixtures.js')
+    ).signed(
+      bp().app,
+      world.isvApp,
+      { method: 'POST', url: '/v1/trades/precreate', body: { out_trade_no: 'ISV-1', total_amount: 100, subject: 'x' } },
+      clock.now(),
+    )
     expect(own.organizationId).toMatch(/^org_/)
     expect(json(response).code).toBe('PAYMENT_MERCHANT_REQUIRED')
   })

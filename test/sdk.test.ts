@@ -18,14 +18,22 @@ forEachDialect('SDK against the running app', (dialect) => {
     platformPublicKey = json(await bp().app.inject({ method: 'GET', url: '/v1/platform-keys/sandbox' })).public_key_pem
   })
 
-  const client = (options: { fetch?: typeof fetch; privateKey?: string } = {}): BaseplateClient => createClient({
-    endpoint, appId: testApp.appId, privateKey: options.privateKey ?? testApp.keyPair.privateKeyPem,
-    platformPublicKey, retryDelayMsMin: 1, retryDelayMsMax: 5, ...(options.fetch ? { fetch: options.fetch } : {}),
-  })
+  const client = (options: { fetch?: typeof fetch; privateKey?: string } = {}): BaseplateClient =>
+    createClient({
+      endpoint,
+      appId: testApp.appId,
+      privateKey: options.privateKey ?? testApp.keyPair.privateKeyPem,
+      platformPublicKey,
+      retryDelayMsMin: 1,
+      retryDelayMsMax: 5,
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+    })
 
   it('creates, reads and lists with typed calls', async () => {
     const store = await client().post('/v1/stores', {
-      body: { out_store_no: 'SDK-1', name: '中关村店', address: '北京市海淀区' }, idempotencyKey: 'sdk-1' })
+      body: { out_store_no: 'SDK-1', name: '中关村店', address: '北京市海淀区' },
+      idempotencyKey: 'sdk-1',
+    })
     expect(store.status).toBe('open')
     const read = await client().get('/v1/stores/{store_id}', { params: { store_id: store.id } })
     expect(read.name).toBe('中关村店')
@@ -47,31 +55,42 @@ forEachDialect('SDK against the running app', (dialect) => {
       return response
     }
     const store = await client({ fetch: lossy }).post('/v1/stores', {
-      body: { out_store_no: 'SDK-LOST', name: 'Lost response', address: 'x' } })
+      body: { out_store_no: 'SDK-LOST', name: 'Lost response', address: 'x' },
+    })
     expect(seen).toHaveLength(2)
     expect(seen[0]).toMatch(/^sdk-retry-/)
     expect(seen[1]).toBe(seen[0])
-    const rows = await (bp().storage.db as Kysely<any>).selectFrom('stores').select('id').where('out_store_no', '=', 'SDK-LOST').execute()
+    const rows = await (bp().storage.db as Kysely<any>)
+      .selectFrom('stores')
+      .select('id')
+      .where('out_store_no', '=', 'SDK-LOST')
+      .execute()
     expect(rows).toEqual([{ id: store.id }])
   })
 
   it('raises typed errors with the request id', async () => {
-    const error = await client().get('/v1/stores/{store_id}', { params: { store_id: 'store_00000000000000000000' } })
+    const error = await client()
+      .get('/v1/stores/{store_id}', { params: { store_id: 'store_00000000000000000000' } })
       .catch((caught: unknown) => caught)
     expect(error).toBeInstanceOf(BaseplateError)
     expect(error).toMatchObject({ code: 'STORES_NOT_FOUND', status: 404, requestId: expect.stringMatching(/^req_/) })
   })
 
   it('shows the signed string when the key is wrong', async () => {
-    const error = await client({ privateKey: ed25519KeyPair().privateKeyPem }).get('/v1/stores')
-      .catch((caught: unknown) => caught) as BaseplateError
+    const error = (await client({ privateKey: ed25519KeyPair().privateKeyPem })
+      .get('/v1/stores')
+      .catch((caught: unknown) => caught)) as BaseplateError
     expect(error.code).toBe('AUTH_SIGNATURE_INVALID')
     expect(error.signedString).toContain(`GET /v1/stores`)
   })
 
   it('reports an error the platform could not sign, marked unverified', async () => {
-    const stranger = createClient({ endpoint, appId: 'app_00000000000000000000', privateKey: testApp.keyPair.privateKeyPem,
-      platformPublicKey })
+    const stranger = createClient({
+      endpoint,
+      appId: 'app_00000000000000000000',
+      privateKey: testApp.keyPair.privateKeyPem,
+      platformPublicKey,
+    })
     const error = await stranger.get('/v1/stores').catch((caught: unknown) => caught)
     expect(error).toMatchObject({ code: 'AUTH_APP_NOT_FOUND', verified: false })
   })
@@ -82,7 +101,9 @@ forEachDialect('SDK against the running app', (dialect) => {
       const body = (await response.text()).replace('"open"', '"closed"')
       return new Response(body, { status: response.status, headers: response.headers })
     }
-    const error = await client({ fetch: tampering }).get('/v1/stores').catch((caught: unknown) => caught)
+    const error = await client({ fetch: tampering })
+      .get('/v1/stores')
+      .catch((caught: unknown) => caught)
     expect(error).toMatchObject({ code: 'SDK_RESPONSE_SIGNATURE_INVALID' })
   })
 })

@@ -23,31 +23,87 @@ forEachDialect('signed requests', (dialect) => {
       const response = await signed(bp().app, testApp, { method: 'GET', url: '/v1/stores?limit=5', nonce })
       expect(response.statusCode, response.body).toBe(200)
       const key = json(await bp().app.inject({ method: 'GET', url: '/v1/platform-keys/sandbox' }))
-      const text = responseSigningString({ appId: testApp.appId, timestamp: String(response.headers['baseplate-timestamp']),
-        nonce, status: 200, body: response.body })
+      const text = responseSigningString({
+        appId: testApp.appId,
+        timestamp: String(response.headers['baseplate-timestamp']),
+        nonce,
+        status: 200,
+        body: response.body,
+      })
       expect(response.headers['baseplate-nonce']).toBe(nonce)
-      expect(verifyText(text, String(response.headers['baseplate-signature']),
-        crypto.createPublicKey(key.public_key_pem))).toBe(true)
+      expect(
+        verifyText(text, String(response.headers['baseplate-signature']), crypto.createPublicKey(key.public_key_pem)),
+      ).toBe(true)
       // The same bytes with another status do not verify: the status is covered.
-      expect(verifyText(text.replace('\n200\n', '\n201\n'), String(response.headers['baseplate-signature']),
-        crypto.createPublicKey(key.public_key_pem))).toBe(false)
+      expect(
+        verifyText(
+          text.replace('\n200\n', '\n201\n'),
+          String(response.headers['baseplate-signature']),
+          crypto.createPublicKey(key.public_key_pem),
+        ),
+      ).toBe(false)
     }
   })
 
   const tamperings: Array<[string, Parameters<typeof signed>[2]['tamper']]> = [
-    ['body', (r) => { r.body = r.body.replace('S-1', 'S-2') }],
-    ['path', (r) => { r.url = '/v1/stores/store_00000000000000000000/close' }],
-    ['query', (r) => { r.url = `${r.url}?limit=3` }],
-    ['idempotency header', (r) => { r.headers['idempotency-key'] = 'another-key' }],
-    ['app auth token header', (r) => { r.headers['baseplate-app-auth-token'] = 'token-added-later' }],
-    ['timestamp header', (r) => { r.headers['baseplate-timestamp'] = String(Number(r.headers['baseplate-timestamp']) - 1) }],
-    ['nonce header', (r) => { r.headers['baseplate-nonce'] = crypto.randomBytes(16).toString('hex') }],
-    ['signature', (r) => { r.headers['baseplate-signature'] = Buffer.alloc(256, 7).toString('base64') }],
+    [
+      'body',
+      (r) => {
+        r.body = r.body.replace('S-1', 'S-2')
+      },
+    ],
+    [
+      'path',
+      (r) => {
+        r.url = '/v1/stores/store_00000000000000000000/close'
+      },
+    ],
+    [
+      'query',
+      (r) => {
+        r.url = `${r.url}?limit=3`
+      },
+    ],
+    [
+      'idempotency header',
+      (r) => {
+        r.headers['idempotency-key'] = 'another-key'
+      },
+    ],
+    [
+      'app auth token header',
+      (r) => {
+        r.headers['baseplate-app-auth-token'] = 'token-added-later'
+      },
+    ],
+    [
+      'timestamp header',
+      (r) => {
+        r.headers['baseplate-timestamp'] = String(Number(r.headers['baseplate-timestamp']) - 1)
+      },
+    ],
+    [
+      'nonce header',
+      (r) => {
+        r.headers['baseplate-nonce'] = crypto.randomBytes(16).toString('hex')
+      },
+    ],
+    [
+      'signature',
+      (r) => {
+        r.headers['baseplate-signature'] = Buffer.alloc(256, 7).toString('base64')
+      },
+    ],
   ]
   for (const [what, tamper] of tamperings) {
     it(`refuses a tampered ${what}, answering with the string it verified`, async () => {
-      const response = await signed(bp().app, rsaApp, { method: 'POST', url: '/v1/stores', body: storeBody,
-        idempotencyKey: `tamper-${what}`, tamper })
+      const response = await signed(bp().app, rsaApp, {
+        method: 'POST',
+        url: '/v1/stores',
+        body: storeBody,
+        idempotencyKey: `tamper-${what}`,
+        tamper,
+      })
       expect(response.statusCode, response.body).toBe(401)
       const body = json(response)
       expect(body.code).toBe('AUTH_SIGNATURE_INVALID')
@@ -78,7 +134,11 @@ forEachDialect('signed requests', (dialect) => {
     const nonce = crypto.randomBytes(16).toString('hex')
     const first = await signed(bp().app, rsaApp, { method: 'GET', url: '/v1/stores/store_00000000000000000000', nonce })
     expect(json(first).code).toBe('STORES_NOT_FOUND')
-    const replay = await signed(bp().app, rsaApp, { method: 'GET', url: '/v1/stores/store_00000000000000000000', nonce })
+    const replay = await signed(bp().app, rsaApp, {
+      method: 'GET',
+      url: '/v1/stores/store_00000000000000000000',
+      nonce,
+    })
     expect(replay.statusCode).toBe(401)
     expect(json(replay).code).toBe('AUTH_NONCE_REPLAYED')
   })
@@ -94,4 +154,3 @@ forEachDialect('signed requests', (dialect) => {
     expect(json(response).code).toBe('AUTH_APP_AUTH_TOKEN_INVALID')
   })
 })
-

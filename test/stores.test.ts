@@ -11,9 +11,13 @@ forEachDialect('stores capability', (dialect) => {
   beforeAll(async () => {
     testApp = await createAppWithKey(bp().app, await signUp(bp().app, 'merchant', 'parking'), rsaKeyPair())
   })
-  const create = (outStoreNo: string) => signed(bp().app, testApp, { method: 'POST', url: '/v1/stores',
-    idempotencyKey: `create-${outStoreNo}`, body: { out_store_no: outStoreNo, name: `Store ${outStoreNo}`,
-      address: '上海市静安区', city_code: '310106' } })
+  const create = (outStoreNo: string) =>
+    signed(bp().app, testApp, {
+      method: 'POST',
+      url: '/v1/stores',
+      idempotencyKey: `create-${outStoreNo}`,
+      body: { out_store_no: outStoreNo, name: `Store ${outStoreNo}`, address: '上海市静安区', city_code: '310106' },
+    })
 
   it('writes the store and its event in the same transaction', async () => {
     const response = await create('EV-1')
@@ -21,8 +25,9 @@ forEachDialect('stores capability', (dialect) => {
     const store = json(response)
     const events = await db().selectFrom('outbox_events').selectAll().where('type', '=', 'stores.created').execute()
     expect(events.map((event) => JSON.parse(event.payload).id)).toContain(store.id)
-    expect(events.find((event) => JSON.parse(event.payload).id === store.id)?.organization_id)
-      .toBe(testApp.tenant.organizationId)
+    expect(events.find((event) => JSON.parse(event.payload).id === store.id)?.organization_id).toBe(
+      testApp.tenant.organizationId,
+    )
   })
 
   it('closes a store once; a second close is refused and emits nothing', async () => {
@@ -32,7 +37,11 @@ forEachDialect('stores capability', (dialect) => {
     const again = await signed(bp().app, testApp, { method: 'POST', url: `/v1/stores/${store.id}/close` })
     expect(again.statusCode).toBe(409)
     expect(json(again).code).toBe('STORES_ALREADY_CLOSED')
-    const events = await db().selectFrom('outbox_events').select('payload').where('type', '=', 'stores.closed').execute()
+    const events = await db()
+      .selectFrom('outbox_events')
+      .select('payload')
+      .where('type', '=', 'stores.closed')
+      .execute()
     expect(events.filter((event) => JSON.parse(event.payload).id === store.id)).toHaveLength(1)
   })
 
@@ -41,8 +50,12 @@ forEachDialect('stores capability', (dialect) => {
     const seen: string[] = []
     let after: string | undefined
     for (;;) {
-      const page = json(await signed(bp().app, testApp, { method: 'GET',
-        url: `/v1/stores?limit=2${after ? `&starting_after=${after}` : ''}` }))
+      const page = json(
+        await signed(bp().app, testApp, {
+          method: 'GET',
+          url: `/v1/stores?limit=2${after ? `&starting_after=${after}` : ''}`,
+        }),
+      )
       seen.push(...page.data.map((store: { id: string }) => store.id))
       if (!page.has_more) break
       after = page.data[page.data.length - 1].id
@@ -52,22 +65,31 @@ forEachDialect('stores capability', (dialect) => {
   })
 
   it('resolves its limit to the declared default at version 0', async () => {
-    const value = await bp().registry.policy.get<number>(db(), 'stores.open_stores_max',
-      { merchantId: testApp.tenant.organizationId, at: Date.now() })
+    const value = await bp().registry.policy.get<number>(db(), 'stores.open_stores_max', {
+      merchantId: testApp.tenant.organizationId,
+      at: Date.now(),
+    })
     expect(value).toMatchObject({ value: 200, version: 0 })
   })
 })
 
 forEachDialect('stores limit from an enacted policy', (dialect) => {
   // The same module code, with a policy source that enacts a limit of 2 open stores.
-  const bp = useTestPlatform(dialect, { policySource: {
-    resolve: async (_db, key) => (key === 'stores.open_stores_max' ? { value: 2, version: 7 } : null),
-  } })
+  const bp = useTestPlatform(dialect, {
+    policySource: {
+      resolve: async (_db, key) => (key === 'stores.open_stores_max' ? { value: 2, version: 7 } : null),
+    },
+  })
 
   it('refuses the store above the limit, naming the policy version, and writes nothing', async () => {
     const testApp = await createAppWithKey(bp().app, await signUp(bp().app, 'merchant'), rsaKeyPair())
-    const create = (n: number) => signed(bp().app, testApp, { method: 'POST', url: '/v1/stores',
-      idempotencyKey: `limit-${n}`, body: { out_store_no: `L-${n}`, name: 'x', address: 'y' } })
+    const create = (n: number) =>
+      signed(bp().app, testApp, {
+        method: 'POST',
+        url: '/v1/stores',
+        idempotencyKey: `limit-${n}`,
+        body: { out_store_no: `L-${n}`, name: 'x', address: 'y' },
+      })
     expect((await create(1)).statusCode).toBe(201)
     const second = json(await create(2))
     expect((await create(3)).statusCode).toBe(422)

@@ -65,20 +65,29 @@ export interface ClientOptions {
 }
 
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete'
-type PathsWith<M extends Method> = { [P in keyof paths]: paths[P] extends Record<M, infer O> ? (O extends undefined | never ? never : P) : never }[keyof paths]
+type PathsWith<M extends Method> = {
+  [P in keyof paths]: paths[P] extends Record<M, infer O> ? (O extends undefined | never ? never : P) : never
+}[keyof paths]
 type Operation<P extends keyof paths, M extends Method> = NonNullable<paths[P][M & keyof paths[P]]>
 type ParamsOf<O> = O extends { parameters: { path: infer T } } ? T : never
 type QueryOf<O> = O extends { parameters: { query?: infer T } } ? T : never
 type BodyOf<O> = O extends { requestBody: { content: { 'application/json': infer T } } } ? T : never
 type SuccessOf<O> = O extends { responses: infer R }
-  ? { [S in keyof R]: S extends 200 | 201 | 202 ? (R[S] extends { content: { 'application/json': infer T } } ? T : never) : never }[keyof R]
+  ? {
+      [S in keyof R]: S extends 200 | 201 | 202
+        ? R[S] extends { content: { 'application/json': infer T } }
+          ? T
+          : never
+        : never
+    }[keyof R]
   : never
 
-export type RequestOptions<O> =
-  & ([ParamsOf<O>] extends [never] ? { params?: undefined } : { params: ParamsOf<O> })
-  & ([QueryOf<O>] extends [never] | [undefined] ? { query?: undefined } : { query?: QueryOf<O> })
-  & ([BodyOf<O>] extends [never] ? { body?: undefined } : { body: BodyOf<O> })
-  & { idempotencyKey?: string; appAuthToken?: string }
+export type RequestOptions<O> = ([ParamsOf<O>] extends [never] ? { params?: undefined } : { params: ParamsOf<O> }) &
+  ([QueryOf<O>] extends [never] | [undefined] ? { query?: undefined } : { query?: QueryOf<O> }) &
+  ([BodyOf<O>] extends [never] ? { body?: undefined } : { body: BodyOf<O> }) & {
+    idempotencyKey?: string
+    appAuthToken?: string
+  }
 
 export interface SignRequestInput {
   readonly appId: string
@@ -97,8 +106,14 @@ export function signRequest(input: SignRequestInput): Record<string, string> {
   const nonce = input.nonce ?? crypto.randomBytes(16).toString('base64url')
   const timestamp = String(input.timestampS)
   const text = requestSigningString({
-    appId: input.appId, timestamp, nonce, method: input.method, pathWithQuery: input.pathWithQuery,
-    appAuthToken: input.appAuthToken ?? '', idempotencyKey: input.idempotencyKey ?? '', body: input.body,
+    appId: input.appId,
+    timestamp,
+    nonce,
+    method: input.method,
+    pathWithQuery: input.pathWithQuery,
+    appAuthToken: input.appAuthToken ?? '',
+    idempotencyKey: input.idempotencyKey ?? '',
+    body: input.body,
   })
   const headers: Record<string, string> = {
     [headerNames.appId]: input.appId,
@@ -106,20 +121,33 @@ export function signRequest(input: SignRequestInput): Record<string, string> {
     [headerNames.nonce]: nonce,
     [headerNames.signature]: signText(text, input.privateKey),
   }
-  if (input.appAuthToken !== undefined && input.appAuthToken !== '') headers[headerNames.appAuthToken] = input.appAuthToken
-  if (input.idempotencyKey !== undefined && input.idempotencyKey !== '') headers[headerNames.idempotencyKey] = input.idempotencyKey
+  if (input.appAuthToken !== undefined && input.appAuthToken !== '')
+    headers[headerNames.appAuthToken] = input.appAuthToken
+  if (input.idempotencyKey !== undefined && input.idempotencyKey !== '')
+    headers[headerNames.idempotencyKey] = input.idempotencyKey
   if (input.body !== '') headers['content-type'] = 'application/json'
   return headers
 }
 
 /** True when the response carries a valid platform signature bound to the request's nonce. */
-export function verifyResponse(input: { appId: string; nonce: string; status: number; body: string;
-  headers: { get(name: string): string | null }; platformPublicKey: crypto.KeyObject }): boolean {
+export function verifyResponse(input: {
+  appId: string
+  nonce: string
+  status: number
+  body: string
+  headers: { get(name: string): string | null }
+  platformPublicKey: crypto.KeyObject
+}): boolean {
   const signature = input.headers.get(headerNames.signature)
   const timestamp = input.headers.get(headerNames.timestamp)
   if (signature === null || timestamp === null || input.headers.get(headerNames.nonce) !== input.nonce) return false
-  const text = responseSigningString({ appId: input.appId, timestamp, nonce: input.nonce, status: input.status,
-    body: input.body })
+  const text = responseSigningString({
+    appId: input.appId,
+    timestamp,
+    nonce: input.nonce,
+    status: input.status,
+    body: input.body,
+  })
   return verifyText(text, signature, input.platformPublicKey)
 }
 
@@ -131,8 +159,11 @@ function toPublicKey(key: string | crypto.KeyObject): crypto.KeyObject {
   return typeof key === 'string' ? crypto.createPublicKey(key) : key
 }
 
-function buildPath(template: string, params: Record<string, unknown> | undefined,
-  query: Record<string, unknown> | undefined): string {
+function buildPath(
+  template: string,
+  params: Record<string, unknown> | undefined,
+  query: Record<string, unknown> | undefined,
+): string {
   const path = template.replace(/\{([a-z_]+)\}/g, (_, name: string) => {
     const value = params?.[name]
     if (value === undefined) throw new TypeError(`missing path parameter ${name}`)
@@ -146,17 +177,30 @@ function buildPath(template: string, params: Record<string, unknown> | undefined
   return text === '' ? path : `${path}?${text}`
 }
 
-const retryableCodes = new Set(['IDEMPOTENCY_REQUEST_IN_PROGRESS', 'REQUEST_RATE_LIMITED', 'SERVICE_UNAVAILABLE', 'INTERNAL_ERROR'])
+const retryableCodes = new Set([
+  'IDEMPOTENCY_REQUEST_IN_PROGRESS',
+  'REQUEST_RATE_LIMITED',
+  'SERVICE_UNAVAILABLE',
+  'INTERNAL_ERROR',
+])
 
 export interface BaseplateClient {
-  get<P extends PathsWith<'get'>>(path: P, options?: RequestOptions<Operation<P, 'get'>>)
-    : Promise<SuccessOf<Operation<P, 'get'>>>
-  post<P extends PathsWith<'post'>>(path: P, options?: RequestOptions<Operation<P, 'post'>>)
-    : Promise<SuccessOf<Operation<P, 'post'>>>
-  patch<P extends PathsWith<'patch'>>(path: P, options?: RequestOptions<Operation<P, 'patch'>>)
-    : Promise<SuccessOf<Operation<P, 'patch'>>>
-  delete<P extends PathsWith<'delete'>>(path: P, options?: RequestOptions<Operation<P, 'delete'>>)
-    : Promise<SuccessOf<Operation<P, 'delete'>>>
+  get<P extends PathsWith<'get'>>(
+    path: P,
+    options?: RequestOptions<Operation<P, 'get'>>,
+  ): Promise<SuccessOf<Operation<P, 'get'>>>
+  post<P extends PathsWith<'post'>>(
+    path: P,
+    options?: RequestOptions<Operation<P, 'post'>>,
+  ): Promise<SuccessOf<Operation<P, 'post'>>>
+  patch<P extends PathsWith<'patch'>>(
+    path: P,
+    options?: RequestOptions<Operation<P, 'patch'>>,
+  ): Promise<SuccessOf<Operation<P, 'patch'>>>
+  delete<P extends PathsWith<'delete'>>(
+    path: P,
+    options?: RequestOptions<Operation<P, 'delete'>>,
+  ): Promise<SuccessOf<Operation<P, 'delete'>>>
 }
 
 export function createClient(options: ClientOptions): BaseplateClient {
@@ -169,61 +213,114 @@ export function createClient(options: ClientOptions): BaseplateClient {
   const delayMax = options.retryDelayMsMax ?? 5000
   const endpoint = options.endpoint.replace(/\/+$/, '')
 
-  async function attempt(method: string, pathWithQuery: string, body: string, idempotencyKey: string | undefined,
-    appAuthToken: string | undefined): Promise<unknown> {
+  async function attempt(
+    method: string,
+    pathWithQuery: string,
+    body: string,
+    idempotencyKey: string | undefined,
+    appAuthToken: string | undefined,
+  ): Promise<unknown> {
     const nonce = crypto.randomBytes(16).toString('base64url')
-    const headers = signRequest({ appId: options.appId, privateKey, method, pathWithQuery, body, appAuthToken,
-      idempotencyKey, timestampS: Math.floor(now() / 1000), nonce })
+    const headers = signRequest({
+      appId: options.appId,
+      privateKey,
+      method,
+      pathWithQuery,
+      body,
+      appAuthToken,
+      idempotencyKey,
+      timestampS: Math.floor(now() / 1000),
+      nonce,
+    })
     let response: Response
     try {
       response = await fetcher(`${endpoint}${pathWithQuery}`, {
-        method, headers, body: body === '' ? undefined : body,
+        method,
+        headers,
+        body: body === '' ? undefined : body,
         signal: AbortSignal.timeout(options.timeoutMs ?? 30_000),
       })
     } catch (error) {
-      throw new BaseplateError('SDK_NETWORK_ERROR', `request failed: ${String(error)}`, 0, undefined, undefined, undefined)
+      throw new BaseplateError(
+        'SDK_NETWORK_ERROR',
+        `request failed: ${String(error)}`,
+        0,
+        undefined,
+        undefined,
+        undefined,
+      )
     }
     const text = await response.text()
     const requestId = response.headers.get(headerNames.requestId) ?? undefined
-    const verified = verifyResponse({ appId: options.appId, nonce, status: response.status, body: text,
-      headers: response.headers, platformPublicKey })
+    const verified = verifyResponse({
+      appId: options.appId,
+      nonce,
+      status: response.status,
+      body: text,
+      headers: response.headers,
+      platformPublicKey,
+    })
     // The platform signs every answer to a request it can tie to an app. An unsigned error
     // (a missing header, an unknown app) still carries a useful code; a success never may.
     const unsignedError = !response.ok && response.headers.get(headerNames.signature) === null
     if (!verified && !unsignedError) {
-      throw new BaseplateError('SDK_RESPONSE_SIGNATURE_INVALID',
-        'The response is not signed by the platform key; it may have been altered', response.status, requestId,
-        undefined, undefined)
+      throw new BaseplateError(
+        'SDK_RESPONSE_SIGNATURE_INVALID',
+        'The response is not signed by the platform key; it may have been altered',
+        response.status,
+        requestId,
+        undefined,
+        undefined,
+      )
     }
     let parsed: unknown
     try {
       parsed = JSON.parse(text)
     } catch {
-      throw new BaseplateError('SDK_RESPONSE_MALFORMED', 'The response is not JSON', response.status, requestId,
-        undefined, undefined)
+      throw new BaseplateError(
+        'SDK_RESPONSE_MALFORMED',
+        'The response is not JSON',
+        response.status,
+        requestId,
+        undefined,
+        undefined,
+      )
     }
     if (response.ok) return parsed
     const error = parsed as { code?: string; message?: string; field?: string; signedString?: string }
-    throw new BaseplateError((error.code ?? 'INTERNAL_ERROR') as ErrorCode, error.message ?? response.statusText,
-      response.status, requestId, error.field, error.signedString, verified)
+    throw new BaseplateError(
+      (error.code ?? 'INTERNAL_ERROR') as ErrorCode,
+      error.message ?? response.statusText,
+      response.status,
+      requestId,
+      error.field,
+      error.signedString,
+      verified,
+    )
   }
 
-  async function request(method: string, path: string, call: {
-    params?: Record<string, unknown>; query?: Record<string, unknown>; body?: unknown
-    idempotencyKey?: string; appAuthToken?: string
-  } = {}): Promise<unknown> {
+  async function request(
+    method: string,
+    path: string,
+    call: {
+      params?: Record<string, unknown>
+      query?: Record<string, unknown>
+      body?: unknown
+      idempotencyKey?: string
+      appAuthToken?: string
+    } = {},
+  ): Promise<unknown> {
     const pathWithQuery = buildPath(path, call.params, call.query)
     const body = call.body === undefined ? '' : JSON.stringify(call.body)
     // Every write carries a key so that a retry after a lost response cannot execute twice.
-    const idempotencyKey = method === 'GET' ? undefined
-      : (call.idempotencyKey ?? `sdk-retry-${crypto.randomUUID()}`)
+    const idempotencyKey = method === 'GET' ? undefined : (call.idempotencyKey ?? `sdk-retry-${crypto.randomUUID()}`)
     const appAuthToken = call.appAuthToken ?? options.appAuthToken
     for (let retry = 0; ; retry += 1) {
       try {
         return await attempt(method, pathWithQuery, body, idempotencyKey, appAuthToken)
       } catch (error) {
-        const retryable = error instanceof BaseplateError
-          && (error.code === 'SDK_NETWORK_ERROR' || retryableCodes.has(error.code))
+        const retryable =
+          error instanceof BaseplateError && (error.code === 'SDK_NETWORK_ERROR' || retryableCodes.has(error.code))
         if (!retryable || retry >= retriesMax) throw error
         // Exponential backoff with full jitter, capped; the key and body stay the same.
         const ceiling = Math.min(delayMax, delayMin * 2 ** retry)

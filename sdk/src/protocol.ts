@@ -78,14 +78,9 @@ export function requestSigningString(input: RequestSigningInput): string {
 }
 
 export function responseSigningString(input: ResponseSigningInput): string {
-  return [
-    'BASEPLATE-RESPONSE-V1',
-    input.appId,
-    input.timestamp,
-    input.nonce,
-    String(input.status),
-    input.body,
-  ].join('\n')
+  return ['BASEPLATE-RESPONSE-V1', input.appId, input.timestamp, input.nonce, String(input.status), input.body].join(
+    '\n',
+  )
 }
 
 /**

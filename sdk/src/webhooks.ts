@@ -46,15 +46,17 @@ export type WebhookVerificationCode =
 /** Why a webhook was refused; answer the sender with a 4xx and do not act on it. */
 export class WebhookVerificationError extends Error {
   override readonly name = 'WebhookVerificationError'
-  constructor(readonly code: WebhookVerificationCode, message: string) {
+  constructor(
+    readonly code: WebhookVerificationCode,
+    message: string,
+  ) {
     super(message)
   }
 }
 
 /** Node's `IncomingHttpHeaders`, a plain record, or a fetch `Headers`. */
 export type WebhookHeaders =
-  | { get(name: string): string | null }
-  | Readonly<Record<string, string | readonly string[] | undefined>>
+  { get(name: string): string | null } | Readonly<Record<string, string | readonly string[] | undefined>>
 
 export interface VerifyWebhookInput {
   readonly headers: WebhookHeaders
@@ -70,8 +72,10 @@ export interface VerifyWebhookInput {
 
 /** The bytes a signature covers: `<id>.<timestamp>.<body>`. */
 export function webhookSigningBytes(id: string, timestamp: string, body: string | Uint8Array): Buffer {
-  return Buffer.concat([Buffer.from(`${id}.${timestamp}.`, 'utf8'),
-    typeof body === 'string' ? Buffer.from(body, 'utf8') : Buffer.from(body)])
+  return Buffer.concat([
+    Buffer.from(`${id}.${timestamp}.`, 'utf8'),
+    typeof body === 'string' ? Buffer.from(body, 'utf8') : Buffer.from(body),
+  ])
 }
 
 /**
@@ -80,8 +84,12 @@ export function webhookSigningBytes(id: string, timestamp: string, body: string 
  * @example
  * const signature = signWebhook({ id: 'evt_…', timestampS: 1764043200, body, privateKey })
  */
-export function signWebhook(input: { id: string; timestampS: number; body: string | Uint8Array;
-  privateKey: crypto.KeyObject }): string {
+export function signWebhook(input: {
+  id: string
+  timestampS: number
+  body: string | Uint8Array
+  privateKey: crypto.KeyObject
+}): string {
   const bytes = webhookSigningBytes(input.id, String(input.timestampS), input.body)
   return `v1a,${crypto.sign(null, bytes, input.privateKey).toString('base64')}`
 }
@@ -130,8 +138,10 @@ export function verifyWebhook<T = unknown>(input: VerifyWebhookInput): WebhookEv
   const timestamp = header(input.headers, webhookHeaderNames.timestamp)
   const signatures = header(input.headers, webhookHeaderNames.signature)
   if (id === undefined || timestamp === undefined || signatures === undefined) {
-    throw new WebhookVerificationError('SDK_WEBHOOK_HEADERS_MISSING',
-      'Expected webhook-id, webhook-timestamp and webhook-signature headers')
+    throw new WebhookVerificationError(
+      'SDK_WEBHOOK_HEADERS_MISSING',
+      'Expected webhook-id, webhook-timestamp and webhook-signature headers',
+    )
   }
   if (id.length > headerLengthMax || signatures.length > headerLengthMax || !/^\d{1,12}$/.test(timestamp)) {
     throw new WebhookVerificationError('SDK_WEBHOOK_HEADERS_MISSING', 'The webhook headers are malformed')
@@ -139,8 +149,10 @@ export function verifyWebhook<T = unknown>(input: VerifyWebhookInput): WebhookEv
   const toleranceS = input.toleranceS ?? webhookToleranceSDefault
   const nowS = Math.floor((input.now ?? Date.now)() / 1000)
   if (Math.abs(nowS - Number(timestamp)) > toleranceS) {
-    throw new WebhookVerificationError('SDK_WEBHOOK_TIMESTAMP_OUT_OF_TOLERANCE',
-      `webhook-timestamp ${timestamp} is more than ${toleranceS} s from now (${nowS}); a replay, or a wrong clock`)
+    throw new WebhookVerificationError(
+      'SDK_WEBHOOK_TIMESTAMP_OUT_OF_TOLERANCE',
+      `webhook-timestamp ${timestamp} is more than ${toleranceS} s from now (${nowS}); a replay, or a wrong clock`,
+    )
   }
   const key = publicKeyObject(input.publicKey)
   const bytes = webhookSigningBytes(id, timestamp, input.body)
@@ -156,8 +168,10 @@ export function verifyWebhook<T = unknown>(input: VerifyWebhookInput): WebhookEv
     }
   })
   if (!valid) {
-    throw new WebhookVerificationError('SDK_WEBHOOK_SIGNATURE_INVALID',
-      'No v1a signature verifies with this public key; check the environment and that the body is the raw bytes')
+    throw new WebhookVerificationError(
+      'SDK_WEBHOOK_SIGNATURE_INVALID',
+      'No v1a signature verifies with this public key; check the environment and that the body is the raw bytes',
+    )
   }
   let event: WebhookEvent<T>
   try {
@@ -167,7 +181,7 @@ export function verifyWebhook<T = unknown>(input: VerifyWebhookInput): WebhookEv
   }
   // The body is signed too, so this only catches a sender bug; still, never act on a mismatch.
   if (typeof event !== 'object' || event === null || event.id !== id) {
-    throw new WebhookVerificationError('SDK_WEBHOOK_BODY_MALFORMED', 'The body\'s id differs from webhook-id')
+    throw new WebhookVerificationError('SDK_WEBHOOK_BODY_MALFORMED', "The body's id differs from webhook-id")
   }
   return event
 }

@@ -14,13 +14,21 @@ import { createPolicyService, type PolicyService, type PolicySource } from '../p
 import type { RouteSpec } from '../server/route-kit.js'
 import { organizationDirectory } from '../platform/identity/directory.js'
 import type {
-  CapabilityContext, CapabilityModule, Directory, JobSpec, Migration, PageSpec, ParameterDeclaration,
+  CapabilityContext,
+  CapabilityModule,
+  Directory,
+  JobSpec,
+  Migration,
+  PageSpec,
+  ParameterDeclaration,
 } from './contract.js'
 
 export class CapabilityError extends Error {
   override readonly name = 'CapabilityError'
-  constructor(readonly code: 'CAP_DEPENDENCY_MISSING' | 'CAP_DEPENDENCY_CYCLE' | 'CAP_DECLARATION_INVALID',
-    message: string) {
+  constructor(
+    readonly code: 'CAP_DEPENDENCY_MISSING' | 'CAP_DEPENDENCY_CYCLE' | 'CAP_DECLARATION_INVALID',
+    message: string,
+  ) {
     super(`${code}: ${message}`)
   }
 }
@@ -56,9 +64,11 @@ export function orderModules(modules: readonly CapabilityModule<any>[]): Capabil
   for (const module of modules) {
     for (const dependency of module.dependsOn) {
       if (!byId.has(dependency)) {
-        throw new CapabilityError('CAP_DEPENDENCY_MISSING',
+        throw new CapabilityError(
+          'CAP_DEPENDENCY_MISSING',
           `capability "${module.id}" depends on "${dependency}", which is not registered ` +
-          `(registered: ${[...byId.keys()].join(', ') || 'none'})`)
+            `(registered: ${[...byId.keys()].join(', ') || 'none'})`,
+        )
       }
     }
   }
@@ -96,8 +106,10 @@ function checkDeclarations(module: CapabilityModule<any>): void {
 }
 
 /** All migrations: the platform's first, then each module's, keyed by unique name. */
-export function collectMigrations(core: Readonly<Record<string, Migration>>,
-  modules: readonly CapabilityModule<any>[]): Record<string, Migration> {
+export function collectMigrations(
+  core: Readonly<Record<string, Migration>>,
+  modules: readonly CapabilityModule<any>[],
+): Record<string, Migration> {
   const all: Record<string, Migration> = { ...core }
   for (const module of modules) {
     for (const [name, migration] of Object.entries(module.migrations)) {
@@ -108,8 +120,12 @@ export function collectMigrations(core: Readonly<Record<string, Migration>>,
   return all
 }
 
-export function loadRegistry(modules: readonly CapabilityModule<any>[], config: Config,
-  policySource: PolicySource | null = null, directory: Directory = organizationDirectory): Registry {
+export function loadRegistry(
+  modules: readonly CapabilityModule<any>[],
+  config: Config,
+  policySource: PolicySource | null = null,
+  directory: Directory = organizationDirectory,
+): Registry {
   const ordered = orderModules(modules)
   const parameters = new Map<string, ParameterDeclaration>()
   const events = new Map<string, TSchema>()
@@ -129,7 +145,10 @@ export function loadRegistry(modules: readonly CapabilityModule<any>[], config: 
   const jobs: JobSpec[] = []
   for (const module of ordered) {
     const context: CapabilityContext = {
-      config, policy, events: publisher, directory,
+      config,
+      policy,
+      events: publisher,
+      directory,
       resolve: <T>(id: string): T => {
         if (!module.dependsOn.includes(id)) invalid(module, `resolves "${id}" without declaring it in dependsOn`)
         return services.get(id) as T
@@ -147,7 +166,13 @@ export function loadRegistry(modules: readonly CapabilityModule<any>[], config: 
     jobs.push(...(module.jobs?.(service, context) ?? []).map((job) => ({ ...job, name: `${module.id}.${job.name}` })))
   }
   return {
-    modules: ordered, policy, events: publisher, routes, scopes, pages, jobs,
+    modules: ordered,
+    policy,
+    events: publisher,
+    routes,
+    scopes,
+    pages,
+    jobs,
     service: <T>(id: string): T => {
       if (!services.has(id)) throw new CapabilityError('CAP_DEPENDENCY_MISSING', `no capability "${id}" is loaded`)
       return services.get(id) as T

@@ -41,7 +41,8 @@ export function createCli(io: CliIo): Command {
     .description('Baseplate: an open platform in a box')
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .exitOverride()
-  program.command('serve')
+  program
+    .command('serve')
     .description('Run migrations, then serve the API, /docs and /openapi.json')
     .option('-p, --port <port>', 'port to listen on (default $PORT or 8080)', parsePort)
     .option('--host <host>', 'interface to listen on (default 127.0.0.1)')
@@ -53,10 +54,12 @@ export function createCli(io: CliIo): Command {
       const platform = await openPlatform(settings, {
         logger: { level: settings.logLevel },
         workers: { notifications: true, jobs: true },
-        onOperatorCreated: (login) => io.out(
-          `\nOperator account created. Log in once with the password below and change it:\n` +
-          `  email:    ${login.email}\n  password: ${login.password}\n` +
-          `This password is shown only now and is stored only as a scrypt hash.\n\n`),
+        onOperatorCreated: (login) =>
+          io.out(
+            `\nOperator account created. Log in once with the password below and change it:\n` +
+              `  email:    ${login.email}\n  password: ${login.password}\n` +
+              `This password is shown only now and is stored only as a scrypt hash.\n\n`,
+          ),
       })
       const timer = setInterval(() => {
         platform.housekeep().catch((error: unknown) => platform.app.log.error({ err: error }, 'housekeeping failed'))
@@ -68,16 +71,19 @@ export function createCli(io: CliIo): Command {
       clearInterval(timer)
       await platform.close()
     })
-  program.command('migrate')
+  program
+    .command('migrate')
     .description('Apply pending database migrations and exit')
     .action(async () => {
       const { storage } = await preparePlatform(config({}), {
-        onOperatorCreated: (login) => io.out(`Operator account created: ${login.email} / ${login.password} (shown once)\n`),
+        onOperatorCreated: (login) =>
+          io.out(`Operator account created: ${login.email} / ${login.password} (shown once)\n`),
       })
       await storage.close()
       io.out('migrations are up to date\n')
     })
-  program.command('sandbox')
+  program
+    .command('sandbox')
     .description('Create or reuse a ready sandbox (ISV app, authorised merchant, funded buyer) and print it')
     .option('--json', 'print JSON only (includes the app private key: keep it to yourself)')
     .action(async (options: { json?: boolean }) => {
@@ -87,30 +93,39 @@ export function createCli(io: CliIo): Command {
         const sandbox = await createSandbox(storage.db, registry, settings, Date.now())
         if (options.json === true) io.out(`${JSON.stringify(sandbox, null, 2)}\n`)
         else {
-          io.out(`Sandbox ready at ${sandbox.endpoint}\n  app:      ${sandbox.appId}\n` +
-            `  merchant: ${sandbox.merchant.id}\n  buyer:    ${sandbox.buyer.id} ` +
-            `(balance ${sandbox.buyer.balance} fen, payment code ${sandbox.buyer.paymentCode})\n` +
-            'Run with --json to get the app private key and app auth token.\n')
+          io.out(
+            `Sandbox ready at ${sandbox.endpoint}\n  app:      ${sandbox.appId}\n` +
+              `  merchant: ${sandbox.merchant.id}\n  buyer:    ${sandbox.buyer.id} ` +
+              `(balance ${sandbox.buyer.balance} fen, payment code ${sandbox.buyer.paymentCode})\n` +
+              'Run with --json to get the app private key and app auth token.\n',
+          )
         }
       } finally {
         await storage.close()
       }
     })
   const keys = program.command('keys').description('Key utilities')
-  keys.command('generate')
+  keys
+    .command('generate')
     .description('Generate an app key pair; register the public key, keep the private key to yourself')
     .addOption(new Option('-t, --type <type>', 'key type').choices(['rsa', 'ed25519']).default('rsa'))
-    .option('-b, --bits <bits>', 'RSA modulus length (2048 or more)', (value) => {
-      if (!/^\d+$/.test(value) || Number(value) < 2048 || Number(value) > 8192) {
-        throw new InvalidArgumentError('must be a whole number from 2048 to 8192')
-      }
-      return Number(value)
-    }, 2048)
+    .option(
+      '-b, --bits <bits>',
+      'RSA modulus length (2048 or more)',
+      (value) => {
+        if (!/^\d+$/.test(value) || Number(value) < 2048 || Number(value) > 8192) {
+          throw new InvalidArgumentError('must be a whole number from 2048 to 8192')
+        }
+        return Number(value)
+      },
+      2048,
+    )
     .option('-o, --out <dir>', 'write private.pem (mode 0600) and public.pem into this folder instead of printing')
     .action((options: { type: 'rsa' | 'ed25519'; bits: number; out?: string }) => {
-      const pair = options.type === 'rsa'
-        ? crypto.generateKeyPairSync('rsa', { modulusLength: options.bits })
-        : crypto.generateKeyPairSync('ed25519')
+      const pair =
+        options.type === 'rsa'
+          ? crypto.generateKeyPairSync('rsa', { modulusLength: options.bits })
+          : crypto.generateKeyPairSync('ed25519')
       const privatePem = pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
       const publicPem = pair.publicKey.export({ type: 'spki', format: 'pem' }).toString()
       if (options.out === undefined) {
@@ -123,8 +138,9 @@ export function createCli(io: CliIo): Command {
       io.out(`wrote ${path.join(options.out, 'private.pem')} and public.pem\n`)
     })
   const audit = program.command('audit').description('Audit log utilities')
-  audit.command('verify')
-    .description('Recompute the audit log\'s hash chain; exit 1 on any edited, deleted or cut-off row')
+  audit
+    .command('verify')
+    .description("Recompute the audit log's hash chain; exit 1 on any edited, deleted or cut-off row")
     .option('--json', 'print the result as JSON')
     .action(async (options: { json?: boolean }) => {
       const { storage } = await preparePlatform(config({}))
@@ -142,9 +158,11 @@ export function createCli(io: CliIo): Command {
       }
     })
   const ledger = program.command('ledger').description('Ledger utilities')
-  ledger.command('verify')
-    .description('Recompute every account\'s totals from its entries and check every posting balances; '
-      + 'exit 1 on any drift')
+  ledger
+    .command('verify')
+    .description(
+      "Recompute every account's totals from its entries and check every posting balances; " + 'exit 1 on any drift',
+    )
     .option('--json', 'print the result as JSON')
     .action(async (options: { json?: boolean }) => {
       const { storage } = await preparePlatform(config({}))
@@ -153,11 +171,15 @@ export function createCli(io: CliIo): Command {
         if (options.json === true) io.out(`${JSON.stringify(result)}\n`)
         else if (result.ok) io.out(`ledger OK: ${result.accounts} accounts, ${result.postings} postings, no drift\n`)
         else {
-          io.err(`ledger DRIFT: ${result.drift.length} account(s) drifted, `
-            + `${result.unbalancedPostings.length} posting(s) unbalanced\n`)
+          io.err(
+            `ledger DRIFT: ${result.drift.length} account(s) drifted, ` +
+              `${result.unbalancedPostings.length} posting(s) unbalanced\n`,
+          )
           for (const { account, stored, recomputed } of result.drift) {
-            io.err(`  ${account.kind} ${account.ownerId} (${account.environment}): stored debits ${stored.debits} `
-              + `credits ${stored.credits}, entries sum to debits ${recomputed.debits} credits ${recomputed.credits}\n`)
+            io.err(
+              `  ${account.kind} ${account.ownerId} (${account.environment}): stored debits ${stored.debits} ` +
+                `credits ${stored.credits}, entries sum to debits ${recomputed.debits} credits ${recomputed.credits}\n`,
+            )
           }
           for (const postingId of result.unbalancedPostings) io.err(`  posting ${postingId}: does not balance\n`)
         }

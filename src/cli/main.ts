@@ -13,7 +13,7 @@ try {
     process.stderr.write(`${error.message}\n`)
     process.exitCode = 2
   } else {
-    process.stderr.write(`${error instanceof Error ? error.stack ?? error.message : String(error)}\n`)
+    process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)
     process.exitCode = 1
   }
 }

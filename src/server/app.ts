@@ -25,12 +25,21 @@ import { identityRoutes } from '../platform/identity/routes.js'
 import { notificationRoutes } from '../platform/notifications/routes.js'
 import { newId, sha256Hex, systemClock, type Clock } from '../platform/ids.js'
 import {
-  checkIdempotencyKey, complete, release, reserve, type IdempotencyRequest,
+  checkIdempotencyKey,
+  complete,
+  release,
+  reserve,
+  type IdempotencyRequest,
 } from '../platform/idempotency/idempotency.js'
 import type { PlatformKey } from '../platform/signing/platform-keys.js'
 import type { Storage } from '../storage/database.js'
 import type { AppEnvironment } from '../storage/tables.js'
-import { authenticateApp, authenticateSession, type AppAuthTokenResolver, type SignatureContext } from './authenticate.js'
+import {
+  authenticateApp,
+  authenticateSession,
+  type AppAuthTokenResolver,
+  type SignatureContext,
+} from './authenticate.js'
 import { errorResponse, internalError, requestErrorToAppError } from './http-errors.js'
 import { openApiOptions } from './openapi.js'
 import { registerPages } from './pages.js'
@@ -65,7 +74,9 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     bodyLimit: config.bodyLimitBytes,
     genReqId: () => newId('req'),
     // Malformed URLs and over-long parameters go through the same error handler as the rest.
-    frameworkErrors: (error, _request, reply) => { void reply.send(error as never) },
+    frameworkErrors: (error, _request, reply) => {
+      void reply.send(error as never)
+    },
     requestIdHeader: false,
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 200 },
   })
@@ -98,8 +109,13 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     if (signing === undefined || signing === null || typeof payload !== 'string') return payload
     const key = deps.platformKeys.get(signing.environment)!
     const timestamp = String(Math.floor(clock.now() / 1000))
-    const text = responseSigningString({ appId: signing.appId, timestamp, nonce: signing.nonce,
-      status: reply.statusCode, body: payload })
+    const text = responseSigningString({
+      appId: signing.appId,
+      timestamp,
+      nonce: signing.nonce,
+      status: reply.statusCode,
+      body: payload,
+    })
     reply.header(headerNames.timestamp, timestamp)
     reply.header(headerNames.nonce, signing.nonce)
     reply.header(headerNames.keyId, key.keyId)
@@ -118,9 +134,12 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     return reply.code(response.status).type('application/json; charset=utf-8').send(JSON.stringify(response.body))
   })
   app.setNotFoundHandler(async (request, reply) => {
-    const response = errorResponse(new AppError('REQUEST_ROUTE_NOT_FOUND', {
-      message: `No route ${request.method} ${request.url.split('?')[0]}`,
-    }), request.id)
+    const response = errorResponse(
+      new AppError('REQUEST_ROUTE_NOT_FOUND', {
+        message: `No route ${request.method} ${request.url.split('?')[0]}`,
+      }),
+      request.id,
+    )
     return reply.code(404).type('application/json; charset=utf-8').send(JSON.stringify(response.body))
   })
 
@@ -140,8 +159,10 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     if (operationIds.has(spec.operationId)) throw new Error(`duplicate operationId ${spec.operationId}`)
     // Anonymous callers share no identity to scope an Idempotency-Key by, so public writes
     // must be safe to repeat on their own.
-    assert(spec.auth !== 'public' || !isWrite(spec.method) || spec.idempotency === 'none',
-      `public write ${spec.operationId} must declare idempotency 'none'`)
+    assert(
+      spec.auth !== 'public' || !isWrite(spec.method) || spec.idempotency === 'none',
+      `public write ${spec.operationId} must declare idempotency 'none'`,
+    )
     operationIds.add(spec.operationId)
     registerRoute(app, spec, { deps, clock, state })
   }
@@ -159,8 +180,10 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
 
 /** The Idempotency-Key header has codes of its own, clearer than a generic schema failure. */
 function idempotencyHeaderError(error: unknown): AppError | null {
-  const validation = error as { validationContext?: string; validation?: Array<{ instancePath?: string;
-    params?: Record<string, unknown> }> }
+  const validation = error as {
+    validationContext?: string
+    validation?: Array<{ instancePath?: string; params?: Record<string, unknown> }>
+  }
   if (validation.validationContext !== 'headers' || !Array.isArray(validation.validation)) return null
   const first = validation.validation[0]
   const field = 'headers.idempotency-key'
@@ -177,24 +200,37 @@ interface RouteContext {
 
 function principalKey(principal: Principal): string {
   switch (principal.kind) {
-    case 'app': return `app:${principal.appId}:${principal.tenantId}`
-    case 'user': return `user:${principal.userId}`
-    default: return 'anonymous'
+    case 'app':
+      return `app:${principal.appId}:${principal.tenantId}`
+    case 'user':
+      return `user:${principal.userId}`
+    default:
+      return 'anonymous'
   }
 }
 
 function routeSchema(spec: RouteSpec) {
   const status = spec.status ?? 200
-  const security: Array<Record<string, string[]>> = spec.auth === 'app' ? [{ signedRequest: [] }]
-    : spec.auth === 'session' ? [{ sessionCookie: [] }, { sessionBearer: [] }] : []
+  const security: Array<Record<string, string[]>> =
+    spec.auth === 'app'
+      ? [{ signedRequest: [] }]
+      : spec.auth === 'session'
+        ? [{ sessionCookie: [] }, { sessionBearer: [] }]
+        : []
   const headers: Record<string, ReturnType<typeof Type.String>> = {}
   if (isWrite(spec.method) && spec.idempotency !== 'none') {
-    headers['idempotency-key'] = Type.String({ minLength: 1, maxLength: 255,
-      description: 'Retries with the same key return the first result (kept 24 h)' })
+    headers['idempotency-key'] = Type.String({
+      minLength: 1,
+      maxLength: 255,
+      description: 'Retries with the same key return the first result (kept 24 h)',
+    })
   }
   if (spec.auth === 'app') {
-    headers[headerNames.appAuthToken] = Type.String({ minLength: 1, maxLength: 200,
-      description: 'Act for a merchant that authorised the app' })
+    headers[headerNames.appAuthToken] = Type.String({
+      minLength: 1,
+      maxLength: 200,
+      description: 'Act for a merchant that authorised the app',
+    })
   }
   return {
     operationId: spec.operationId,
@@ -206,8 +242,16 @@ function routeSchema(spec: RouteSpec) {
     'x-baseplate-scope': spec.scope,
     'x-baseplate-idempotency': isWrite(spec.method) ? (spec.idempotency ?? 'optional') : 'none',
     ...(Object.keys(headers).length > 0
-      ? { headers: Type.Object(Object.fromEntries(Object.entries(headers).map(([name, schema]) =>
-        [name, spec.idempotency === 'required' && name === 'idempotency-key' ? schema : Type.Optional(schema)]))) }
+      ? {
+          headers: Type.Object(
+            Object.fromEntries(
+              Object.entries(headers).map(([name, schema]) => [
+                name,
+                spec.idempotency === 'required' && name === 'idempotency-key' ? schema : Type.Optional(schema),
+              ]),
+            ),
+          ),
+        }
       : {}),
     ...(spec.schema.params === undefined ? {} : { params: spec.schema.params }),
     // A route that declares no query takes none: `?dry_run=true` must not be silently ignored.
@@ -229,9 +273,22 @@ function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteCont
       if (spec.auth === 'session') {
         current.principal = await authenticateSession(storage.db, request.headers, request.cookies, current.now)
       } else if (spec.auth === 'app') {
-        current.principal = await authenticateApp(storage.db, config, {
-          headers: request.headers, method: request.method, pathWithQuery: request.url, rawBody: current.rawBody,
-        }, current.now, spec.scope, deps.appAuthTokenResolver ?? null, (signing) => { current.signing = signing })
+        current.principal = await authenticateApp(
+          storage.db,
+          config,
+          {
+            headers: request.headers,
+            method: request.method,
+            pathWithQuery: request.url,
+            rawBody: current.rawBody,
+          },
+          current.now,
+          spec.scope,
+          deps.appAuthTokenResolver ?? null,
+          (signing) => {
+            current.signing = signing
+          },
+        )
       }
       if (spec.schema.body === undefined && current.rawBody !== '') {
         throw new AppError('REQUEST_VALIDATION_FAILED', { field: 'body', message: 'This route takes no body' })
@@ -241,19 +298,27 @@ function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteCont
       const current = state(request)
       const status = spec.status ?? 200
       const input = {
-        params: request.params as never, query: request.query as never, body: request.body as never,
-        principal: current.principal as never, requestId: request.id, now: current.now,
+        params: request.params as never,
+        query: request.query as never,
+        body: request.body as never,
+        principal: current.principal as never,
+        requestId: request.id,
+        now: current.now,
         setCookie: (name: string, value: string, options: { maxAgeS: number; httpOnly: boolean }) => {
-          reply.setCookie(name, value, { path: '/', maxAge: options.maxAgeS, httpOnly: options.httpOnly,
-            sameSite: 'lax', secure: config.publicUrl.startsWith('https:') })
+          reply.setCookie(name, value, {
+            path: '/',
+            maxAge: options.maxAgeS,
+            httpOnly: options.httpOnly,
+            sameSite: 'lax',
+            secure: config.publicUrl.startsWith('https:'),
+          })
         },
       }
       const serialize = (data: unknown): string => {
         reply.code(status)
         return reply.serialize(data) as string
       }
-      const send = (code: number, body: string) =>
-        reply.code(code).type('application/json; charset=utf-8').send(body)
+      const send = (code: number, body: string) => reply.code(code).type('application/json; charset=utf-8').send(body)
 
       if (!isWrite(spec.method)) return send(status, serialize(await spec.handler({ ...input, db: storage.db })))
       const rawKey = request.headers['idempotency-key']
@@ -267,15 +332,19 @@ function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteCont
         return send(status, serialize(await spec.handler({ ...input, db: storage.db })))
       }
       if (mode === 'none' || key === undefined) {
-        const body = await storage.db.transaction().execute(async (tx) =>
-          serialize(await spec.handler({ ...input, db: tx })))
+        const body = await storage.db
+          .transaction()
+          .execute(async (tx) => serialize(await spec.handler({ ...input, db: tx })))
         return send(status, body)
       }
       checkIdempotencyKey(key)
       const idempotency: IdempotencyRequest = {
-        principal: principalKey(current.principal), key, now: current.now,
+        principal: principalKey(current.principal),
+        key,
+        now: current.now,
         fingerprint: sha256Hex(`${request.method} ${request.url}\n${current.rawBody}`),
-        ttlS: config.idempotencyTtlS, lockS: config.idempotencyLockS,
+        ttlS: config.idempotencyTtlS,
+        lockS: config.idempotencyLockS,
       }
       const reservation = await reserve(storage.db, idempotency)
       if (reservation.kind === 'replay') {

@@ -7,9 +7,7 @@
  * own committed write before any work, so a replay is refused even if the first call failed.
  */
 import type { Kysely } from 'kysely'
-import {
-  headerNames, isSingleLine, requestSigningString, verifyText,
-} from '../../sdk/src/protocol.js'
+import { headerNames, isSingleLine, requestSigningString, verifyText } from '../../sdk/src/protocol.js'
 import type { Config } from '../config.js'
 import { AppError } from '../errors.js'
 import { activeKeys } from '../platform/apps/service.js'
@@ -46,14 +44,19 @@ function header(parts: SignedRequestParts, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value
 }
 
-export async function authenticateSession(db: Kysely<any>, headers: SignedRequestParts['headers'],
-  cookies: Readonly<Record<string, string | undefined>>, now: number): Promise<UserPrincipal> {
+export async function authenticateSession(
+  db: Kysely<any>,
+  headers: SignedRequestParts['headers'],
+  cookies: Readonly<Record<string, string | undefined>>,
+  now: number,
+): Promise<UserPrincipal> {
   const authorization = typeof headers.authorization === 'string' ? headers.authorization : undefined
   const bearer = authorization?.startsWith('Bearer ') === true ? authorization.slice(7).trim() : undefined
   const token = bearer ?? cookies[sessionCookieName]
   if (token === undefined || token === '' || token.length > 200) throw new AppError('AUTH_SESSION_REQUIRED')
   const principal = await userForSession(db, token, now)
-  if (principal === null) throw new AppError('AUTH_SESSION_REQUIRED', { message: 'The session is unknown or has expired' })
+  if (principal === null)
+    throw new AppError('AUTH_SESSION_REQUIRED', { message: 'The session is unknown or has expired' })
   return principal
 }
 
@@ -61,37 +64,58 @@ export async function authenticateSession(db: Kysely<any>, headers: SignedReques
  * Verifies a signed request and returns the app principal. `onContext` learns the app and
  * nonce as soon as they are known, so that even an error response can be signed.
  */
-export async function authenticateApp(db: Kysely<any>, config: Config, parts: SignedRequestParts, now: number,
-  scope: string | undefined, resolver: AppAuthTokenResolver | null,
-  onContext: (context: SignatureContext) => void): Promise<AppPrincipal> {
+export async function authenticateApp(
+  db: Kysely<any>,
+  config: Config,
+  parts: SignedRequestParts,
+  now: number,
+  scope: string | undefined,
+  resolver: AppAuthTokenResolver | null,
+  onContext: (context: SignatureContext) => void,
+): Promise<AppPrincipal> {
   const appId = header(parts, headerNames.appId)
   const timestamp = header(parts, headerNames.timestamp)
   const nonce = header(parts, headerNames.nonce)
   const signature = header(parts, headerNames.signature)
-  for (const [name, value] of [[headerNames.appId, appId], [headerNames.timestamp, timestamp],
-    [headerNames.nonce, nonce], [headerNames.signature, signature]] as const) {
+  for (const [name, value] of [
+    [headerNames.appId, appId],
+    [headerNames.timestamp, timestamp],
+    [headerNames.nonce, nonce],
+    [headerNames.signature, signature],
+  ] as const) {
     if (value === undefined || value === '') {
       throw new AppError('AUTH_SIGNATURE_MISSING', { field: `headers.${name}`, message: `Missing header ${name}` })
     }
   }
   if (!appIdPattern.test(appId!)) throw new AppError('AUTH_APP_NOT_FOUND', { field: `headers.${headerNames.appId}` })
   if (!/^\d{1,12}$/.test(timestamp!)) {
-    throw new AppError('AUTH_TIMESTAMP_OUT_OF_WINDOW', { field: `headers.${headerNames.timestamp}`,
-      message: 'The timestamp must be whole seconds since the Unix epoch' })
+    throw new AppError('AUTH_TIMESTAMP_OUT_OF_WINDOW', {
+      field: `headers.${headerNames.timestamp}`,
+      message: 'The timestamp must be whole seconds since the Unix epoch',
+    })
   }
   if (!noncePattern.test(nonce!)) {
-    throw new AppError('AUTH_SIGNATURE_INVALID', { field: `headers.${headerNames.nonce}`,
-      message: `The nonce must be ${nonceLengthMin}-64 characters of A-Z a-z 0-9 _ -` })
+    throw new AppError('AUTH_SIGNATURE_INVALID', {
+      field: `headers.${headerNames.nonce}`,
+      message: `The nonce must be ${nonceLengthMin}-64 characters of A-Z a-z 0-9 _ -`,
+    })
   }
-  const app = await (db as Kysely<CoreTables>).selectFrom('apps').select(['id', 'organization_id', 'environment'])
-    .where('id', '=', appId!).executeTakeFirst()
+  const app = await (db as Kysely<CoreTables>)
+    .selectFrom('apps')
+    .select(['id', 'organization_id', 'environment'])
+    .where('id', '=', appId!)
+    .executeTakeFirst()
   if (app === undefined) throw new AppError('AUTH_APP_NOT_FOUND', { field: `headers.${headerNames.appId}` })
   onContext({ appId: app.id, environment: app.environment, nonce: nonce! })
 
   const skewS = Math.abs(now / 1000 - Number(timestamp))
   if (skewS > config.signatureWindowS) {
-    throw new AppError('AUTH_TIMESTAMP_OUT_OF_WINDOW', { field: `headers.${headerNames.timestamp}`,
-      message: `The timestamp is ${Math.round(skewS)} s from the server clock; at most ${config.signatureWindowS} s is accepted` })
+    throw new AppError('AUTH_TIMESTAMP_OUT_OF_WINDOW', {
+      field: `headers.${headerNames.timestamp}`,
+      message:
+        `The timestamp is ${Math.round(skewS)} s from the server clock; ` +
+        `at most ${config.signatureWindowS} s is accepted`,
+    })
   }
   const appAuthToken = header(parts, headerNames.appAuthToken) ?? ''
   const idempotencyKey = header(parts, headerNames.idempotencyKey) ?? ''
@@ -99,8 +123,14 @@ export async function authenticateApp(db: Kysely<any>, config: Config, parts: Si
     throw new AppError('AUTH_SIGNATURE_INVALID', { message: 'Signed header values may not contain line breaks' })
   }
   const signedString = requestSigningString({
-    appId: app.id, timestamp: timestamp!, nonce: nonce!, method: parts.method, pathWithQuery: parts.pathWithQuery,
-    appAuthToken, idempotencyKey, body: parts.rawBody,
+    appId: app.id,
+    timestamp: timestamp!,
+    nonce: nonce!,
+    method: parts.method,
+    pathWithQuery: parts.pathWithQuery,
+    appAuthToken,
+    idempotencyKey,
+    body: parts.rawBody,
   })
   const keys = await activeKeys(db, app.id, now)
   if (keys.length === 0) throw new AppError('AUTH_APP_NO_ACTIVE_KEY')
@@ -113,10 +143,15 @@ export async function authenticateApp(db: Kysely<any>, config: Config, parts: Si
   }
 
   try {
-    await (db as Kysely<CoreTables>).insertInto('request_nonces').values({
-      // Kept a second past twice the window, so no timestamp still accepted can outlive its nonce.
-      app_id: app.id, nonce: nonce!, expires_at: now + (2 * config.signatureWindowS + 1) * 1000,
-    }).execute()
+    await (db as Kysely<CoreTables>)
+      .insertInto('request_nonces')
+      .values({
+        // Kept a second past twice the window, so no timestamp still accepted can outlive its nonce.
+        app_id: app.id,
+        nonce: nonce!,
+        expires_at: now + (2 * config.signatureWindowS + 1) * 1000,
+      })
+      .execute()
   } catch (error) {
     if (isUniqueViolation(error)) throw new AppError('AUTH_NONCE_REPLAYED', { field: `headers.${headerNames.nonce}` })
     throw error
@@ -129,11 +164,17 @@ export async function authenticateApp(db: Kysely<any>, config: Config, parts: Si
       throw new AppError('AUTH_APP_AUTH_TOKEN_INVALID', { field: `headers.${headerNames.appAuthToken}` })
     }
     if (scope !== undefined && !actingFor.scopes.includes(scope)) {
-      throw new AppError('AUTH_SCOPE_MISSING', { message: `This call needs the scope ${scope}, which the merchant has not granted` })
+      throw new AppError('AUTH_SCOPE_MISSING', {
+        message: `This call needs the scope ${scope}, which the merchant has not granted`,
+      })
     }
   }
   return {
-    kind: 'app', appId: app.id, organizationId: app.organization_id, environment: app.environment,
-    actingFor, tenantId: actingFor?.merchantId ?? app.organization_id,
+    kind: 'app',
+    appId: app.id,
+    organizationId: app.organization_id,
+    environment: app.environment,
+    actingFor,
+    tenantId: actingFor?.merchantId ?? app.organization_id,
   }
 }

@@ -45,16 +45,20 @@ export function requestErrorToAppError(error: unknown): AppError | null {
   }
   const status = fastifyError.statusCode
   switch (fastifyError.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE': return new AppError('REQUEST_BODY_TOO_LARGE')
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return new AppError('REQUEST_UNSUPPORTED_MEDIA_TYPE')
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new AppError('REQUEST_BODY_TOO_LARGE')
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new AppError('REQUEST_UNSUPPORTED_MEDIA_TYPE')
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new AppError('REQUEST_MALFORMED_JSON', { message: 'The JSON body is empty' })
     // Fastify 5 reports every JSON parse failure with this code rather than a SyntaxError,
     // including a body refused for a `__proto__` or `constructor.prototype` key.
-    case 'FST_ERR_CTP_INVALID_JSON_BODY': return new AppError('REQUEST_MALFORMED_JSON', {
-      message: 'The request body is not valid JSON (keys __proto__ and constructor.prototype are refused too)',
-    })
-    default: break
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new AppError('REQUEST_MALFORMED_JSON', {
+        message: 'The request body is not valid JSON (keys __proto__ and constructor.prototype are refused too)',
+      })
+    default:
+      break
   }
   if (error instanceof SyntaxError || (status === 400 && fastifyError.code === undefined)) {
     return new AppError('REQUEST_MALFORMED_JSON')

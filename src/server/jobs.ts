@@ -17,8 +17,13 @@ export interface JobRunner {
   stop(): Promise<void>
 }
 
-export function startJobs(options: { jobs: readonly JobSpec[]; storage: Storage; clock: Clock;
-  onError: (job: string, error: unknown) => void; timers?: boolean }): JobRunner {
+export function startJobs(options: {
+  jobs: readonly JobSpec[]
+  storage: Storage
+  clock: Clock
+  onError: (job: string, error: unknown) => void
+  timers?: boolean
+}): JobRunner {
   let stopped = false
   const running = new Set<Promise<unknown>>()
   const timers = new Set<NodeJS.Timeout>()
@@ -34,7 +39,10 @@ export function startJobs(options: { jobs: readonly JobSpec[]; storage: Storage;
     if (stopped) return
     const timer = setTimeout(() => {
       timers.delete(timer)
-      const run = runJob(job).finally(() => { running.delete(run); schedule(job) })
+      const run = runJob(job).finally(() => {
+        running.delete(run)
+        schedule(job)
+      })
       running.add(run)
     }, job.intervalMs)
     timer.unref()

@@ -14,7 +14,8 @@ export function openApiOptions(config: Config, registry: Registry): SwaggerOptio
       info: {
         title: 'Baseplate API',
         version: '1.0.0',
-        description: 'The native API of Baseplate. App calls are signed (see docs/api/signing.md); ' +
+        description:
+          'The native API of Baseplate. App calls are signed (see docs/api/signing.md); ' +
           'console calls use a session. Errors are {code, message, field?, requestId} (see docs/errors.md).\n\n' +
           `Capabilities: ${registry.modules.map((module) => `${module.id}@${module.version}`).join(', ')}`,
       },
@@ -22,8 +23,11 @@ export function openApiOptions(config: Config, registry: Registry): SwaggerOptio
       components: {
         securitySchemes: {
           signedRequest: {
-            type: 'apiKey', in: 'header', name: 'Baseplate-Signature',
-            description: 'Signed with the app\'s private key over Baseplate-App-Id, Baseplate-Timestamp, ' +
+            type: 'apiKey',
+            in: 'header',
+            name: 'Baseplate-Signature',
+            description:
+              "Signed with the app's private key over Baseplate-App-Id, Baseplate-Timestamp, " +
               'Baseplate-Nonce, method, path, token, idempotency key and body (docs/api/signing.md)',
           },
           sessionCookie: { type: 'apiKey', in: 'cookie', name: 'bp_session' },

@@ -10,25 +10,38 @@ import type { Clock } from '../platform/ids.js'
 
 const formBodyLimitBytes = 16 * 1024
 
-export async function registerPages(app: FastifyInstance, pages: readonly PageSpec[], storage: Storage,
-  clock: Clock): Promise<void> {
+export async function registerPages(
+  app: FastifyInstance,
+  pages: readonly PageSpec[],
+  storage: Storage,
+  clock: Clock,
+): Promise<void> {
   await app.register(async (scope) => {
-    scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: formBodyLimitBytes },
-      (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))))
+    scope.addContentTypeParser(
+      'application/x-www-form-urlencoded',
+      { parseAs: 'string', bodyLimit: formBodyLimitBytes },
+      (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
+    )
     for (const spec of pages) {
       scope.route({
-        method: spec.method, url: spec.url, schema: { hide: true },
+        method: spec.method,
+        url: spec.url,
+        schema: { hide: true },
         handler: async (request, reply) => {
           const result = await spec.handler({
             params: request.params as Record<string, string>,
             query: request.query as Record<string, string>,
             form: (request.body ?? {}) as Record<string, string>,
-            db: storage.db, now: clock.now(),
+            db: storage.db,
+            now: clock.now(),
           })
           if (result.kind === 'redirect') return reply.redirect(result.location, 302)
-          return reply.code(result.status).type('text/html; charset=utf-8')
+          return reply
+            .code(result.status)
+            .type('text/html; charset=utf-8')
             .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'")
-            .header('x-frame-options', 'DENY').send(result.html)
+            .header('x-frame-options', 'DENY')
+            .send(result.html)
         },
       })
     }

@@ -13,7 +13,9 @@ import { authorizationTokenResolver, purgeAuthorizationCodes } from '../platform
 import { bootstrapOperator } from '../platform/identity/bootstrap.js'
 import { systemClock, type Clock } from '../platform/ids.js'
 import {
-  startNotificationWorker, type NotificationWorker, type NotificationWorkerSettings,
+  startNotificationWorker,
+  type NotificationWorker,
+  type NotificationWorkerSettings,
 } from '../platform/notifications/worker.js'
 import type { PolicySource } from '../platform/policy/policy-service.js'
 import { ensurePlatformKeys, loadPlatformKeys } from '../platform/signing/platform-keys.js'
@@ -80,22 +82,41 @@ export async function openPlatform(config: Config, options: PlatformOptions = {}
   const clock = options.clock ?? systemClock
   const platformKeys = await loadPlatformKeys(storage.db)
   const app = await buildApp({
-    config, storage, registry, platformKeys, clock,
+    config,
+    storage,
+    registry,
+    platformKeys,
+    clock,
     // An explicit null (no resolver: every app auth token refused) overrides the default too.
-    appAuthTokenResolver: options.appAuthTokenResolver === undefined
-      ? authorizationTokenResolver : options.appAuthTokenResolver,
+    appAuthTokenResolver:
+      options.appAuthTokenResolver === undefined ? authorizationTokenResolver : options.appAuthTokenResolver,
     ...(options.logger === undefined ? {} : { logger: options.logger }),
   })
   const notificationSettings = options.workers?.notifications ?? false
-  const notifications = notificationSettings === false ? null : startNotificationWorker({
-    ...(notificationSettings === true ? {} : notificationSettings), storage, platformKeys, clock,
-    onError: (error) => app.log.error({ err: error }, 'notification worker step failed'),
-  })
+  const notifications =
+    notificationSettings === false
+      ? null
+      : startNotificationWorker({
+          ...(notificationSettings === true ? {} : notificationSettings),
+          storage,
+          platformKeys,
+          clock,
+          onError: (error) => app.log.error({ err: error }, 'notification worker step failed'),
+        })
   // Without timers the runner still exists, so tests and the CLI can run the jobs by hand.
-  const jobs = startJobs({ jobs: registry.jobs, storage, clock, timers: options.workers?.jobs === true,
-    onError: (job, error) => app.log.error({ err: error, job }, 'job failed') })
+  const jobs = startJobs({
+    jobs: registry.jobs,
+    storage,
+    clock,
+    timers: options.workers?.jobs === true,
+    onError: (job, error) => app.log.error({ err: error, job }, 'job failed'),
+  })
   return {
-    app, storage, registry, config, workers: { notifications, jobs },
+    app,
+    storage,
+    registry,
+    config,
+    workers: { notifications, jobs },
     housekeep: () => housekeep(storage.db, clock.now()),
     async close() {
       await jobs.stop()

@@ -31,22 +31,22 @@ export interface ActingFor {
 export type Principal =
   | { readonly kind: 'anonymous' }
   | {
-    readonly kind: 'user'
-    readonly userId: string
-    readonly isOperator: boolean
-    /** The session token the request presented; needed only to end that session. */
-    readonly sessionToken: string
-  }
+      readonly kind: 'user'
+      readonly userId: string
+      readonly isOperator: boolean
+      /** The session token the request presented; needed only to end that session. */
+      readonly sessionToken: string
+    }
   | {
-    readonly kind: 'app'
-    readonly appId: string
-    /** The organisation that owns the app. */
-    readonly organizationId: string
-    readonly environment: AppEnvironment
-    readonly actingFor: ActingFor | null
-    /** The organisation whose data this call reads and writes. */
-    readonly tenantId: string
-  }
+      readonly kind: 'app'
+      readonly appId: string
+      /** The organisation that owns the app. */
+      readonly organizationId: string
+      readonly environment: AppEnvironment
+      readonly actingFor: ActingFor | null
+      /** The organisation whose data this call reads and writes. */
+      readonly tenantId: string
+    }
 
 export type AppPrincipal = Extract<Principal, { kind: 'app' }>
 export type UserPrincipal = Extract<Principal, { kind: 'user' }>

@@ -16,10 +16,13 @@ export const Name = Type.String({ minLength: 1, maxLength: 200 })
 
 export const Email = Type.String({ format: 'email', maxLength: 254 })
 
-export const PageQuery = Type.Object({
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: pageSizeMax, default: pageSizeDefault })),
-  starting_after: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
-}, { additionalProperties: false })
+export const PageQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: pageSizeMax, default: pageSizeDefault })),
+    starting_after: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  },
+  { additionalProperties: false },
+)
 
 export function Page<T extends TSchema>(item: T) {
   return Type.Object({
@@ -28,13 +31,16 @@ export function Page<T extends TSchema>(item: T) {
   })
 }
 
-export const ErrorBody = Type.Object({
-  code: Type.String(),
-  message: Type.String(),
-  field: Type.Optional(Type.String()),
-  requestId: Type.String(),
-  signedString: Type.Optional(Type.String({ description: 'On AUTH_SIGNATURE_INVALID: what the server verified' })),
-}, { $id: 'ErrorBody', additionalProperties: true })
+export const ErrorBody = Type.Object(
+  {
+    code: Type.String(),
+    message: Type.String(),
+    field: Type.Optional(Type.String()),
+    requestId: Type.String(),
+    signedString: Type.Optional(Type.String({ description: 'On AUTH_SIGNATURE_INVALID: what the server verified' })),
+  },
+  { $id: 'ErrorBody', additionalProperties: true },
+)
 
 export function isoTime(ms: number): string {
   return new Date(ms).toISOString()

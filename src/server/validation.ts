@@ -15,8 +15,8 @@ import addFormatsModule from 'ajv-formats'
 import type { FastifySchemaCompiler } from 'fastify'
 
 type AddFormats = (ajv: Ajv) => Ajv
-const addFormats = ((addFormatsModule as unknown as { default?: AddFormats }).default
-  ?? addFormatsModule) as unknown as AddFormats
+const addFormats = ((addFormatsModule as unknown as { default?: AddFormats }).default ??
+  addFormatsModule) as unknown as AddFormats
 
 function createAjv(options: Options): Ajv {
   const ajv = new Ajv({ allErrors: false, useDefaults: true, removeAdditional: false, strict: false, ...options })
@@ -25,9 +25,23 @@ function createAjv(options: Options): Ajv {
 }
 
 /** Keywords whose value is a subschema or a list of subschemas. */
-const subschemaKeywords = new Set(['items', 'additionalItems', 'additionalProperties', 'unevaluatedItems',
-  'unevaluatedProperties', 'contains', 'propertyNames', 'not', 'if', 'then', 'else', 'allOf', 'anyOf', 'oneOf',
-  'prefixItems'])
+const subschemaKeywords = new Set([
+  'items',
+  'additionalItems',
+  'additionalProperties',
+  'unevaluatedItems',
+  'unevaluatedProperties',
+  'contains',
+  'propertyNames',
+  'not',
+  'if',
+  'then',
+  'else',
+  'allOf',
+  'anyOf',
+  'oneOf',
+  'prefixItems',
+])
 /** Keywords whose value maps names to subschemas. */
 const subschemaMapKeywords = new Set(['properties', 'patternProperties', 'dependentSchemas', '$defs', 'definitions'])
 
@@ -36,12 +50,19 @@ function hasUnboundedNumber(schema: unknown): boolean {
   if (schema === null || typeof schema !== 'object') return false
   const node = schema as Record<string, unknown>
   const types = Array.isArray(node.type) ? node.type : [node.type]
-  if ((types.includes('integer') || types.includes('number'))
-    && (node.maximum === undefined && node.exclusiveMaximum === undefined
-      || node.minimum === undefined && node.exclusiveMinimum === undefined)) return true
-  return Object.entries(node).some(([key, value]) => subschemaKeywords.has(key) ? hasUnboundedNumber(value)
-    : subschemaMapKeywords.has(key) && value !== null && typeof value === 'object'
-      ? Object.values(value).some(hasUnboundedNumber) : false)
+  if (
+    (types.includes('integer') || types.includes('number')) &&
+    ((node.maximum === undefined && node.exclusiveMaximum === undefined) ||
+      (node.minimum === undefined && node.exclusiveMinimum === undefined))
+  )
+    return true
+  return Object.entries(node).some(([key, value]) =>
+    subschemaKeywords.has(key)
+      ? hasUnboundedNumber(value)
+      : subschemaMapKeywords.has(key) && value !== null && typeof value === 'object'
+        ? Object.values(value).some(hasUnboundedNumber)
+        : false,
+  )
 }
 
 /** A copy of the schema with every unbounded integer or number given safe bounds. */

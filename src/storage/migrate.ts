@@ -22,14 +22,18 @@ export class MigrationError extends Error {
   override readonly name = 'MigrationError'
 }
 
-export async function migrateToLatest(db: Kysely<any>, modules: readonly CapabilityModule<any>[], dialect: DialectName)
-  : Promise<MigrationResult[]> {
+export async function migrateToLatest(
+  db: Kysely<any>,
+  modules: readonly CapabilityModule<any>[],
+  dialect: DialectName,
+): Promise<MigrationResult[]> {
   const migrations = collectMigrations(coreMigrations, modules)
   // Kysely looks for its bookkeeping tables by name across every schema it can see; on
   // PostgreSQL, name ours explicitly so that another schema's tables are never mistaken for them.
-  const schema = dialect === 'postgres'
-    ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0]?.schema
-    : undefined
+  const schema =
+    dialect === 'postgres'
+      ? (await sql<{ schema: string }>`select current_schema() as schema`.execute(db)).rows[0]?.schema
+      : undefined
   const migrator = new Migrator({
     db,
     ...(schema === undefined ? {} : { migrationTableSchema: schema }),
@@ -41,8 +45,9 @@ export async function migrateToLatest(db: Kysely<any>, modules: readonly Capabil
   const { error, results } = await migrator.migrateToLatest()
   if (error !== undefined) {
     const failed = results?.find((result) => result.status === 'Error')
-    throw new MigrationError(`migration ${failed?.migrationName ?? '(unknown)'} failed: ${String(error)}`,
-      { cause: error })
+    throw new MigrationError(`migration ${failed?.migrationName ?? '(unknown)'} failed: ${String(error)}`, {
+      cause: error,
+    })
   }
   return results ?? []
 }

@@ -6,6 +6,7 @@ export const ledgerErrors = {
   // An account's running totals are kept below 2^53 fen so they stay exact in JavaScript; an
   // account that reaches that (only an unbounded one can, realistically) takes no more postings.
   LEDGER_ACCOUNT_TOTALS_OVERFLOW: {
-    status: 422, message: 'The account\'s running totals would exceed 2^53 fen; it takes no more postings',
+    status: 422,
+    message: "The account's running totals would exceed 2^53 fen; it takes no more postings",
   },
 } as const satisfies Record<string, ErrorSpec>

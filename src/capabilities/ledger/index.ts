@@ -15,7 +15,14 @@ import { routes } from './routes.js'
 import { createLedgerService, type LedgerModuleService } from './service.js'
 
 export type {
-  AccountKind, AccountRef, Balance, LedgerDrift, LedgerService, LedgerVerification, PostingInput, Transfer,
+  AccountKind,
+  AccountRef,
+  Balance,
+  LedgerDrift,
+  LedgerService,
+  LedgerVerification,
+  PostingInput,
+  Transfer,
 } from './model.js'
 export { verifyLedger } from './verify.js'
 
@@ -24,7 +31,7 @@ export default defineCapability<LedgerModuleService>({
   version: '1.0.0',
   title: { en: 'Ledger', zh: '账务' },
   dependsOn: [],
-  scopes: { 'ledger:read': 'Read the merchant\'s pending and available balances' },
+  scopes: { 'ledger:read': "Read the merchant's pending and available balances" },
   events: {},
   parameters: {},
   errors: ledgerErrors,

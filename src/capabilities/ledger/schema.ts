@@ -7,11 +7,13 @@ export const MerchantBalance = Type.Object({
   object: Type.Literal('balance'),
   organization_id: Id('org'),
   environment: Type.Union([Type.Literal('sandbox'), Type.Literal('live')], {
-    description: 'The calling app\'s environment; sandbox and live money never mix',
+    description: "The calling app's environment; sandbox and live money never mix",
   }),
   currency: Type.Literal('CNY'),
-  pending_amount: Type.Integer({ minimum: 0,
-    description: `Funds from payments that are not settled yet. ${amountDescription}` }),
+  pending_amount: Type.Integer({
+    minimum: 0,
+    description: `Funds from payments that are not settled yet. ${amountDescription}`,
+  }),
   available_amount: Type.Integer({ minimum: 0, description: `Settled funds. ${amountDescription}` }),
 })
 export type MerchantBalanceView = Static<typeof MerchantBalance>

@@ -23,9 +23,20 @@ import { newId } from '../../platform/ids.js'
 import { fen, isValidAmount, type Fen } from '../../platform/money/money.js'
 import type { AppPrincipal } from '../../server/route-kit.js'
 import {
-  accountFloors, descriptionLengthMax, ownerIdLengthMax, referenceLengthMax, transfersPerPostingMax,
-  type AccountKind, type AccountRef, type Balance, type LedgerAccountsTable, type LedgerDb,
-  type LedgerEntriesTable, type LedgerService, type PostingInput, type Transfer,
+  accountFloors,
+  descriptionLengthMax,
+  ownerIdLengthMax,
+  referenceLengthMax,
+  transfersPerPostingMax,
+  type AccountKind,
+  type AccountRef,
+  type Balance,
+  type LedgerAccountsTable,
+  type LedgerDb,
+  type LedgerEntriesTable,
+  type LedgerService,
+  type PostingInput,
+  type Transfer,
 } from './model.js'
 import type { MerchantBalanceView } from './schema.js'
 import { verifyLedger } from './verify.js'
@@ -59,15 +70,21 @@ function accountKey(account: AccountRef): string {
 
 function checkAccount(account: AccountRef): void {
   assert(Object.hasOwn(accountFloors, account.kind), `unknown account kind ${String(account.kind)}`)
-  assert(account.environment === 'sandbox' || account.environment === 'live',
-    `unknown environment ${String(account.environment)}`)
-  assert(typeof account.ownerId === 'string' && account.ownerId.length > 0
-    && account.ownerId.length <= ownerIdLengthMax, `account owner id must be 1-${ownerIdLengthMax} characters`)
+  assert(
+    account.environment === 'sandbox' || account.environment === 'live',
+    `unknown environment ${String(account.environment)}`,
+  )
+  assert(
+    typeof account.ownerId === 'string' && account.ownerId.length > 0 && account.ownerId.length <= ownerIdLengthMax,
+    `account owner id must be 1-${ownerIdLengthMax} characters`,
+  )
 }
 
 function checkText(value: unknown, lengthMin: number, lengthMax: number, what: string): void {
-  assert(typeof value === 'string' && value.length >= lengthMin && value.length <= lengthMax,
-    `${what} must be a string of ${lengthMin}-${lengthMax} characters`)
+  assert(
+    typeof value === 'string' && value.length >= lengthMin && value.length <= lengthMax,
+    `${what} must be a string of ${lengthMin}-${lengthMax} characters`,
+  )
 }
 
 /** A malformed posting is a bug in the caller, never bad input from a user: assert it. */
@@ -76,16 +93,21 @@ function checkPosting(posting: PostingInput, now: number): void {
   checkText(posting.reference?.type, 1, referenceLengthMax, 'reference.type')
   checkText(posting.reference?.id, 1, referenceLengthMax, 'reference.id')
   checkText(posting.description, 0, descriptionLengthMax, 'description')
-  assert(Array.isArray(posting.transfers) && posting.transfers.length >= 1
-    && posting.transfers.length <= transfersPerPostingMax,
-    `a posting carries 1-${transfersPerPostingMax} transfers, not ${posting.transfers?.length}`)
+  assert(
+    Array.isArray(posting.transfers) &&
+      posting.transfers.length >= 1 &&
+      posting.transfers.length <= transfersPerPostingMax,
+    `a posting carries 1-${transfersPerPostingMax} transfers, not ${posting.transfers?.length}`,
+  )
   const environment = posting.transfers[0]?.debit.environment
   for (const transfer of posting.transfers) {
     checkAccount(transfer.debit)
     checkAccount(transfer.credit)
     // Sandbox and live are separate worlds: no posting may move money between them.
-    assert(transfer.debit.environment === environment && transfer.credit.environment === environment,
-      'all accounts of a posting belong to one environment')
+    assert(
+      transfer.debit.environment === environment && transfer.credit.environment === environment,
+      'all accounts of a posting belong to one environment',
+    )
     assert(isValidAmount(transfer.amount), `transfer amount ${transfer.amount} must be 1 to amountFenMax fen`)
     assert(accountKey(transfer.debit) !== accountKey(transfer.credit), 'a transfer debits and credits one account')
   }
@@ -98,7 +120,10 @@ function netChanges(transfers: readonly Transfer[]): AccountChange[] {
     const key = accountKey(account)
     const previous = changes.get(key)
     changes.set(key, {
-      key, account, debits: (previous?.debits ?? 0) + debits, credits: (previous?.credits ?? 0) + credits,
+      key,
+      account,
+      debits: (previous?.debits ?? 0) + debits,
+      credits: (previous?.credits ?? 0) + credits,
     })
   }
   for (const transfer of transfers) {
@@ -133,36 +158,56 @@ function identity(account: AccountRef) {
  * account ends up.
  */
 async function applyChange(db: LedgerDb, change: AccountChange): Promise<PostedRow | undefined> {
-  return db.updateTable('ledger_accounts').set((eb) => ({
-    debits_posted: eb('debits_posted', '+', change.debits),
-    credits_posted: eb('credits_posted', '+', change.credits),
-  })).where((eb) => eb.and(identity(change.account)))
-    // Written as SQL because Kysely does not parenthesise nested arithmetic: built with `eb`,
-    // `(c + x) - (d + y)` would compile to `c + x - d + y`.
-    .where((eb) => eb.or([
-      eb('floor', '=', 'none'),
-      sql<boolean>`(credits_posted + ${change.credits}) - (debits_posted + ${change.debits}) >= 0`,
-    ]))
-    .where('debits_posted', '<=', totalFenMax - change.debits)
-    .where('credits_posted', '<=', totalFenMax - change.credits)
-    .returning(['id', 'kind', 'floor', 'debits_posted', 'credits_posted'])
-    .executeTakeFirst()
+  return (
+    db
+      .updateTable('ledger_accounts')
+      .set((eb) => ({
+        debits_posted: eb('debits_posted', '+', change.debits),
+        credits_posted: eb('credits_posted', '+', change.credits),
+      }))
+      .where((eb) => eb.and(identity(change.account)))
+      // Written as SQL because Kysely does not parenthesise nested arithmetic: built with `eb`,
+      // `(c + x) - (d + y)` would compile to `c + x - d + y`.
+      .where((eb) =>
+        eb.or([
+          eb('floor', '=', 'none'),
+          sql<boolean>`(credits_posted + ${change.credits}) - (debits_posted + ${change.debits}) >= 0`,
+        ]),
+      )
+      .where('debits_posted', '<=', totalFenMax - change.debits)
+      .where('credits_posted', '<=', totalFenMax - change.credits)
+      .returning(['id', 'kind', 'floor', 'debits_posted', 'credits_posted'])
+      .executeTakeFirst()
+  )
 }
 
 async function createAccount(db: LedgerDb, account: AccountRef, now: number): Promise<void> {
   // A concurrent first posting may create the same account: the loser's insert does nothing
   // (on PostgreSQL it waits for the winner to commit or roll back first).
-  await db.insertInto('ledger_accounts').values({
-    id: newId('lacct'), kind: account.kind, owner_id: account.ownerId, environment: account.environment,
-    currency, floor: accountFloors[account.kind], debits_posted: 0, credits_posted: 0, created_at: now,
-  }).onConflict((conflict) => conflict.columns(['kind', 'owner_id', 'environment', 'currency']).doNothing())
+  await db
+    .insertInto('ledger_accounts')
+    .values({
+      id: newId('lacct'),
+      kind: account.kind,
+      owner_id: account.ownerId,
+      environment: account.environment,
+      currency,
+      floor: accountFloors[account.kind],
+      debits_posted: 0,
+      credits_posted: 0,
+      created_at: now,
+    })
+    .onConflict((conflict) => conflict.columns(['kind', 'owner_id', 'environment', 'currency']).doNothing())
     .execute()
 }
 
 /** Says why the guarded update refused a change; runs only on that (rare) path. */
 async function refusal(db: LedgerDb, change: AccountChange): Promise<AppError> {
-  const row = await db.selectFrom('ledger_accounts').select(['debits_posted', 'credits_posted'])
-    .where((eb) => eb.and(identity(change.account))).executeTakeFirst()
+  const row = await db
+    .selectFrom('ledger_accounts')
+    .select(['debits_posted', 'credits_posted'])
+    .where((eb) => eb.and(identity(change.account)))
+    .executeTakeFirst()
   if (row === undefined) {
     // Read committed always sees the account it just created or found; a caller running a
     // stricter isolation level may not see one a concurrent transaction created. A retry will.
@@ -181,8 +226,11 @@ async function refusal(db: LedgerDb, change: AccountChange): Promise<AppError> {
  * Applies every change or none. A refused change undoes the ones already applied before it
  * throws, so the posting leaves nothing behind even if a caller catches the error and commits.
  */
-async function applyChanges(db: LedgerDb, changes: readonly AccountChange[], now: number)
-  : Promise<ReadonlyMap<string, string>> {
+async function applyChanges(
+  db: LedgerDb,
+  changes: readonly AccountChange[],
+  now: number,
+): Promise<ReadonlyMap<string, string>> {
   const accountIds = new Map<string, string>()
   const applied: Array<{ readonly id: string; readonly change: AccountChange }> = []
   for (const change of changes) {
@@ -196,10 +244,14 @@ async function applyChanges(db: LedgerDb, changes: readonly AccountChange[], now
     if (row === undefined) {
       const error = await refusal(db, change)
       for (const { id, change: done } of applied.reverse()) {
-        await db.updateTable('ledger_accounts').set((eb) => ({
-          debits_posted: eb('debits_posted', '-', done.debits),
-          credits_posted: eb('credits_posted', '-', done.credits),
-        })).where('id', '=', id).execute()
+        await db
+          .updateTable('ledger_accounts')
+          .set((eb) => ({
+            debits_posted: eb('debits_posted', '-', done.debits),
+            credits_posted: eb('credits_posted', '-', done.credits),
+          }))
+          .where('id', '=', id)
+          .execute()
       }
       throw error
     }
@@ -211,8 +263,12 @@ async function applyChanges(db: LedgerDb, changes: readonly AccountChange[], now
   return accountIds
 }
 
-function entriesOf(posting: PostingInput, postingId: string, accountIds: ReadonlyMap<string, string>,
-  now: number): LedgerEntriesTable[] {
+function entriesOf(
+  posting: PostingInput,
+  postingId: string,
+  accountIds: ReadonlyMap<string, string>,
+  now: number,
+): LedgerEntriesTable[] {
   const entries: LedgerEntriesTable[] = []
   const accountId = (account: AccountRef): string => {
     const id = accountIds.get(accountKey(account))
@@ -254,11 +310,20 @@ export function createLedgerService() {
       try {
         const accountIds = await applyChanges(ledger, netChanges(posting.transfers), now)
         const postingId = newId('lpost')
-        await ledger.insertInto('ledger_postings').values({
-          id: postingId, reference_type: posting.reference.type, reference_id: posting.reference.id,
-          description: posting.description, created_at: now,
-        }).execute()
-        await ledger.insertInto('ledger_entries').values(entriesOf(posting, postingId, accountIds, now)).execute()
+        await ledger
+          .insertInto('ledger_postings')
+          .values({
+            id: postingId,
+            reference_type: posting.reference.type,
+            reference_id: posting.reference.id,
+            description: posting.description,
+            created_at: now,
+          })
+          .execute()
+        await ledger
+          .insertInto('ledger_entries')
+          .values(entriesOf(posting, postingId, accountIds, now))
+          .execute()
         return { postingId }
       } catch (error) {
         throw transient(error)
@@ -267,9 +332,11 @@ export function createLedgerService() {
 
     async balance(db: Kysely<any>, account: AccountRef): Promise<Balance> {
       checkAccount(account)
-      const row = await (db as LedgerDb).selectFrom('ledger_accounts')
+      const row = await (db as LedgerDb)
+        .selectFrom('ledger_accounts')
         .select(['kind', 'floor', 'debits_posted', 'credits_posted'])
-        .where((eb) => eb.and(identity(account))).executeTakeFirst()
+        .where((eb) => eb.and(identity(account)))
+        .executeTakeFirst()
       return row === undefined ? { debits: zero, credits: zero, balance: zero } : toBalance(row)
     },
 
@@ -278,17 +345,25 @@ export function createLedgerService() {
     /** The tenant's merchant balances in the app's environment, read in one statement. */
     async merchantBalances(db: Kysely<any>, principal: AppPrincipal): Promise<MerchantBalanceView> {
       const kinds: readonly AccountKind[] = ['merchant_pending', 'merchant_available']
-      const rows = await (db as LedgerDb).selectFrom('ledger_accounts')
+      const rows = await (db as LedgerDb)
+        .selectFrom('ledger_accounts')
         .select(['kind', 'floor', 'debits_posted', 'credits_posted'])
-        .where('kind', 'in', kinds).where('owner_id', '=', principal.tenantId)
-        .where('environment', '=', principal.environment).where('currency', '=', currency).execute()
+        .where('kind', 'in', kinds)
+        .where('owner_id', '=', principal.tenantId)
+        .where('environment', '=', principal.environment)
+        .where('currency', '=', currency)
+        .execute()
       const amount = (kind: AccountKind): Fen => {
         const row = rows.find((candidate) => candidate.kind === kind)
         return row === undefined ? zero : toBalance(row).balance
       }
       return {
-        object: 'balance', organization_id: principal.tenantId, environment: principal.environment, currency,
-        pending_amount: amount('merchant_pending'), available_amount: amount('merchant_available'),
+        object: 'balance',
+        organization_id: principal.tenantId,
+        environment: principal.environment,
+        currency,
+        pending_amount: amount('merchant_pending'),
+        available_amount: amount('merchant_available'),
       }
     },
   } satisfies LedgerService & Record<string, unknown>

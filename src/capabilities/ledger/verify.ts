@@ -33,12 +33,24 @@ async function accountDrift(db: LedgerDb): Promise<{ accounts: number; drift: Le
   let accounts = 0
   let afterId = ''
   for (;;) {
-    const rows = await db.selectFrom('ledger_accounts').selectAll().where('id', '>', afterId)
-      .orderBy('id').limit(accountPageSize).execute()
+    const rows = await db
+      .selectFrom('ledger_accounts')
+      .selectAll()
+      .where('id', '>', afterId)
+      .orderBy('id')
+      .limit(accountPageSize)
+      .execute()
     if (rows.length === 0) break
-    const sums = await db.selectFrom('ledger_entries')
+    const sums = await db
+      .selectFrom('ledger_entries')
       .select(['account_id', debitSum.as('debits'), creditSum.as('credits')])
-      .where('account_id', 'in', rows.map((row) => row.id)).groupBy('account_id').execute()
+      .where(
+        'account_id',
+        'in',
+        rows.map((row) => row.id),
+      )
+      .groupBy('account_id')
+      .execute()
     const byAccount = new Map(sums.map((sum) => [sum.account_id, sum]))
     for (const row of rows) {
       const sum = byAccount.get(row.id)
@@ -46,7 +58,8 @@ async function accountDrift(db: LedgerDb): Promise<{ accounts: number; drift: Le
       if (recomputed.debits !== row.debits_posted || recomputed.credits !== row.credits_posted) {
         drift.push({
           account: { kind: row.kind, ownerId: row.owner_id, environment: row.environment },
-          stored: rawBalance(row.debits_posted, row.credits_posted), recomputed,
+          stored: rawBalance(row.debits_posted, row.credits_posted),
+          recomputed,
         })
       }
     }
@@ -58,24 +71,43 @@ async function accountDrift(db: LedgerDb): Promise<{ accounts: number; drift: Le
 }
 
 async function unbalancedPostings(db: LedgerDb): Promise<string[]> {
-  const unbalanced = await db.selectFrom('ledger_entries').select('posting_id').groupBy('posting_id')
-    .having(sql<boolean>`sum(case when side = 'debit' then amount else 0 end)
-      <> sum(case when side = 'credit' then amount else 0 end)`).execute()
+  const unbalanced = await db
+    .selectFrom('ledger_entries')
+    .select('posting_id')
+    .groupBy('posting_id')
+    .having(
+      sql<boolean>`sum(case when side = 'debit' then amount else 0 end)
+      <> sum(case when side = 'credit' then amount else 0 end)`,
+    )
+    .execute()
   // A posting carries at least one transfer, so one left without entries was tampered with.
-  const empty = await db.selectFrom('ledger_postings').select('id')
-    .where(({ not, exists, selectFrom }) => not(exists(selectFrom('ledger_entries').select('id')
-      .whereRef('ledger_entries.posting_id', '=', 'ledger_postings.id')))).execute()
+  const empty = await db
+    .selectFrom('ledger_postings')
+    .select('id')
+    .where(({ not, exists, selectFrom }) =>
+      not(
+        exists(
+          selectFrom('ledger_entries').select('id').whereRef('ledger_entries.posting_id', '=', 'ledger_postings.id'),
+        ),
+      ),
+    )
+    .execute()
   return [...unbalanced.map((row) => row.posting_id), ...empty.map((row) => row.id)].sort()
 }
 
 async function verifySnapshot(db: LedgerDb): Promise<LedgerVerification> {
   const { accounts, drift } = await accountDrift(db)
   const unbalanced = await unbalancedPostings(db)
-  const count = await db.selectFrom('ledger_postings').select((eb) => eb.fn.countAll<number>().as('count'))
+  const count = await db
+    .selectFrom('ledger_postings')
+    .select((eb) => eb.fn.countAll<number>().as('count'))
     .executeTakeFirstOrThrow()
   return {
     ok: drift.length === 0 && unbalanced.length === 0,
-    accounts, postings: Number(count.count), drift, unbalancedPostings: unbalanced,
+    accounts,
+    postings: Number(count.count),
+    drift,
+    unbalancedPostings: unbalanced,
   }
 }
 
@@ -89,6 +121,9 @@ async function verifySnapshot(db: LedgerDb): Promise<LedgerVerification> {
  */
 export async function verifyLedger(db: Kysely<any>): Promise<LedgerVerification> {
   if (db.isTransaction) return verifySnapshot(db as LedgerDb)
-  return db.transaction().setIsolationLevel('repeatable read').setAccessMode('read only')
+  return db
+    .transaction()
+    .setIsolationLevel('repeatable read')
+    .setAccessMode('read only')
     .execute((tx) => verifySnapshot(tx as LedgerDb))
 }

@@ -19,8 +19,12 @@ export type PaymentSource =
   | { readonly kind: 'sandbox'; readonly script: SandboxScript }
 
 export type SandboxScript = 'sandbox-success' | 'sandbox-decline' | 'sandbox-pending' | 'sandbox-timeout'
-export const sandboxScripts: readonly SandboxScript[] =
-  ['sandbox-success', 'sandbox-decline', 'sandbox-pending', 'sandbox-timeout']
+export const sandboxScripts: readonly SandboxScript[] = [
+  'sandbox-success',
+  'sandbox-decline',
+  'sandbox-pending',
+  'sandbox-timeout',
+]
 
 export type ChannelOutcome =
   | { readonly state: 'succeeded' }
@@ -52,20 +56,29 @@ const walletChannel: PaymentChannel = {
 const sandboxChannel: PaymentChannel = {
   id: 'sandbox',
   // Clearing per merchant, so that sandbox payments of different merchants never queue on one row.
-  fundingAccount: (trade) => ({ kind: 'channel_clearing', ownerId: `sandbox:${trade.merchant_id}`,
-    environment: trade.environment }),
+  fundingAccount: (trade) => ({
+    kind: 'channel_clearing',
+    ownerId: `sandbox:${trade.merchant_id}`,
+    environment: trade.environment,
+  }),
   async initiate(_trade, source, now) {
     const script = source.kind === 'sandbox' ? source.script : 'sandbox-success'
     switch (script) {
-      case 'sandbox-success': return { state: 'succeeded' }
-      case 'sandbox-decline': return { state: 'declined', reason: 'sandbox-decline: the scripted channel declined' }
-      case 'sandbox-pending': return { state: 'pending', readyAt: now + sandboxSettleDelayMs }
-      case 'sandbox-timeout': return { state: 'unknown', readyAt: now + sandboxSettleDelayMs }
+      case 'sandbox-success':
+        return { state: 'succeeded' }
+      case 'sandbox-decline':
+        return { state: 'declined', reason: 'sandbox-decline: the scripted channel declined' }
+      case 'sandbox-pending':
+        return { state: 'pending', readyAt: now + sandboxSettleDelayMs }
+      case 'sandbox-timeout':
+        return { state: 'unknown', readyAt: now + sandboxSettleDelayMs }
     }
   },
   async query(trade, now) {
     const readyAt = trade.channel_ready_at ?? now
-    return now >= readyAt ? { state: 'succeeded' } : { state: trade.channel_state === 'unknown' ? 'unknown' : 'pending', readyAt }
+    return now >= readyAt
+      ? { state: 'succeeded' }
+      : { state: trade.channel_state === 'unknown' ? 'unknown' : 'pending', readyAt }
   },
   refund: async () => ({ state: 'succeeded' }),
 }

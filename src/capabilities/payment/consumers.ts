@@ -36,16 +36,25 @@ function newPaymentCode(): string {
 export function createConsumerService(context: CapabilityContext, ledger: LedgerService) {
   async function view(db: Kysely<any>, row: ConsumersTable) {
     const balance = await ledger.balance(db, { kind: 'consumer_wallet', ownerId: row.id, environment: row.environment })
-    return { id: row.id, environment: row.environment, display_name: row.display_name, balance: balance.balance,
-      created_at: isoTime(row.created_at) }
+    return {
+      id: row.id,
+      environment: row.environment,
+      display_name: row.display_name,
+      balance: balance.balance,
+      created_at: isoTime(row.created_at),
+    }
   }
 
   async function find(db: Kysely<any>, principal: AppPrincipal, consumerId: string): Promise<ConsumersTable> {
     // A sandbox consumer is a test fixture of the organisation whose app made it: others
     // (and the other environment) do not see it. Paying with its code works anywhere.
-    const row = await (db as Db).selectFrom('payment_consumers').selectAll().where('id', '=', consumerId)
+    const row = await (db as Db)
+      .selectFrom('payment_consumers')
+      .selectAll()
+      .where('id', '=', consumerId)
       .where('environment', '=', principal.environment)
-      .where('owner_organization_id', '=', principal.organizationId).executeTakeFirst()
+      .where('owner_organization_id', '=', principal.organizationId)
+      .executeTakeFirst()
     if (row === undefined) throw new AppError('PAYMENT_CONSUMER_NOT_FOUND', { field: 'params.consumer_id' })
     return row
   }
@@ -54,23 +63,38 @@ export function createConsumerService(context: CapabilityContext, ledger: Ledger
     find,
     /** Whether a consumer exists in the environment: enough to name a trade's buyer. */
     async exists(db: Kysely<any>, environment: 'sandbox' | 'live', consumerId: string): Promise<boolean> {
-      const row = await (db as Db).selectFrom('payment_consumers').select('id').where('id', '=', consumerId)
-        .where('environment', '=', environment).executeTakeFirst()
+      const row = await (db as Db)
+        .selectFrom('payment_consumers')
+        .select('id')
+        .where('id', '=', consumerId)
+        .where('environment', '=', environment)
+        .executeTakeFirst()
       return row !== undefined
     },
     async create(db: Kysely<any>, principal: AppPrincipal, displayName: string, now: number) {
       requireSandbox(principal)
-      const row: ConsumersTable = { id: newId('cons'), environment: principal.environment, display_name: displayName,
-        owner_organization_id: principal.organizationId, created_by_app_id: principal.appId, created_at: now }
+      const row: ConsumersTable = {
+        id: newId('cons'),
+        environment: principal.environment,
+        display_name: displayName,
+        owner_organization_id: principal.organizationId,
+        created_by_app_id: principal.appId,
+        created_at: now,
+      }
       await (db as Db).insertInto('payment_consumers').values(row).execute()
       return view(db, row)
     },
     /** The organisation's sandbox consumer with this name, created on first use. */
     async findOrCreate(db: Kysely<any>, principal: AppPrincipal, displayName: string, now: number) {
       requireSandbox(principal)
-      const row = await (db as Db).selectFrom('payment_consumers').selectAll()
-        .where('environment', '=', principal.environment).where('owner_organization_id', '=', principal.organizationId)
-        .where('display_name', '=', displayName).orderBy('created_at').executeTakeFirst()
+      const row = await (db as Db)
+        .selectFrom('payment_consumers')
+        .selectAll()
+        .where('environment', '=', principal.environment)
+        .where('owner_organization_id', '=', principal.organizationId)
+        .where('display_name', '=', displayName)
+        .orderBy('created_at')
+        .executeTakeFirst()
       return row === undefined ? this.create(db, principal, displayName, now) : view(db, row)
     },
     async get(db: Kysely<any>, principal: AppPrincipal, consumerId: string) {
@@ -80,16 +104,26 @@ export function createConsumerService(context: CapabilityContext, ledger: Ledger
     async topUp(db: Kysely<any>, principal: AppPrincipal, consumerId: string, amount: Fen, now: number) {
       requireSandbox(principal)
       const consumer = await find(db, principal, consumerId)
-      await ledger.post(db, {
-        reference: { type: 'consumer.top_up', id: newId('topup') },
-        description: `sandbox top-up of ${consumer.id}`,
-        transfers: [{
-          // Funding per owning organisation: no shared row to queue on or to exhaust.
-          debit: { kind: 'sandbox_funding', ownerId: consumer.owner_organization_id, environment: consumer.environment },
-          credit: { kind: 'consumer_wallet', ownerId: consumer.id, environment: consumer.environment },
-          amount,
-        }],
-      }, now)
+      await ledger.post(
+        db,
+        {
+          reference: { type: 'consumer.top_up', id: newId('topup') },
+          description: `sandbox top-up of ${consumer.id}`,
+          transfers: [
+            {
+              // Funding per owning organisation: no shared row to queue on or to exhaust.
+              debit: {
+                kind: 'sandbox_funding',
+                ownerId: consumer.owner_organization_id,
+                environment: consumer.environment,
+              },
+              credit: { kind: 'consumer_wallet', ownerId: consumer.id, environment: consumer.environment },
+              amount,
+            },
+          ],
+        },
+        now,
+      )
       return view(db, consumer)
     },
     async mintCode(db: Kysely<any>, principal: AppPrincipal, consumerId: string, reusable: boolean, now: number) {
@@ -97,8 +131,17 @@ export function createConsumerService(context: CapabilityContext, ledger: Ledger
       const consumer = await find(db, principal, consumerId)
       const code = newPaymentCode()
       const expiresAt = now + (reusable ? reusableCodeTtlMs : paymentCodeTtlMs)
-      await (db as Db).insertInto('payment_codes').values({ code_hash: sha256Hex(code), consumer_id: consumer.id,
-        reusable: reusable ? 1 : 0, expires_at: expiresAt, used_at: null, created_at: now }).execute()
+      await (db as Db)
+        .insertInto('payment_codes')
+        .values({
+          code_hash: sha256Hex(code),
+          consumer_id: consumer.id,
+          reusable: reusable ? 1 : 0,
+          expires_at: expiresAt,
+          used_at: null,
+          created_at: now,
+        })
+        .execute()
       return { code, consumer_id: consumer.id, reusable, expires_at: isoTime(expiresAt) }
     },
     /**
@@ -106,17 +149,29 @@ export function createConsumerService(context: CapabilityContext, ledger: Ledger
      * transaction of the payment, so a failed payment gives the code back.
      */
     async redeemCode(db: Kysely<any>, code: string, environment: 'sandbox' | 'live', now: number): Promise<string> {
-      const row = await (db as Db).selectFrom('payment_codes')
+      const row = await (db as Db)
+        .selectFrom('payment_codes')
         .innerJoin('payment_consumers', 'payment_consumers.id', 'payment_codes.consumer_id')
-        .select(['payment_codes.code_hash', 'payment_codes.consumer_id', 'payment_codes.reusable',
-          'payment_codes.expires_at', 'payment_codes.used_at', 'payment_consumers.environment'])
-        .where('payment_codes.code_hash', '=', sha256Hex(code)).executeTakeFirst()
+        .select([
+          'payment_codes.code_hash',
+          'payment_codes.consumer_id',
+          'payment_codes.reusable',
+          'payment_codes.expires_at',
+          'payment_codes.used_at',
+          'payment_consumers.environment',
+        ])
+        .where('payment_codes.code_hash', '=', sha256Hex(code))
+        .executeTakeFirst()
       if (row === undefined || row.environment !== environment || row.expires_at <= now) {
         throw new AppError('PAYMENT_CODE_INVALID', { field: 'body.auth_code' })
       }
       if (row.reusable === 1) return row.consumer_id
-      const used = await (db as Db).updateTable('payment_codes').set({ used_at: now })
-        .where('code_hash', '=', row.code_hash).where('used_at', 'is', null).executeTakeFirst()
+      const used = await (db as Db)
+        .updateTable('payment_codes')
+        .set({ used_at: now })
+        .where('code_hash', '=', row.code_hash)
+        .where('used_at', 'is', null)
+        .executeTakeFirst()
       if (used.numUpdatedRows !== 1n) throw new AppError('PAYMENT_CODE_INVALID', { field: 'body.auth_code' })
       return row.consumer_id
     },

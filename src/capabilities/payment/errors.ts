@@ -1,7 +1,10 @@
 import type { ErrorSpec } from '../../errors.js'
 
 export const paymentErrors = {
-  PAYMENT_MERCHANT_REQUIRED: { status: 403, message: 'Trades are made for a merchant; act for one with an app auth token' },
+  PAYMENT_MERCHANT_REQUIRED: {
+    status: 403,
+    message: 'Trades are made for a merchant; act for one with an app auth token',
+  },
   PAYMENT_TRADE_NOT_FOUND: { status: 404, message: 'No such trade' },
   PAYMENT_OUT_TRADE_NO_TAKEN: { status: 409, message: 'A different trade with this out_trade_no exists' },
   PAYMENT_TRADE_NOT_PAYABLE: { status: 409, message: 'The trade is not waiting for payment' },
@@ -9,12 +12,13 @@ export const paymentErrors = {
   PAYMENT_TRADE_NOT_REFUNDABLE: { status: 409, message: 'Only a paid trade can be refunded' },
   PAYMENT_REFUND_EXCEEDS_PAID: { status: 422, message: 'The refund would exceed what was paid' },
   PAYMENT_REFUND_REQUEST_CONFLICT: {
-    status: 409, message: 'This out_request_no was used for a refund with another amount',
+    status: 409,
+    message: 'This out_request_no was used for a refund with another amount',
   },
   PAYMENT_REFUND_NOT_FOUND: { status: 404, message: 'No such refund' },
   PAYMENT_CODE_INVALID: { status: 422, message: 'The payment code is unknown, used or expired' },
-  PAYMENT_BALANCE_INSUFFICIENT: { status: 422, message: 'The buyer\'s balance is too low' },
-  PAYMENT_MERCHANT_FUNDS_INSUFFICIENT: { status: 422, message: 'The merchant\'s balance cannot cover this refund' },
+  PAYMENT_BALANCE_INSUFFICIENT: { status: 422, message: "The buyer's balance is too low" },
+  PAYMENT_MERCHANT_FUNDS_INSUFFICIENT: { status: 422, message: "The merchant's balance cannot cover this refund" },
   PAYMENT_DECLINED: { status: 402, message: 'The channel declined the payment' },
   PAYMENT_CONSUMER_NOT_FOUND: { status: 404, message: 'No such consumer' },
   PAYMENT_SANDBOX_ONLY: { status: 403, message: 'This call exists only in the sandbox' },

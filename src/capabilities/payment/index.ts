@@ -23,8 +23,8 @@ export default defineCapability<PaymentServices>({
   title: { en: 'Payments', zh: '支付' },
   dependsOn: ['ledger'],
   scopes: {
-    'payment:trade': 'Create, query, close and cancel the merchant\'s trades',
-    'payment:refund': 'Refund the merchant\'s trades',
+    'payment:trade': "Create, query, close and cancel the merchant's trades",
+    'payment:refund': "Refund the merchant's trades",
     'payment:settlement': 'Settle trades and share profit with bound receivers',
     'payment:sandbox': 'Create and fund sandbox test consumers',
   },
@@ -44,7 +44,8 @@ export default defineCapability<PaymentServices>({
     const consumers = createConsumerService(context, ledger)
     const trades = createTradeService(context, ledger, consumers)
     return {
-      consumers, trades,
+      consumers,
+      trades,
       refunds: createRefundService(context, ledger, trades),
       settlement: createSettlementService(context, ledger, trades),
     }
@@ -54,9 +55,10 @@ export default defineCapability<PaymentServices>({
   jobs: (services) => [
     { name: 'expire-trades', intervalMs: 5_000, run: (db, now) => services.trades.expireDue(db, now) },
     {
-      name: 'settle-trades', intervalMs: 30_000,
-      run: async (db, now) => (await db.transaction().execute((tx) => services.settlement.settleDue(tx, null, now)))
-        .settled_trades,
+      name: 'settle-trades',
+      intervalMs: 30_000,
+      run: async (db, now) =>
+        (await db.transaction().execute((tx) => services.settlement.settleDue(tx, null, now))).settled_trades,
     },
   ],
 })

@@ -23,9 +23,17 @@ import { feeAccount, merchantAccount, type TradeService } from './trades.js'
 type Db = Kysely<PaymentTables>
 
 function refundView(row: RefundsTable, tradeRefunded: number): RefundView {
-  return { id: row.id, trade_id: row.trade_id, out_request_no: row.out_request_no, amount: row.amount,
-    fee_refund_amount: row.fee_refund_amount, status: row.status, reason: row.reason,
-    trade_refunded_amount: tradeRefunded, created_at: isoTime(row.created_at) }
+  return {
+    id: row.id,
+    trade_id: row.trade_id,
+    out_request_no: row.out_request_no,
+    amount: row.amount,
+    fee_refund_amount: row.fee_refund_amount,
+    status: row.status,
+    reason: row.reason,
+    trade_refunded_amount: tradeRefunded,
+    created_at: isoTime(row.created_at),
+  }
 }
 
 export interface RefundInput {
@@ -36,25 +44,37 @@ export interface RefundInput {
 
 export function createRefundService(context: CapabilityContext, ledger: LedgerService, trades: TradeService) {
   async function refundLocked(db: Kysely<any>, trade: TradesTable, input: RefundInput, now: number) {
-    const existing = await (db as Db).selectFrom('payment_refunds').selectAll().where('trade_id', '=', trade.id)
-      .where('out_request_no', '=', input.out_request_no).executeTakeFirst()
+    const existing = await (db as Db)
+      .selectFrom('payment_refunds')
+      .selectAll()
+      .where('trade_id', '=', trade.id)
+      .where('out_request_no', '=', input.out_request_no)
+      .executeTakeFirst()
     if (existing !== undefined) {
-      if (existing.amount !== input.amount) throw new AppError('PAYMENT_REFUND_REQUEST_CONFLICT', { field: 'body.out_request_no' })
+      if (existing.amount !== input.amount)
+        throw new AppError('PAYMENT_REFUND_REQUEST_CONFLICT', { field: 'body.out_request_no' })
       return { refund: refundView(existing, trade.refunded_amount), trade }
     }
     if (trade.status !== 'paid') throw new AppError('PAYMENT_TRADE_NOT_REFUNDABLE')
     const refundedAfter = trade.refunded_amount + input.amount
     if (refundedAfter > trade.total_amount) {
-      throw new AppError('PAYMENT_REFUND_EXCEEDS_PAID', { field: 'body.amount',
-        message: `Refunding ${input.amount} would bring refunds to ${refundedAfter}, above the ${trade.total_amount} paid` })
+      throw new AppError('PAYMENT_REFUND_EXCEEDS_PAID', {
+        field: 'body.amount',
+        message:
+          `Refunding ${input.amount} would bring refunds to ${refundedAfter}, ` +
+          `above the ${trade.total_amount} paid`,
+      })
     }
-    const feeRefundedAfter = refundedAfter === trade.total_amount ? trade.fee_amount
-      : multiplyRatio(fen(trade.fee_amount), refundedAfter, trade.total_amount, 'down')
+    const feeRefundedAfter =
+      refundedAfter === trade.total_amount
+        ? trade.fee_amount
+        : multiplyRatio(fen(trade.fee_amount), refundedAfter, trade.total_amount, 'down')
     const feeRefund = feeRefundedAfter - trade.fee_refunded_amount
     const settled = trade.settle_status === 'settled'
-    const commissionAfter = settled && trade.isv_id !== null
-      ? multiplyRatio(fen(trade.fee_amount - feeRefundedAfter), trade.commission_share_bps, bpsDenominator, 'down')
-      : trade.commission_amount
+    const commissionAfter =
+      settled && trade.isv_id !== null
+        ? multiplyRatio(fen(trade.fee_amount - feeRefundedAfter), trade.commission_share_bps, bpsDenominator, 'down')
+        : trade.commission_amount
     const clawback = trade.commission_amount - commissionAfter
     assert(feeRefund >= 0 && feeRefund <= input.amount && clawback >= 0, 'refund split is consistent')
 
@@ -64,14 +84,25 @@ export function createRefundService(context: CapabilityContext, ledger: LedgerSe
     const merchant = merchantAccount(trade, settled ? 'merchant_available' : 'merchant_pending')
     const transfers: Transfer[] = []
     if (clawback > 0) {
-      transfers.push({ debit: { kind: 'isv_commission', ownerId: trade.isv_id!, environment: trade.environment },
-        credit: feeAccount(trade), amount: fen(clawback) })
+      transfers.push({
+        debit: { kind: 'isv_commission', ownerId: trade.isv_id!, environment: trade.environment },
+        credit: feeAccount(trade),
+        amount: fen(clawback),
+      })
     }
-    if (input.amount - feeRefund > 0) transfers.push({ debit: merchant, credit: payee, amount: fen(input.amount - feeRefund) })
+    if (input.amount - feeRefund > 0)
+      transfers.push({ debit: merchant, credit: payee, amount: fen(input.amount - feeRefund) })
     if (feeRefund > 0) transfers.push({ debit: feeAccount(trade), credit: payee, amount: fen(feeRefund) })
     try {
-      await ledger.post(db, { reference: { type: 'trade.refund', id: trade.id },
-        description: `refund ${input.out_request_no} of ${trade.out_trade_no}`, transfers }, now)
+      await ledger.post(
+        db,
+        {
+          reference: { type: 'trade.refund', id: trade.id },
+          description: `refund ${input.out_request_no} of ${trade.out_trade_no}`,
+          transfers,
+        },
+        now,
+      )
     } catch (error) {
       if (isAppError(error) && error.code === 'LEDGER_INSUFFICIENT_FUNDS') {
         throw new AppError('PAYMENT_MERCHANT_FUNDS_INSUFFICIENT')
@@ -79,19 +110,45 @@ export function createRefundService(context: CapabilityContext, ledger: LedgerSe
       throw error
     }
     const status = refundedAfter === trade.total_amount ? 'fully_refunded' : 'paid'
-    const updated = await (db as Db).updateTable('payment_trades').set({ refunded_amount: refundedAfter,
-      fee_refunded_amount: feeRefundedAfter, commission_amount: commissionAfter, status, updated_at: now })
-      .where('id', '=', trade.id).where('refunded_amount', '=', trade.refunded_amount).executeTakeFirst()
+    const updated = await (db as Db)
+      .updateTable('payment_trades')
+      .set({
+        refunded_amount: refundedAfter,
+        fee_refunded_amount: feeRefundedAfter,
+        commission_amount: commissionAfter,
+        status,
+        updated_at: now,
+      })
+      .where('id', '=', trade.id)
+      .where('refunded_amount', '=', trade.refunded_amount)
+      .executeTakeFirst()
     assert(updated.numUpdatedRows === 1n, 'the locked trade did not change under us')
-    const row: RefundsTable = { id: newId('refund'), trade_id: trade.id, out_request_no: input.out_request_no,
-      amount: input.amount, fee_refund_amount: feeRefund, commission_clawback_amount: clawback,
-      reason: input.reason ?? null, status: 'succeeded', created_at: now }
+    const row: RefundsTable = {
+      id: newId('refund'),
+      trade_id: trade.id,
+      out_request_no: input.out_request_no,
+      amount: input.amount,
+      fee_refund_amount: feeRefund,
+      commission_clawback_amount: clawback,
+      reason: input.reason ?? null,
+      status: 'succeeded',
+      created_at: now,
+    }
     await (db as Db).insertInto('payment_refunds').values(row).execute()
-    const after: TradesTable = { ...trade, refunded_amount: refundedAfter, fee_refunded_amount: feeRefundedAfter,
-      commission_amount: commissionAfter, status, updated_at: now }
+    const after: TradesTable = {
+      ...trade,
+      refunded_amount: refundedAfter,
+      fee_refunded_amount: feeRefundedAfter,
+      commission_amount: commissionAfter,
+      status,
+      updated_at: now,
+    }
     const refund = refundView(row, refundedAfter)
-    await context.events.emit(db, { type: 'payment.refund.succeeded', organizationId: trade.merchant_id,
-      appId: trade.app_id, payload: refund }, now)
+    await context.events.emit(
+      db,
+      { type: 'payment.refund.succeeded', organizationId: trade.merchant_id, appId: trade.app_id, payload: refund },
+      now,
+    )
     return { refund, trade: after }
   }
 
@@ -102,12 +159,20 @@ export function createRefundService(context: CapabilityContext, ledger: LedgerSe
     },
 
     async get(db: Kysely<any>, principal: AppPrincipal, tradeId: string, outRequestNo: string) {
-      const trade = await (db as Db).selectFrom('payment_trades').selectAll().where('id', '=', tradeId)
-        .where('merchant_id', '=', principal.tenantId).where('environment', '=', principal.environment)
+      const trade = await (db as Db)
+        .selectFrom('payment_trades')
+        .selectAll()
+        .where('id', '=', tradeId)
+        .where('merchant_id', '=', principal.tenantId)
+        .where('environment', '=', principal.environment)
         .executeTakeFirst()
       if (trade === undefined) throw new AppError('PAYMENT_TRADE_NOT_FOUND', { field: 'params.trade_id' })
-      const row = await (db as Db).selectFrom('payment_refunds').selectAll().where('trade_id', '=', tradeId)
-        .where('out_request_no', '=', outRequestNo).executeTakeFirst()
+      const row = await (db as Db)
+        .selectFrom('payment_refunds')
+        .selectAll()
+        .where('trade_id', '=', tradeId)
+        .where('out_request_no', '=', outRequestNo)
+        .executeTakeFirst()
       if (row === undefined) throw new AppError('PAYMENT_REFUND_NOT_FOUND', { field: 'body.out_request_no' })
       return refundView(row, trade.refunded_amount)
     },
@@ -120,11 +185,15 @@ export function createRefundService(context: CapabilityContext, ledger: LedgerSe
       }
       if (trade.status === 'paid') {
         const rest = trade.total_amount - trade.refunded_amount
-        const result = await refundLocked(db, trade, { out_request_no: `cancel-${trade.id}`, amount: rest,
-          reason: 'cancelled' }, now)
+        const result = await refundLocked(
+          db,
+          trade,
+          { out_request_no: `cancel-${trade.id}`, amount: rest, reason: 'cancelled' },
+          now,
+        )
         return { trade: trades.view(result.trade), action: 'refund' as const }
       }
-      return { trade: trades.view(trade), action: trade.status === 'closed' ? 'close' as const : 'refund' as const }
+      return { trade: trades.view(trade), action: trade.status === 'closed' ? ('close' as const) : ('refund' as const) }
     },
   }
 }

@@ -6,9 +6,10 @@ export const Amount = Type.Integer({ minimum: 1, maximum: 1_000_000_000_000, des
 const OutNo = (description: string) =>
   Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_.:-]+$', description })
 
-export const TradeStatus = Type.Union([
-  Type.Literal('wait_buyer_pay'), Type.Literal('paid'), Type.Literal('closed'), Type.Literal('fully_refunded'),
-], { description: 'wait_buyer_pay -> paid -> fully_refunded; wait_buyer_pay -> closed (closed, cancelled, expired)' })
+export const TradeStatus = Type.Union(
+  [Type.Literal('wait_buyer_pay'), Type.Literal('paid'), Type.Literal('closed'), Type.Literal('fully_refunded')],
+  { description: 'wait_buyer_pay -> paid -> fully_refunded; wait_buyer_pay -> closed (closed, cancelled, expired)' },
+)
 
 export const Trade = Type.Object({
   id: Id('trade'),
@@ -24,7 +25,9 @@ export const Trade = Type.Object({
   refunded_amount: Type.Integer(),
   fee_amount: Type.Integer({ description: 'Platform fee charged to the merchant, fen' }),
   fee_rate_bps: Type.Integer(),
-  fee_policy_version: Type.Integer({ description: 'Version of payment.fee_rate_bps that priced this trade (0 = default)' }),
+  fee_policy_version: Type.Integer({
+    description: 'Version of payment.fee_rate_bps that priced this trade (0 = default)',
+  }),
   commission_share_bps: Type.Integer(),
   commission_policy_version: Type.Integer(),
   buyer_id: Type.Union([Id('cons'), Type.Null()]),
@@ -45,19 +48,31 @@ const TradeCommon = {
   total_amount: Amount,
   subject: Type.String({ minLength: 1, maxLength: 256 }),
   store_id: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
-  timeout_seconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 15 * 24 * 3600,
-    description: 'Close the trade if unpaid after this long (default 900)' })),
+  timeout_seconds: Type.Optional(
+    Type.Integer({
+      minimum: 60,
+      maximum: 15 * 24 * 3600,
+      description: 'Close the trade if unpaid after this long (default 900)',
+    }),
+  ),
 }
 
 export const CreateTrade = Type.Object({ ...TradeCommon, buyer_id: Id('cons') }, { additionalProperties: false })
 export const PrecreateTrade = Type.Object(TradeCommon, { additionalProperties: false })
-export const PayTrade = Type.Object({
-  ...TradeCommon,
-  auth_code: Type.String({ minLength: 1, maxLength: 64,
-    description: 'The payment code the consumer shows (or a sandbox script: sandbox-success, sandbox-decline, ' +
-      'sandbox-pending, sandbox-timeout)' }),
-  scene: Type.Optional(Type.Literal('bar_code')),
-}, { additionalProperties: false })
+export const PayTrade = Type.Object(
+  {
+    ...TradeCommon,
+    auth_code: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      description:
+        'The payment code the consumer shows (or a sandbox script: sandbox-success, sandbox-decline, ' +
+        'sandbox-pending, sandbox-timeout)',
+    }),
+    scene: Type.Optional(Type.Literal('bar_code')),
+  },
+  { additionalProperties: false },
+)
 
 export const TradeParams = Type.Object({ trade_id: Id('trade') })
 export const TradeLookup = Type.Object({ out_trade_no: OutNo('Your order number') }, { additionalProperties: false })
@@ -75,11 +90,14 @@ export const Refund = Type.Object({
 })
 export type RefundView = Static<typeof Refund>
 
-export const CreateRefund = Type.Object({
-  out_request_no: OutNo('Your refund number; unique per trade, the idempotency key of the refund'),
-  amount: Amount,
-  reason: Type.Optional(Type.String({ maxLength: 256 })),
-}, { additionalProperties: false })
+export const CreateRefund = Type.Object(
+  {
+    out_request_no: OutNo('Your refund number; unique per trade, the idempotency key of the refund'),
+    amount: Amount,
+    reason: Type.Optional(Type.String({ maxLength: 256 })),
+  },
+  { additionalProperties: false },
+)
 export const RefundParams = Type.Object({ trade_id: Id('trade'), out_request_no: OutNo('Your refund number') })
 
 export const CancelResult = Type.Object({
@@ -94,16 +112,29 @@ export const Consumer = Type.Object({
   balance: Type.Integer({ description: 'Wallet balance, fen' }),
   created_at: IsoTime,
 })
-export const CreateConsumer = Type.Object({ display_name: Type.String({ minLength: 1, maxLength: 64 }) },
-  { additionalProperties: false })
+export const CreateConsumer = Type.Object(
+  { display_name: Type.String({ minLength: 1, maxLength: 64 }) },
+  { additionalProperties: false },
+)
 export const ConsumerParams = Type.Object({ consumer_id: Id('cons') })
 /** A sandbox top-up is at most ¥1,000,000.00: test money, not a way to overflow accounts. */
 export const topUpFenMax = 100_000_000
-export const TopUp = Type.Object({ amount: Type.Integer({ minimum: 1, maximum: topUpFenMax,
-  description: 'Amount in fen, at most 100,000,000 (¥1,000,000.00)' }) }, { additionalProperties: false })
-export const PaymentCodeInput = Type.Object({
-  reusable: Type.Optional(Type.Boolean({ description: 'Sandbox only: a code that works many times, for tests' })),
-}, { additionalProperties: false })
+export const TopUp = Type.Object(
+  {
+    amount: Type.Integer({
+      minimum: 1,
+      maximum: topUpFenMax,
+      description: 'Amount in fen, at most 100,000,000 (¥1,000,000.00)',
+    }),
+  },
+  { additionalProperties: false },
+)
+export const PaymentCodeInput = Type.Object(
+  {
+    reusable: Type.Optional(Type.Boolean({ description: 'Sandbox only: a code that works many times, for tests' })),
+  },
+  { additionalProperties: false },
+)
 export const PaymentCode = Type.Object({
   code: Type.String({ description: '18 digits, shown once' }),
   consumer_id: Id('cons'),
@@ -118,23 +149,36 @@ export const Settlement = Type.Object({
 })
 
 export const RoyaltyReceiver = Type.Object({
-  receiver_id: Id('org'), name: Type.String(), memo: Type.Union([Type.String(), Type.Null()]), created_at: IsoTime,
-})
-export const BindReceiver = Type.Object({
   receiver_id: Id('org'),
-  name: Type.String({ minLength: 1, maxLength: 128 }),
-  memo: Type.Optional(Type.String({ maxLength: 256 })),
-}, { additionalProperties: false })
+  name: Type.String(),
+  memo: Type.Union([Type.String(), Type.Null()]),
+  created_at: IsoTime,
+})
+export const BindReceiver = Type.Object(
+  {
+    receiver_id: Id('org'),
+    name: Type.String({ minLength: 1, maxLength: 128 }),
+    memo: Type.Optional(Type.String({ maxLength: 256 })),
+  },
+  { additionalProperties: false },
+)
 export const ReceiverParams = Type.Object({ receiver_id: Id('org') })
-export const SettleRoyalty = Type.Object({
-  out_request_no: OutNo('Your profit-sharing request number; unique per trade'),
-  royalties: Type.Array(Type.Object({ receiver_id: Id('org'), amount: Amount }, { additionalProperties: false }),
-    { minItems: 1, maxItems: 20 }),
-}, { additionalProperties: false })
+export const SettleRoyalty = Type.Object(
+  {
+    out_request_no: OutNo('Your profit-sharing request number; unique per trade'),
+    royalties: Type.Array(Type.Object({ receiver_id: Id('org'), amount: Amount }, { additionalProperties: false }), {
+      minItems: 1,
+      maxItems: 20,
+    }),
+  },
+  { additionalProperties: false },
+)
 export const Royalty = Type.Object({
   trade_id: Id('trade'),
   out_request_no: Type.String(),
-  royalties: Type.Array(Type.Object({ receiver_id: Id('org'), amount: Type.Integer(), status: Type.Literal('succeeded') })),
+  royalties: Type.Array(
+    Type.Object({ receiver_id: Id('org'), amount: Type.Integer(), status: Type.Literal('succeeded') }),
+  ),
   created_at: IsoTime,
 })
 export const RoyaltyParams = Type.Object({ trade_id: Id('trade'), out_request_no: OutNo('Your request number') })

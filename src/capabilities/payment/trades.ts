@@ -44,15 +44,31 @@ export interface TradeInput {
 export function tradeView(row: TradesTable, publicUrl: string): TradeView {
   const time = (ms: number | null) => (ms === null ? null : isoTime(ms))
   return {
-    id: row.id, out_trade_no: row.out_trade_no, merchant_id: row.merchant_id, app_id: row.app_id,
-    environment: row.environment, kind: row.kind, status: row.status, subject: row.subject, store_id: row.store_id,
-    total_amount: row.total_amount, refunded_amount: row.refunded_amount, fee_amount: row.fee_amount,
-    fee_rate_bps: row.fee_rate_bps, fee_policy_version: row.fee_policy_version,
-    commission_share_bps: row.commission_share_bps, commission_policy_version: row.commission_policy_version,
-    buyer_id: row.buyer_id, channel: row.channel,
+    id: row.id,
+    out_trade_no: row.out_trade_no,
+    merchant_id: row.merchant_id,
+    app_id: row.app_id,
+    environment: row.environment,
+    kind: row.kind,
+    status: row.status,
+    subject: row.subject,
+    store_id: row.store_id,
+    total_amount: row.total_amount,
+    refunded_amount: row.refunded_amount,
+    fee_amount: row.fee_amount,
+    fee_rate_bps: row.fee_rate_bps,
+    fee_policy_version: row.fee_policy_version,
+    commission_share_bps: row.commission_share_bps,
+    commission_policy_version: row.commission_policy_version,
+    buyer_id: row.buyer_id,
+    channel: row.channel,
     qr_code: row.qr_token === null ? null : `${publicUrl}/pay/${row.qr_token}`,
-    settle_status: row.settle_status, paid_at: time(row.paid_at), closed_at: time(row.closed_at),
-    close_reason: row.close_reason, settled_at: time(row.settled_at), expires_at: isoTime(row.expires_at),
+    settle_status: row.settle_status,
+    paid_at: time(row.paid_at),
+    closed_at: time(row.closed_at),
+    close_reason: row.close_reason,
+    settled_at: time(row.settled_at),
+    expires_at: isoTime(row.expires_at),
     created_at: isoTime(row.created_at),
   }
 }
@@ -84,16 +100,23 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
 
   /** Takes the trade's row lock and reads it; another tenant's trade is not found. */
   async function lock(db: Kysely<any>, principal: AppPrincipal, tradeId: string, now: number): Promise<TradesTable> {
-    const locked = await (db as Db).updateTable('payment_trades').set({ updated_at: now }).where('id', '=', tradeId)
-      .where('merchant_id', '=', principal.tenantId).where('environment', '=', principal.environment)
+    const locked = await (db as Db)
+      .updateTable('payment_trades')
+      .set({ updated_at: now })
+      .where('id', '=', tradeId)
+      .where('merchant_id', '=', principal.tenantId)
+      .where('environment', '=', principal.environment)
       .executeTakeFirst()
     if (locked.numUpdatedRows === 0n) throw new AppError('PAYMENT_TRADE_NOT_FOUND', { field: 'params.trade_id' })
     return (db as Db).selectFrom('payment_trades').selectAll().where('id', '=', tradeId).executeTakeFirstOrThrow()
   }
 
   async function lockByQrToken(db: Kysely<any>, qrToken: string, now: number): Promise<TradesTable | null> {
-    const locked = await (db as Db).updateTable('payment_trades').set({ updated_at: now })
-      .where('qr_token', '=', qrToken).executeTakeFirst()
+    const locked = await (db as Db)
+      .updateTable('payment_trades')
+      .set({ updated_at: now })
+      .where('qr_token', '=', qrToken)
+      .executeTakeFirst()
     if (locked.numUpdatedRows === 0n) return null
     return (db as Db).selectFrom('payment_trades').selectAll().where('qr_token', '=', qrToken).executeTakeFirstOrThrow()
   }
@@ -103,69 +126,140 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
    * number is a natural idempotency key: the same order again returns the same trade;
    * another order under the same number is refused.
    */
-  async function insert(db: Kysely<any>, principal: AppPrincipal, merchant: OrganizationProfile, input: TradeInput,
-    kind: TradeKind, buyerId: string | null, now: number): Promise<{ trade: TradesTable; created: boolean }> {
+  async function insert(
+    db: Kysely<any>,
+    principal: AppPrincipal,
+    merchant: OrganizationProfile,
+    input: TradeInput,
+    kind: TradeKind,
+    buyerId: string | null,
+    now: number,
+  ): Promise<{ trade: TradesTable; created: boolean }> {
     const pricing = await priceFor(context.policy, db, merchant, now)
     const total = fen(input.total_amount)
     const row: TradesTable = {
-      id: newId('trade'), environment: principal.environment, merchant_id: merchant.id, app_id: principal.appId,
+      id: newId('trade'),
+      environment: principal.environment,
+      merchant_id: merchant.id,
+      app_id: principal.appId,
       isv_id: principal.actingFor === null ? null : principal.organizationId,
-      out_trade_no: input.out_trade_no, subject: input.subject, store_id: input.store_id ?? null, kind,
-      status: 'wait_buyer_pay', total_amount: total, refunded_amount: 0,
-      fee_amount: multiplyRatio(total, pricing.feeRateBps, bpsDenominator, 'half-even'), fee_refunded_amount: 0,
-      fee_rate_bps: pricing.feeRateBps, fee_policy_version: pricing.feePolicyVersion,
-      commission_share_bps: pricing.commissionShareBps, commission_policy_version: pricing.commissionPolicyVersion,
-      commission_amount: 0, royalty_amount: 0, buyer_id: buyerId, channel: null, channel_state: null,
-      channel_ready_at: null, qr_token: kind === 'barcode' ? null : crypto.randomBytes(18).toString('base64url'),
-      settle_status: 'unsettled', settle_after: null, settled_at: null, paid_at: null, closed_at: null,
-      close_reason: null, expires_at: now + (input.timeout_seconds ?? tradeTimeoutSDefault) * 1000,
-      created_at: now, updated_at: now,
+      out_trade_no: input.out_trade_no,
+      subject: input.subject,
+      store_id: input.store_id ?? null,
+      kind,
+      status: 'wait_buyer_pay',
+      total_amount: total,
+      refunded_amount: 0,
+      fee_amount: multiplyRatio(total, pricing.feeRateBps, bpsDenominator, 'half-even'),
+      fee_refunded_amount: 0,
+      fee_rate_bps: pricing.feeRateBps,
+      fee_policy_version: pricing.feePolicyVersion,
+      commission_share_bps: pricing.commissionShareBps,
+      commission_policy_version: pricing.commissionPolicyVersion,
+      commission_amount: 0,
+      royalty_amount: 0,
+      buyer_id: buyerId,
+      channel: null,
+      channel_state: null,
+      channel_ready_at: null,
+      qr_token: kind === 'barcode' ? null : crypto.randomBytes(18).toString('base64url'),
+      settle_status: 'unsettled',
+      settle_after: null,
+      settled_at: null,
+      paid_at: null,
+      closed_at: null,
+      close_reason: null,
+      expires_at: now + (input.timeout_seconds ?? tradeTimeoutSDefault) * 1000,
+      created_at: now,
+      updated_at: now,
     }
     // ON CONFLICT DO NOTHING rather than catching the violation: on PostgreSQL a failed
     // statement aborts the whole transaction, and we still need to read the winner.
-    const inserted = await (db as Db).insertInto('payment_trades').values(row)
-      .onConflict((oc) => oc.columns(['merchant_id', 'environment', 'out_trade_no']).doNothing()).executeTakeFirst()
+    const inserted = await (db as Db)
+      .insertInto('payment_trades')
+      .values(row)
+      .onConflict((oc) => oc.columns(['merchant_id', 'environment', 'out_trade_no']).doNothing())
+      .executeTakeFirst()
     if (inserted.numInsertedOrUpdatedRows === 1n) {
       await emit(db, 'payment.trade.created', row, view(row), now)
       return { trade: row, created: true }
     }
-    const existing = await (db as Db).selectFrom('payment_trades').selectAll().where('merchant_id', '=', merchant.id)
-      .where('environment', '=', principal.environment).where('out_trade_no', '=', input.out_trade_no)
+    const existing = await (db as Db)
+      .selectFrom('payment_trades')
+      .selectAll()
+      .where('merchant_id', '=', merchant.id)
+      .where('environment', '=', principal.environment)
+      .where('out_trade_no', '=', input.out_trade_no)
       .executeTakeFirstOrThrow()
-    const same = existing.kind === kind && existing.total_amount === total && existing.subject === input.subject
-      && existing.buyer_id === buyerId
+    const same =
+      existing.kind === kind &&
+      existing.total_amount === total &&
+      existing.subject === input.subject &&
+      existing.buyer_id === buyerId
     if (!same) throw new AppError('PAYMENT_OUT_TRADE_NO_TAKEN', { field: 'body.out_trade_no' })
     return { trade: await lock(db, principal, existing.id, now), created: false }
   }
 
   /** Books the payment and marks the trade paid; call with the trade locked and waiting. */
-  async function completePayment(db: Kysely<any>, trade: TradesTable, channelId: 'wallet' | 'sandbox',
-    buyerId: string | null, now: number): Promise<TradesTable> {
+  async function completePayment(
+    db: Kysely<any>,
+    trade: TradesTable,
+    channelId: 'wallet' | 'sandbox',
+    buyerId: string | null,
+    now: number,
+  ): Promise<TradesTable> {
     assert(trade.status === 'wait_buyer_pay', 'only a waiting trade can be paid')
     const paying = { ...trade, channel: channelId, buyer_id: buyerId }
     const funding = channels[channelId].fundingAccount(paying)
-    const transfers: Transfer[] = [{ debit: funding, credit: merchantAccount(trade, 'merchant_pending'),
-      amount: fen(trade.total_amount) }]
+    const transfers: Transfer[] = [
+      { debit: funding, credit: merchantAccount(trade, 'merchant_pending'), amount: fen(trade.total_amount) },
+    ]
     if (trade.fee_amount > 0) {
-      transfers.push({ debit: merchantAccount(trade, 'merchant_pending'), credit: feeAccount(trade),
-        amount: fen(trade.fee_amount) })
+      transfers.push({
+        debit: merchantAccount(trade, 'merchant_pending'),
+        credit: feeAccount(trade),
+        amount: fen(trade.fee_amount),
+      })
     }
     try {
-      await ledger.post(db, { reference: { type: 'trade.pay', id: trade.id },
-        description: `payment of ${trade.out_trade_no}`, transfers }, now)
+      await ledger.post(
+        db,
+        { reference: { type: 'trade.pay', id: trade.id }, description: `payment of ${trade.out_trade_no}`, transfers },
+        now,
+      )
     } catch (error) {
-      if (isAppError(error) && error.code === 'LEDGER_INSUFFICIENT_FUNDS') throw new AppError('PAYMENT_BALANCE_INSUFFICIENT')
+      if (isAppError(error) && error.code === 'LEDGER_INSUFFICIENT_FUNDS')
+        throw new AppError('PAYMENT_BALANCE_INSUFFICIENT')
       throw error
     }
     const merchant = await context.directory.organization(db, trade.merchant_id)
-    const delay = await context.policy.get<number>(db, parameterKeys.settlementDelayS,
-      { industry: merchant?.industry ?? null, merchantId: trade.merchant_id, at: now })
-    const paid: TradesTable = { ...paying, status: 'paid', channel_state: 'succeeded', paid_at: now,
-      settle_after: now + delay.value * 1000, updated_at: now }
-    const updated = await (db as Db).updateTable('payment_trades').set({
-      status: 'paid', channel: channelId, channel_state: 'succeeded', buyer_id: buyerId, paid_at: now,
-      settle_after: paid.settle_after, updated_at: now,
-    }).where('id', '=', trade.id).where('status', '=', 'wait_buyer_pay').executeTakeFirst()
+    const delay = await context.policy.get<number>(db, parameterKeys.settlementDelayS, {
+      industry: merchant?.industry ?? null,
+      merchantId: trade.merchant_id,
+      at: now,
+    })
+    const paid: TradesTable = {
+      ...paying,
+      status: 'paid',
+      channel_state: 'succeeded',
+      paid_at: now,
+      settle_after: now + delay.value * 1000,
+      updated_at: now,
+    }
+    const updated = await (db as Db)
+      .updateTable('payment_trades')
+      .set({
+        status: 'paid',
+        channel: channelId,
+        channel_state: 'succeeded',
+        buyer_id: buyerId,
+        paid_at: now,
+        settle_after: paid.settle_after,
+        updated_at: now,
+      })
+      .where('id', '=', trade.id)
+      .where('status', '=', 'wait_buyer_pay')
+      .executeTakeFirst()
     assert(updated.numUpdatedRows === 1n, 'the locked trade was waiting for payment')
     await emit(db, 'payment.trade.paid', paid, view(paid), now)
     return paid
@@ -173,8 +267,12 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
 
   async function close(db: Kysely<any>, trade: TradesTable, reason: 'closed' | 'cancelled' | 'expired', now: number) {
     assert(trade.status === 'wait_buyer_pay', 'only a waiting trade can be closed')
-    await (db as Db).updateTable('payment_trades').set({ status: 'closed', closed_at: now, close_reason: reason,
-      updated_at: now }).where('id', '=', trade.id).where('status', '=', 'wait_buyer_pay').execute()
+    await (db as Db)
+      .updateTable('payment_trades')
+      .set({ status: 'closed', closed_at: now, close_reason: reason, updated_at: now })
+      .where('id', '=', trade.id)
+      .where('status', '=', 'wait_buyer_pay')
+      .execute()
     const closed: TradesTable = { ...trade, status: 'closed', closed_at: now, close_reason: reason, updated_at: now }
     await emit(db, 'payment.trade.closed', closed, view(closed), now)
     return closed
@@ -201,7 +299,10 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
   }
 
   return {
-    lock, refresh, view, requireMerchant,
+    lock,
+    refresh,
+    view,
+    requireMerchant,
 
     async create(db: Kysely<any>, principal: AppPrincipal, input: TradeInput & { buyer_id: string }, now: number) {
       const merchant = await requireMerchant(db, principal)
@@ -223,19 +324,30 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
       if (sandbox !== null && principal.environment !== 'sandbox') {
         throw new AppError('PAYMENT_CODE_INVALID', { field: 'body.auth_code' })
       }
-      const buyerId = sandbox === null ? await consumers.redeemCode(db, input.auth_code, principal.environment, now) : null
+      const buyerId =
+        sandbox === null ? await consumers.redeemCode(db, input.auth_code, principal.environment, now) : null
       const { trade, created } = await insert(db, principal, merchant, input, 'barcode', buyerId, now)
       if (!created) return view(await refresh(db, trade, now))
       const channelId = sandbox === null ? 'wallet' : 'sandbox'
-      const source: PaymentSource = sandbox === null ? { kind: 'wallet', consumerId: buyerId! }
-        : { kind: 'sandbox', script: sandbox.script }
+      const source: PaymentSource =
+        sandbox === null ? { kind: 'wallet', consumerId: buyerId! } : { kind: 'sandbox', script: sandbox.script }
       const outcome = await channels[channelId].initiate(trade, source, now)
       switch (outcome.state) {
-        case 'succeeded': return view(await completePayment(db, trade, channelId, buyerId, now))
-        case 'declined': throw new AppError('PAYMENT_DECLINED', { message: outcome.reason })
+        case 'succeeded':
+          return view(await completePayment(db, trade, channelId, buyerId, now))
+        case 'declined':
+          throw new AppError('PAYMENT_DECLINED', { message: outcome.reason })
         default: {
-          await (db as Db).updateTable('payment_trades').set({ channel: channelId, channel_state: outcome.state,
-            channel_ready_at: outcome.readyAt, updated_at: now }).where('id', '=', trade.id).execute()
+          await (db as Db)
+            .updateTable('payment_trades')
+            .set({
+              channel: channelId,
+              channel_state: outcome.state,
+              channel_ready_at: outcome.readyAt,
+              updated_at: now,
+            })
+            .where('id', '=', trade.id)
+            .execute()
           return view({ ...trade, channel: channelId, channel_state: outcome.state, channel_ready_at: outcome.readyAt })
         }
       }
@@ -253,18 +365,28 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
     },
 
     async findByQrToken(db: Kysely<any>, qrToken: string): Promise<TradesTable | null> {
-      return (await (db as Db).selectFrom('payment_trades').selectAll().where('qr_token', '=', qrToken)
-        .executeTakeFirst()) ?? null
+      return (
+        (await (db as Db)
+          .selectFrom('payment_trades')
+          .selectAll()
+          .where('qr_token', '=', qrToken)
+          .executeTakeFirst()) ?? null
+      )
     },
 
     /** Reads a trade, first settling what time and the channel decided (in its own transaction). */
     async get(db: Kysely<any>, principal: AppPrincipal, where: { id: string } | { out_trade_no: string }, now: number) {
-      let query = (db as Db).selectFrom('payment_trades').select(['id']).where('merchant_id', '=', principal.tenantId)
+      let query = (db as Db)
+        .selectFrom('payment_trades')
+        .select(['id'])
+        .where('merchant_id', '=', principal.tenantId)
         .where('environment', '=', principal.environment)
       query = 'id' in where ? query.where('id', '=', where.id) : query.where('out_trade_no', '=', where.out_trade_no)
       const found = await query.executeTakeFirst()
       if (found === undefined) throw new AppError('PAYMENT_TRADE_NOT_FOUND')
-      return db.transaction().execute(async (tx) => view(await refresh(tx, await lock(tx, principal, found.id, now), now)))
+      return db
+        .transaction()
+        .execute(async (tx) => view(await refresh(tx, await lock(tx, principal, found.id, now), now)))
     },
 
     async close(db: Kysely<any>, principal: AppPrincipal, tradeId: string, now: number) {
@@ -278,8 +400,13 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
 
     /** Closes trades whose time ran out; the worker calls it. Returns how many it closed. */
     async expireDue(db: Kysely<any>, now: number): Promise<number> {
-      const due = await (db as Db).selectFrom('payment_trades').select(['id', 'merchant_id', 'environment'])
-        .where('status', '=', 'wait_buyer_pay').where('expires_at', '<=', now).limit(expiryBatchMax).execute()
+      const due = await (db as Db)
+        .selectFrom('payment_trades')
+        .select(['id', 'merchant_id', 'environment'])
+        .where('status', '=', 'wait_buyer_pay')
+        .where('expires_at', '<=', now)
+        .limit(expiryBatchMax)
+        .execute()
       let closed = 0
       for (const row of due) {
         await db.transaction().execute(async (tx) => {

@@ -12,8 +12,8 @@ export default defineCapability<StoreService>({
   title: { en: 'Stores', zh: '门店' },
   dependsOn: [],
   scopes: {
-    'stores:read': 'Read the merchant\'s stores',
-    'stores:write': 'Create and close the merchant\'s stores',
+    'stores:read': "Read the merchant's stores",
+    'stores:write': "Create and close the merchant's stores",
   },
   events: { 'stores.created': Store, 'stores.closed': Store },
   parameters: {

@@ -33,8 +33,14 @@ export const openStoresMaxKey = 'stores.open_stores_max'
 
 function view(row: StoresTable): StoreView {
   return {
-    id: row.id, organization_id: row.organization_id, out_store_no: row.out_store_no, name: row.name,
-    address: row.address, city_code: row.city_code, status: row.status, created_at: isoTime(row.created_at),
+    id: row.id,
+    organization_id: row.organization_id,
+    out_store_no: row.out_store_no,
+    name: row.name,
+    address: row.address,
+    city_code: row.city_code,
+    status: row.status,
+    created_at: isoTime(row.created_at),
     closed_at: row.closed_at === null ? null : isoTime(row.closed_at),
   }
 }
@@ -42,8 +48,12 @@ function view(row: StoresTable): StoreView {
 export function createStoreService(context: CapabilityContext) {
   async function find(db: Kysely<any>, principal: AppPrincipal, storeId: string): Promise<StoresTable> {
     // Every query is scoped by the tenant: another tenant's store is simply not found.
-    const row = await (db as Db).selectFrom('stores').selectAll().where('id', '=', storeId)
-      .where('organization_id', '=', principal.tenantId).where('environment', '=', principal.environment)
+    const row = await (db as Db)
+      .selectFrom('stores')
+      .selectAll()
+      .where('id', '=', storeId)
+      .where('organization_id', '=', principal.tenantId)
+      .where('environment', '=', principal.environment)
       .executeTakeFirst()
     if (row === undefined) throw new AppError('STORES_NOT_FOUND', { field: 'params.store_id' })
     return row
@@ -51,21 +61,33 @@ export function createStoreService(context: CapabilityContext) {
 
   return {
     async create(db: Kysely<any>, principal: AppPrincipal, input: CreateStoreInput, now: number) {
-      const limit = await context.policy.get<number>(db, openStoresMaxKey,
-        { merchantId: principal.tenantId, at: now })
-      const open = await (db as Db).selectFrom('stores').select((eb) => eb.fn.countAll<number>().as('count'))
-        .where('organization_id', '=', principal.tenantId).where('environment', '=', principal.environment)
-        .where('status', '=', 'open').executeTakeFirstOrThrow()
+      const limit = await context.policy.get<number>(db, openStoresMaxKey, { merchantId: principal.tenantId, at: now })
+      const open = await (db as Db)
+        .selectFrom('stores')
+        .select((eb) => eb.fn.countAll<number>().as('count'))
+        .where('organization_id', '=', principal.tenantId)
+        .where('environment', '=', principal.environment)
+        .where('status', '=', 'open')
+        .executeTakeFirstOrThrow()
       if (Number(open.count) >= limit.value) {
         throw new AppError('STORES_LIMIT_REACHED', {
-          message: `The merchant has ${open.count} open stores; the limit (policy version ${limit.version}) is ${limit.value}`,
+          message:
+            `The merchant has ${open.count} open stores; ` +
+            `the limit (policy version ${limit.version}) is ${limit.value}`,
         })
       }
       const row: StoresTable = {
-        id: newId('store'), organization_id: principal.tenantId, environment: principal.environment,
+        id: newId('store'),
+        organization_id: principal.tenantId,
+        environment: principal.environment,
         out_store_no: input.out_store_no,
-        name: input.name, address: input.address, city_code: input.city_code ?? null, status: 'open',
-        created_by_app_id: principal.appId, created_at: now, closed_at: null,
+        name: input.name,
+        address: input.address,
+        city_code: input.city_code ?? null,
+        status: 'open',
+        created_by_app_id: principal.appId,
+        created_at: now,
+        closed_at: null,
       }
       try {
         await (db as Db).insertInto('stores').values(row).execute()
@@ -74,7 +96,11 @@ export function createStoreService(context: CapabilityContext) {
         throw error
       }
       const result = view(row)
-      await context.events.emit(db, { type: 'stores.created', organizationId: row.organization_id, payload: result }, now)
+      await context.events.emit(
+        db,
+        { type: 'stores.created', organizationId: row.organization_id, payload: result },
+        now,
+      )
       return result
     },
 
@@ -82,26 +108,47 @@ export function createStoreService(context: CapabilityContext) {
       return view(await find(db, principal, storeId))
     },
 
-    async list(db: Kysely<any>, principal: AppPrincipal,
-      query: { limit?: number; starting_after?: string; status?: 'open' | 'closed' }) {
+    async list(
+      db: Kysely<any>,
+      principal: AppPrincipal,
+      query: { limit?: number; starting_after?: string; status?: 'open' | 'closed' },
+    ) {
       const limit = query.limit ?? 20
-      let select = (db as Db).selectFrom('stores').selectAll().where('organization_id', '=', principal.tenantId)
+      let select = (db as Db)
+        .selectFrom('stores')
+        .selectAll()
+        .where('organization_id', '=', principal.tenantId)
         .where('environment', '=', principal.environment)
       if (query.status !== undefined) select = select.where('status', '=', query.status)
       if (query.starting_after !== undefined) select = select.where('id', '>', query.starting_after)
-      return toPage(await select.orderBy('id').limit(limit + 1).execute(), limit, view)
+      return toPage(
+        await select
+          .orderBy('id')
+          .limit(limit + 1)
+          .execute(),
+        limit,
+        view,
+      )
     },
 
     async close(db: Kysely<any>, principal: AppPrincipal, storeId: string, now: number) {
       const row = await find(db, principal, storeId)
       if (row.status === 'closed') throw new AppError('STORES_ALREADY_CLOSED')
-      const updated = await (db as Db).updateTable('stores').set({ status: 'closed', closed_at: now })
-        .where('id', '=', storeId).where('status', '=', 'open').executeTakeFirst()
+      const updated = await (db as Db)
+        .updateTable('stores')
+        .set({ status: 'closed', closed_at: now })
+        .where('id', '=', storeId)
+        .where('status', '=', 'open')
+        .executeTakeFirst()
       // A concurrent close of the same store lost the race inside its own transaction.
       if (updated.numUpdatedRows === 0n) throw new AppError('STORES_ALREADY_CLOSED')
       assert(updated.numUpdatedRows === 1n, 'closing a store updates exactly one row')
       const result = view({ ...row, status: 'closed', closed_at: now })
-      await context.events.emit(db, { type: 'stores.closed', organizationId: row.organization_id, payload: result }, now)
+      await context.events.emit(
+        db,
+        { type: 'stores.closed', organizationId: row.organization_id, payload: result },
+        now,
+      )
       return result
     },
   }

@@ -26,7 +26,8 @@ export interface ParsedPublicKey {
 
 export function parsePublicKey(text: string, field = 'body.public_key_pem'): ParsedPublicKey {
   const trimmed = text.trim()
-  if (trimmed.length > pemLengthMax) throw new AppError('APP_KEY_PEM_MALFORMED', { field, message: 'The PEM is too long' })
+  if (trimmed.length > pemLengthMax)
+    throw new AppError('APP_KEY_PEM_MALFORMED', { field, message: 'The PEM is too long' })
   if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(trimmed)) throw new AppError('APP_KEY_PRIVATE_KEY_SENT', { field })
   const header = /^-----BEGIN (PUBLIC KEY|RSA PUBLIC KEY)-----\r?\n[A-Za-z0-9+/=\r\n]+-----END \1-----$/
   if (!header.test(trimmed)) {
@@ -47,10 +48,16 @@ export function parsePublicKey(text: string, field = 'body.public_key_pem'): Par
   if (type === 'rsa') {
     bits = keyObject.asymmetricKeyDetails?.modulusLength ?? 0
     if (bits < rsaBitsMin) {
-      throw new AppError('APP_KEY_TOO_SHORT', { field, message: `RSA keys need at least ${rsaBitsMin} bits; this one has ${bits}` })
+      throw new AppError('APP_KEY_TOO_SHORT', {
+        field,
+        message: `RSA keys need at least ${rsaBitsMin} bits; this one has ${bits}`,
+      })
     }
     if (bits > rsaBitsMax) {
-      throw new AppError('APP_KEY_TYPE_UNSUPPORTED', { field, message: `RSA keys above ${rsaBitsMax} bits are not accepted` })
+      throw new AppError('APP_KEY_TYPE_UNSUPPORTED', {
+        field,
+        message: `RSA keys above ${rsaBitsMax} bits are not accepted`,
+      })
     }
     algorithm = 'RSA'
   } else if (type === 'ed25519') {
@@ -58,7 +65,8 @@ export function parsePublicKey(text: string, field = 'body.public_key_pem'): Par
     algorithm = 'Ed25519'
   } else {
     throw new AppError('APP_KEY_TYPE_UNSUPPORTED', {
-      field, message: `Key type ${type ?? 'unknown'} is not accepted; use RSA (2048+ bits) or Ed25519`,
+      field,
+      message: `Key type ${type ?? 'unknown'} is not accepted; use RSA (2048+ bits) or Ed25519`,
     })
   }
   const der = keyObject.export({ type: 'spki', format: 'der' })

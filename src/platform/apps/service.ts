@@ -20,29 +20,61 @@ export const activeKeysMax = 3
 export const overlapSMax = 30 * 24 * 3600
 export const overlapSDefault = 24 * 3600
 
-export async function createApp(db: Kysely<any>, principal: UserPrincipal, organizationId: string,
-  input: { name: string; environment: AppEnvironment }, now: number): Promise<AppsTable> {
+export async function createApp(
+  db: Kysely<any>,
+  principal: UserPrincipal,
+  organizationId: string,
+  input: { name: string; environment: AppEnvironment },
+  now: number,
+): Promise<AppsTable> {
   await requireMember(db, principal, organizationId, roles.developer)
-  const row: AppsTable = { id: newId('app'), organization_id: organizationId, name: input.name,
-    environment: input.environment, created_at: now }
+  const row: AppsTable = {
+    id: newId('app'),
+    organization_id: organizationId,
+    name: input.name,
+    environment: input.environment,
+    created_at: now,
+  }
   await (db as Db).insertInto('apps').values(row).execute()
-  await appendAudit(db, { actor: principal.userId, action: 'app.created', target: row.id,
-    data: { organization_id: organizationId, environment: row.environment } }, now)
+  await appendAudit(
+    db,
+    {
+      actor: principal.userId,
+      action: 'app.created',
+      target: row.id,
+      data: { organization_id: organizationId, environment: row.environment },
+    },
+    now,
+  )
   return row
 }
 
 /** An app of the organisation, after checking the caller belongs to it. */
-export async function getApp(db: Kysely<any>, principal: UserPrincipal, organizationId: string,
-  appId: string): Promise<AppsTable> {
+export async function getApp(
+  db: Kysely<any>,
+  principal: UserPrincipal,
+  organizationId: string,
+  appId: string,
+): Promise<AppsTable> {
   await requireMember(db, principal, organizationId, 'read')
-  const app = await (db as Db).selectFrom('apps').selectAll().where('id', '=', appId)
-    .where('organization_id', '=', organizationId).executeTakeFirst()
+  const app = await (db as Db)
+    .selectFrom('apps')
+    .selectAll()
+    .where('id', '=', appId)
+    .where('organization_id', '=', organizationId)
+    .executeTakeFirst()
   if (app === undefined) throw new AppError('APP_NOT_FOUND', { field: 'params.app_id' })
   return app
 }
 
-export async function registerKey(db: Kysely<any>, principal: UserPrincipal, organizationId: string,
-  appId: string, input: { publicKeyPem: string; overlapS: number }, now: number): Promise<AppKeysTable> {
+export async function registerKey(
+  db: Kysely<any>,
+  principal: UserPrincipal,
+  organizationId: string,
+  appId: string,
+  input: { publicKeyPem: string; overlapS: number },
+  now: number,
+): Promise<AppKeysTable> {
   await requireMember(db, principal, organizationId, roles.developer)
   await getApp(db, principal, organizationId, appId)
   const parsed = parsePublicKey(input.publicKeyPem)
@@ -54,13 +86,27 @@ export async function registerKey(db: Kysely<any>, principal: UserPrincipal, org
   const overlapEnd = now + input.overlapS * 1000
   // The current key (not_after null) starts its overlap; keys already ending keep the
   // earlier of their end and the new one, so an overlap never grows by rotating again.
-  await (db as Db).updateTable('app_keys').set({ not_after: overlapEnd })
-    .where('app_id', '=', appId).where('not_after', 'is', null).execute()
-  await (db as Db).updateTable('app_keys').set({ not_after: overlapEnd })
-    .where('app_id', '=', appId).where('not_after', '>', overlapEnd).execute()
+  await (db as Db)
+    .updateTable('app_keys')
+    .set({ not_after: overlapEnd })
+    .where('app_id', '=', appId)
+    .where('not_after', 'is', null)
+    .execute()
+  await (db as Db)
+    .updateTable('app_keys')
+    .set({ not_after: overlapEnd })
+    .where('app_id', '=', appId)
+    .where('not_after', '>', overlapEnd)
+    .execute()
   const row: AppKeysTable = {
-    id: newId('key'), app_id: appId, algorithm: parsed.algorithm, bits: parsed.bits, public_key_pem: parsed.pem,
-    fingerprint: parsed.fingerprint, created_at: now, not_after: null,
+    id: newId('key'),
+    app_id: appId,
+    algorithm: parsed.algorithm,
+    bits: parsed.bits,
+    public_key_pem: parsed.pem,
+    fingerprint: parsed.fingerprint,
+    created_at: now,
+    not_after: null,
   }
   try {
     await (db as Db).insertInto('app_keys').values(row).execute()
@@ -69,30 +115,62 @@ export async function registerKey(db: Kysely<any>, principal: UserPrincipal, org
     if (isUniqueViolation(error)) throw new AppError('APP_KEY_ALREADY_REGISTERED', { field: 'body.public_key_pem' })
     throw error
   }
-  await appendAudit(db, { actor: principal.userId, action: 'app.key_registered', target: appId,
-    data: { key_id: row.id, algorithm: row.algorithm, bits: row.bits, fingerprint: row.fingerprint,
-      overlap_s: input.overlapS } }, now)
+  await appendAudit(
+    db,
+    {
+      actor: principal.userId,
+      action: 'app.key_registered',
+      target: appId,
+      data: {
+        key_id: row.id,
+        algorithm: row.algorithm,
+        bits: row.bits,
+        fingerprint: row.fingerprint,
+        overlap_s: input.overlapS,
+      },
+    },
+    now,
+  )
   return row
 }
 
-export async function revokeKey(db: Kysely<any>, principal: UserPrincipal, organizationId: string,
-  appId: string, keyId: string, now: number): Promise<AppKeysTable> {
+export async function revokeKey(
+  db: Kysely<any>,
+  principal: UserPrincipal,
+  organizationId: string,
+  appId: string,
+  keyId: string,
+  now: number,
+): Promise<AppKeysTable> {
   await requireMember(db, principal, organizationId, roles.developer)
   await getApp(db, principal, organizationId, appId)
-  const key = await (db as Db).selectFrom('app_keys').selectAll().where('id', '=', keyId)
-    .where('app_id', '=', appId).executeTakeFirst()
+  const key = await (db as Db)
+    .selectFrom('app_keys')
+    .selectAll()
+    .where('id', '=', keyId)
+    .where('app_id', '=', appId)
+    .executeTakeFirst()
   if (key === undefined) throw new AppError('APP_KEY_NOT_FOUND', { field: 'params.key_id' })
   if (key.not_after === null || key.not_after > now) {
     await (db as Db).updateTable('app_keys').set({ not_after: now }).where('id', '=', keyId).execute()
-    await appendAudit(db, { actor: principal.userId, action: 'app.key_revoked', target: appId,
-      data: { key_id: keyId } }, now)
+    await appendAudit(
+      db,
+      { actor: principal.userId, action: 'app.key_revoked', target: appId, data: { key_id: keyId } },
+      now,
+    )
   }
   return { ...key, not_after: Math.min(key.not_after ?? now, now) }
 }
 
 /** Keys that verify at `now`, newest first. */
 export async function activeKeys(db: Kysely<any>, appId: string, now: number): Promise<AppKeysTable[]> {
-  return (db as Db).selectFrom('app_keys').selectAll().where('app_id', '=', appId)
+  return (db as Db)
+    .selectFrom('app_keys')
+    .selectAll()
+    .where('app_id', '=', appId)
     .where((eb) => eb.or([eb('not_after', 'is', null), eb('not_after', '>', now)]))
-    .orderBy('created_at', 'desc').orderBy('id', 'desc').limit(activeKeysMax + 1).execute()
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(activeKeysMax + 1)
+    .execute()
 }

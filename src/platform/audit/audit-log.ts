@@ -23,8 +23,10 @@ export interface AuditEntry {
 export const genesisHash = '0'.repeat(64)
 const verifyPageSize = 1000
 
-function rowHash(prevHash: string, row: { seq: number; at: number; actor: string; action: string;
-  target: string; data: string }): string {
+function rowHash(
+  prevHash: string,
+  row: { seq: number; at: number; actor: string; action: string; target: string; data: string },
+): string {
   const canonical = JSON.stringify([row.seq, row.at, row.actor, row.action, row.target, row.data])
   return sha256Hex(`${prevHash}\n${canonical}`)
 }
@@ -35,8 +37,12 @@ export async function appendAudit(db: Kysely<any>, entry: AuditEntry, now: numbe
   // Bumping the head first takes its row lock on PostgreSQL, which serialises concurrent
   // appenders; SQLite serialises writers anyway. RETURNING yields the new seq and the
   // previous hash, since the hash column is only rewritten below.
-  const head = await core.updateTable('audit_head').set((eb) => ({ seq: eb('seq', '+', 1) }))
-    .where('id', '=', 1).returning(['seq', 'hash']).executeTakeFirstOrThrow()
+  const head = await core
+    .updateTable('audit_head')
+    .set((eb) => ({ seq: eb('seq', '+', 1) }))
+    .where('id', '=', 1)
+    .returning(['seq', 'hash'])
+    .executeTakeFirstOrThrow()
   const row = {
     seq: head.seq,
     at: now,
@@ -46,7 +52,10 @@ export async function appendAudit(db: Kysely<any>, entry: AuditEntry, now: numbe
     data: JSON.stringify(entry.data),
   }
   const hash = rowHash(head.hash, row)
-  await core.insertInto('audit_log').values({ ...row, prev_hash: head.hash, hash }).execute()
+  await core
+    .insertInto('audit_log')
+    .values({ ...row, prev_hash: head.hash, hash })
+    .execute()
   await core.updateTable('audit_head').set({ hash }).where('id', '=', 1).execute()
   return row.seq
 }
@@ -72,8 +81,13 @@ export async function verifyAuditLog(db: Kysely<any>): Promise<AuditVerification
   let entries = 0
   let afterSeq = 0
   for (;;) {
-    const rows = await core.selectFrom('audit_log').selectAll().where('seq', '>', afterSeq)
-      .orderBy('seq').limit(verifyPageSize).execute()
+    const rows = await core
+      .selectFrom('audit_log')
+      .selectAll()
+      .where('seq', '>', afterSeq)
+      .orderBy('seq')
+      .limit(verifyPageSize)
+      .execute()
     for (const row of rows) {
       entries += 1
       if (row.seq !== expectedSeq) {

@@ -64,8 +64,10 @@ export function parseAuthorizeRequest(input: Readonly<Record<string, unknown>>):
   const scopeParameter = single(input, 'scope', true)!
   const state = single(input, 'state', false)
   if (state !== null && (state.length > stateLengthMax || /[\u0000-\u001f\u007f]/.test(state))) {
-    throw new AppError('AUTHZ_REQUEST_INVALID', { field: 'state',
-      message: `state must be at most ${stateLengthMax} printable characters` })
+    throw new AppError('AUTHZ_REQUEST_INVALID', {
+      field: 'state',
+      message: `state must be at most ${stateLengthMax} printable characters`,
+    })
   }
   return { appId, redirectUri, scopeParameter, state }
 }
@@ -77,19 +79,26 @@ export function parseAuthorizeRequest(input: Readonly<Record<string, unknown>>):
  * @example
  * const checked = await checkAuthorizeRequest(db, parseAuthorizeRequest(query), registry.scopes)
  */
-export async function checkAuthorizeRequest(db: Kysely<any>, request: AuthorizeRequest,
-  knownScopes: ReadonlyMap<string, string>): Promise<CheckedRequest> {
-  const row = await (db as Db).selectFrom('apps').innerJoin('organizations', 'organizations.id', 'apps.organization_id')
+export async function checkAuthorizeRequest(
+  db: Kysely<any>,
+  request: AuthorizeRequest,
+  knownScopes: ReadonlyMap<string, string>,
+): Promise<CheckedRequest> {
+  const row = await (db as Db)
+    .selectFrom('apps')
+    .innerJoin('organizations', 'organizations.id', 'apps.organization_id')
     .select(['apps.id', 'apps.name', 'apps.environment'])
     .select(['organizations.id as isv_id', 'organizations.name as isv_name'])
-    .where('apps.id', '=', request.appId).executeTakeFirst()
+    .where('apps.id', '=', request.appId)
+    .executeTakeFirst()
   if (row === undefined) throw new AppError('APP_NOT_FOUND', { field: 'app_id' })
   if (!(await registeredRedirectUris(db, row.id)).includes(request.redirectUri)) {
     throw new AppError('AUTHZ_REDIRECT_URI_NOT_REGISTERED', { field: 'redirect_uri' })
   }
   const scopes = normalizeScopes(splitScopeParameter(request.scopeParameter), knownScopes)
   return {
-    ...request, scopes,
+    ...request,
+    scopes,
     app: { id: row.id, name: row.name, environment: row.environment },
     isv: { id: row.isv_id, name: row.isv_name },
   }
@@ -102,12 +111,17 @@ export async function checkAuthorizeRequest(db: Kysely<any>, request: AuthorizeR
  * const merchants = await authorizableMerchants(db, userId)
  */
 export async function authorizableMerchants(db: Kysely<any>, userId: string): Promise<MerchantChoice[]> {
-  return (db as Db).selectFrom('memberships')
+  return (db as Db)
+    .selectFrom('memberships')
     .innerJoin('organizations', 'organizations.id', 'memberships.organization_id')
     .select(['organizations.id', 'organizations.name'])
-    .where('memberships.user_id', '=', userId).where('memberships.role', 'in', ['owner', 'admin'])
-    .where('organizations.kind', '=', 'merchant').orderBy('organizations.name').orderBy('organizations.id')
-    .limit(200).execute()
+    .where('memberships.user_id', '=', userId)
+    .where('memberships.role', 'in', ['owner', 'admin'])
+    .where('organizations.kind', '=', 'merchant')
+    .orderBy('organizations.name')
+    .orderBy('organizations.id')
+    .limit(200)
+    .execute()
 }
 
 /**
@@ -158,19 +172,36 @@ export type Decision =
  * @example
  * const location = await decide(tx, userId, checked, { kind: 'approve', merchantId }, now)
  */
-export async function decide(db: Kysely<any>, userId: string, request: CheckedRequest, decision: Decision,
-  now: number): Promise<string> {
+export async function decide(
+  db: Kysely<any>,
+  userId: string,
+  request: CheckedRequest,
+  decision: Decision,
+  now: number,
+): Promise<string> {
   const merchants = await authorizableMerchants(db, userId)
   if (decision.kind === 'decline') {
     const merchantId = merchants.some((merchant) => merchant.id === decision.merchantId) ? decision.merchantId : null
-    await recordDecline(db, { userId, appId: request.app.id, merchantId, scopes: request.scopes,
-      redirectUri: request.redirectUri }, now)
+    await recordDecline(
+      db,
+      { userId, appId: request.app.id, merchantId, scopes: request.scopes, redirectUri: request.redirectUri },
+      now,
+    )
     return redirectLocation(request.redirectUri, { error: 'access_denied', state: request.state })
   }
   if (!merchants.some((merchant) => merchant.id === decision.merchantId)) {
     throw new AppError('AUTHZ_MERCHANT_ROLE_REQUIRED', { field: 'merchant_id' })
   }
-  const code = await issueCode(db, { userId, appId: request.app.id, merchantId: decision.merchantId,
-    scopes: request.scopes, redirectUri: request.redirectUri }, now)
+  const code = await issueCode(
+    db,
+    {
+      userId,
+      appId: request.app.id,
+      merchantId: decision.merchantId,
+      scopes: request.scopes,
+      redirectUri: request.redirectUri,
+    },
+    now,
+  )
   return redirectLocation(request.redirectUri, { app_id: request.app.id, app_auth_code: code, state: request.state })
 }

@@ -25,5 +25,6 @@ export const authorizationEvents = Object.freeze({
 export type AuthorizationEventType = keyof typeof authorizationEvents
 
 /** Checks payloads against {@link authorizationEvents} and writes them to the outbox. */
-export const authorizationEventPublisher: EventPublisher =
-  createEventPublisher(new Map(Object.entries(authorizationEvents)))
+export const authorizationEventPublisher: EventPublisher = createEventPublisher(
+  new Map(Object.entries(authorizationEvents)),
+)

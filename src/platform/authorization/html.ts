@@ -18,7 +18,11 @@ export function escapeHtml(text: string): string {
 }
 
 const entities: Readonly<Record<string, string>> = {
-  '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;',
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&#39;',
 }
 
 const style = [
@@ -45,8 +49,11 @@ const styleHash = `'sha256-${crypto.createHash('sha256').update(style).digest('b
  */
 export function contentSecurityPolicy(formTarget: string | null): string {
   return [
-    "default-src 'none'", `style-src ${styleHash}`, `form-action 'self'${formTarget === null ? '' : ` ${formTarget}`}`,
-    "frame-ancestors 'none'", "base-uri 'none'",
+    "default-src 'none'",
+    `style-src ${styleHash}`,
+    `form-action 'self'${formTarget === null ? '' : ` ${formTarget}`}`,
+    "frame-ancestors 'none'",
+    "base-uri 'none'",
   ].join('; ')
 }
 
@@ -72,13 +79,19 @@ function label(zh: string, en: string): string {
 }
 
 function hiddenFields(fields: Readonly<Record<string, string | null>>): string {
-  return Object.entries(fields).filter(([, value]) => value !== null)
-    .map(([name, value]) => `<input type="hidden" name="${escapeHtml(name)}" value="${escapeHtml(value!)}">`).join('\n')
+  return Object.entries(fields)
+    .filter(([, value]) => value !== null)
+    .map(([name, value]) => `<input type="hidden" name="${escapeHtml(name)}" value="${escapeHtml(value!)}">`)
+    .join('\n')
 }
 
 function requestFields(request: CheckedRequest): Record<string, string | null> {
-  return { app_id: request.app.id, redirect_uri: request.redirectUri, scope: request.scopes.join(','),
-    state: request.state }
+  return {
+    app_id: request.app.id,
+    redirect_uri: request.redirectUri,
+    scope: request.scopes.join(','),
+    state: request.state,
+  }
 }
 
 function appHeading(request: CheckedRequest): string {
@@ -103,7 +116,9 @@ export interface LoginPage {
  */
 export function loginPage(page: LoginPage): string {
   const error = page.errorHtml === null ? '' : `<p class="error" role="alert">${page.errorHtml}</p>`
-  return layout('登录以授权 Log in to authorise', `<h1>${label('登录以授权应用', 'Log in to authorise an app')}</h1>
+  return layout(
+    '登录以授权 Log in to authorise',
+    `<h1>${label('登录以授权应用', 'Log in to authorise an app')}</h1>
 ${appHeading(page.request)}
 ${error}
 <form method="post" action="/oauth/login">
@@ -114,7 +129,8 @@ ${hiddenFields({ ...requestFields(page.request), csrf_token: page.csrfToken })}
 <label for="password">${label('密码', 'Password')}</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required maxlength="200">
 <div class="actions"><button class="primary" type="submit">${label('登录', 'Log in')}</button></div>
-</form>`)
+</form>`,
+  )
 }
 
 export interface ConsentPage {
@@ -132,8 +148,14 @@ function merchantPicker(merchants: readonly MerchantChoice[]): string {
     return `<p>${label('商家', 'Merchant')}: <strong>${escapeHtml(only.name)}</strong></p>
 <input type="hidden" name="merchant_id" value="${escapeHtml(only.id)}">`
   }
-  const options = merchants.map((merchant, index) => `<label><input type="radio" name="merchant_id" value="${
-    escapeHtml(merchant.id)}"${index === 0 ? ' checked' : ''}> ${escapeHtml(merchant.name)}</label>`).join('\n')
+  const options = merchants
+    .map(
+      (merchant, index) =>
+        `<label><input type="radio" name="merchant_id" value="${escapeHtml(
+          merchant.id,
+        )}"${index === 0 ? ' checked' : ''}> ${escapeHtml(merchant.name)}</label>`,
+    )
+    .join('\n')
   return `<fieldset><legend>${label('为哪个商家授权', 'Authorise for which merchant')}</legend>
 ${options}
 </fieldset>`
@@ -148,9 +170,12 @@ ${options}
  *   switchAccountUrl })
  */
 export function consentPage(page: ConsentPage): string {
-  const scopes = page.request.scopes.map((scope) => `<li><code>${escapeHtml(scope)}</code> ${
-    escapeHtml(page.scopeDescriptions.get(scope) ?? '')}</li>`).join('\n')
-  return layout('授权应用 Authorise an app', `<h1>${label('授权应用访问您的商家数据', 'Authorise an app')}</h1>
+  const scopes = page.request.scopes
+    .map((scope) => `<li><code>${escapeHtml(scope)}</code> ${escapeHtml(page.scopeDescriptions.get(scope) ?? '')}</li>`)
+    .join('\n')
+  return layout(
+    '授权应用 Authorise an app',
+    `<h1>${label('授权应用访问您的商家数据', 'Authorise an app')}</h1>
 ${appHeading(page.request)}
 <p>${label('该应用请求以下权限', 'The app asks to')}:</p>
 <ul>
@@ -166,7 +191,8 @@ ${merchantPicker(page.merchants)}
 </div>
 </form>
 <p class="en">${label('当前登录', 'Signed in as')} ${escapeHtml(page.email)} ·
-<a href="${escapeHtml(page.switchAccountUrl)}">${label('切换账号', 'Use another account')}</a></p>`)
+<a href="${escapeHtml(page.switchAccountUrl)}">${label('切换账号', 'Use another account')}</a></p>`,
+  )
 }
 
 const chineseMessages: Readonly<Record<string, string>> = {
@@ -206,12 +232,17 @@ export interface ErrorPage {
  * errorPage({ code: 'APP_NOT_FOUND', message: 'No such app', requestId, switchAccountUrl: null })
  */
 export function errorPage(page: ErrorPage): string {
-  const switchAccount = page.switchAccountUrl === null ? ''
-    : `<p><a href="${escapeHtml(page.switchAccountUrl)}">${label('切换账号', 'Use another account')}</a></p>`
-  return layout('无法授权 Cannot authorise', `<h1>${label('无法完成授权', 'The app cannot be authorised')}</h1>
+  const switchAccount =
+    page.switchAccountUrl === null
+      ? ''
+      : `<p><a href="${escapeHtml(page.switchAccountUrl)}">${label('切换账号', 'Use another account')}</a></p>`
+  return layout(
+    '无法授权 Cannot authorise',
+    `<h1>${label('无法完成授权', 'The app cannot be authorised')}</h1>
 <p class="error" role="alert">${errorMessageHtml(page.code, page.message)}</p>
 <p class="en">${label('错误码', 'Error code')}: <code>${escapeHtml(page.code)}</code> ·
 ${label('请求号', 'Request id')}: <code>${escapeHtml(page.requestId)}</code></p>
 ${switchAccount}
-<p class="en">${label('请联系提供该链接的服务商', 'Tell the service provider that sent you this link')}</p>`)
+<p class="en">${label('请联系提供该链接的服务商', 'Tell the service provider that sent you this link')}</p>`,
+  )
 }

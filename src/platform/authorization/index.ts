@@ -16,6 +16,11 @@ export { redirectUriProblem } from './redirect-uris.js'
 export { authorizationRoutes } from './routes.js'
 export type { AuthorizationView, TokenGrantView } from './schema.js'
 export {
-  appAuthTokenTtlS, authorizationTokenResolver, codeTtlS, grantAuthorization, purgeAuthorizationCodes,
-  refreshTokenTtlS, type DirectGrant,
+  appAuthTokenTtlS,
+  authorizationTokenResolver,
+  codeTtlS,
+  grantAuthorization,
+  purgeAuthorizationCodes,
+  refreshTokenTtlS,
+  type DirectGrant,
 } from './service.js'

@@ -23,8 +23,14 @@ import { requestErrorToAppError } from '../../server/http-errors.js'
 import { login, sessionCookieName, userForSession } from '../identity/service.js'
 import type { Clock } from '../ids.js'
 import {
-  authorizableMerchants, checkAuthorizeRequest, csrfToken, csrfTokenMatches, decide, parseAuthorizeRequest,
-  type CheckedRequest, type Decision,
+  authorizableMerchants,
+  checkAuthorizeRequest,
+  csrfToken,
+  csrfTokenMatches,
+  decide,
+  parseAuthorizeRequest,
+  type CheckedRequest,
+  type Decision,
 } from './consent.js'
 import { consentPage, contentSecurityPolicy, errorMessageHtml, errorPage, loginPage } from './html.js'
 import type { Db } from './tables.js'
@@ -67,20 +73,28 @@ function field(form: Readonly<Record<string, unknown>>, name: string, lengthMax:
 }
 
 function authorizeUrl(request: CheckedRequest, extra: Readonly<Record<string, string>> = {}): string {
-  const query = new URLSearchParams({ app_id: request.app.id, redirect_uri: request.redirectUri,
-    scope: request.scopes.join(','), ...(request.state === null ? {} : { state: request.state }), ...extra })
+  const query = new URLSearchParams({
+    app_id: request.app.id,
+    redirect_uri: request.redirectUri,
+    scope: request.scopes.join(','),
+    ...(request.state === null ? {} : { state: request.state }),
+    ...extra,
+  })
   return `/oauth/authorize?${query.toString()}`
 }
 
 function sendHtml(reply: FastifyReply, status: number, html: string, formTarget: string | null = null) {
-  return reply.code(status).headers({
-    'content-type': 'text/html; charset=utf-8',
-    'content-security-policy': contentSecurityPolicy(formTarget),
-    'x-frame-options': 'DENY',
-    'x-content-type-options': 'nosniff',
-    'referrer-policy': 'no-referrer',
-    'cache-control': 'no-store',
-  }).send(html)
+  return reply
+    .code(status)
+    .headers({
+      'content-type': 'text/html; charset=utf-8',
+      'content-security-policy': contentSecurityPolicy(formTarget),
+      'x-frame-options': 'DENY',
+      'x-content-type-options': 'nosniff',
+      'referrer-policy': 'no-referrer',
+      'cache-control': 'no-store',
+    })
+    .send(html)
 }
 
 interface PageContext extends AuthorizationPagesOptions {
@@ -97,15 +111,21 @@ interface PageContext extends AuthorizationPagesOptions {
  */
 export async function authorizationPages(app: FastifyInstance, options: AuthorizationPagesOptions): Promise<void> {
   const context: PageContext = { ...options, secure: options.config.publicUrl.startsWith('https:') }
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: formBodyLimitBytes },
-    (_request, body, done) => done(null, new FormBody(body as string)))
+  app.addContentTypeParser(
+    'application/x-www-form-urlencoded',
+    { parseAs: 'string', bodyLimit: formBodyLimitBytes },
+    (_request, body, done) => done(null, new FormBody(body as string)),
+  )
   app.setErrorHandler(async (error, request, reply) => {
     const appError = requestErrorToAppError(error)
     if (appError === null) request.log.error({ err: error }, 'unhandled error on a consent page')
     const shown = appError ?? new AppError('INTERNAL_ERROR')
     const switchAccountUrl = shown.code === 'AUTHZ_MERCHANT_ROLE_REQUIRED' ? switchUrlOf(request) : null
-    return sendHtml(reply, shown.status, errorPage({ code: shown.code, message: shown.message, requestId: request.id,
-      switchAccountUrl }))
+    return sendHtml(
+      reply,
+      shown.status,
+      errorPage({ code: shown.code, message: shown.message, requestId: request.id, switchAccountUrl }),
+    )
   })
   app.get('/oauth/authorize', { schema: { hide: true } }, (request, reply) => showAuthorize(context, request, reply))
   app.post('/oauth/login', { schema: { hide: true } }, (request, reply) => submitLogin(context, request, reply))
@@ -120,16 +140,29 @@ async function browserSession(context: PageContext, request: FastifyRequest, now
   return user === null ? null : { user, token }
 }
 
-function showLogin(context: PageContext, request: FastifyRequest, reply: FastifyReply, checked: CheckedRequest,
-  login: { status: number; email: string; errorHtml: string | null }) {
+function showLogin(
+  context: PageContext,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  checked: CheckedRequest,
+  login: { status: number; email: string; errorHtml: string | null },
+) {
   let token = request.cookies[loginCsrfCookie]
   if (token === undefined || !/^[A-Za-z0-9_-]{43}$/.test(token)) {
     token = crypto.randomBytes(32).toString('base64url')
-    reply.setCookie(loginCsrfCookie, token, { path: '/oauth', httpOnly: true, sameSite: 'lax', secure: context.secure,
-      maxAge: loginCsrfTtlS })
+    reply.setCookie(loginCsrfCookie, token, {
+      path: '/oauth',
+      httpOnly: true,
+      sameSite: 'lax',
+      secure: context.secure,
+      maxAge: loginCsrfTtlS,
+    })
   }
-  return sendHtml(reply, login.status, loginPage({ request: checked, csrfToken: token, email: login.email,
-    errorHtml: login.errorHtml }))
+  return sendHtml(
+    reply,
+    login.status,
+    loginPage({ request: checked, csrfToken: token, email: login.email, errorHtml: login.errorHtml }),
+  )
 }
 
 async function showAuthorize(context: PageContext, request: FastifyRequest, reply: FastifyReply) {
@@ -142,11 +175,24 @@ async function showAuthorize(context: PageContext, request: FastifyRequest, repl
   }
   const merchants = await authorizableMerchants(db, session.user.userId)
   if (merchants.length === 0) throw new AppError('AUTHZ_MERCHANT_ROLE_REQUIRED')
-  const user = await (db as Db).selectFrom('users').select('email').where('id', '=', session.user.userId)
+  const user = await (db as Db)
+    .selectFrom('users')
+    .select('email')
+    .where('id', '=', session.user.userId)
     .executeTakeFirstOrThrow()
-  return sendHtml(reply, 200, consentPage({ request: checked, merchants, scopeDescriptions: scopes, email: user.email,
-    csrfToken: csrfToken(session.token), switchAccountUrl: authorizeUrl(checked, { prompt: 'login' }) }),
-  new URL(checked.redirectUri).origin)
+  return sendHtml(
+    reply,
+    200,
+    consentPage({
+      request: checked,
+      merchants,
+      scopeDescriptions: scopes,
+      email: user.email,
+      csrfToken: csrfToken(session.token),
+      switchAccountUrl: authorizeUrl(checked, { prompt: 'login' }),
+    }),
+    new URL(checked.redirectUri).origin,
+  )
 }
 
 async function submitLogin(context: PageContext, request: FastifyRequest, reply: FastifyReply) {
@@ -158,12 +204,20 @@ async function submitLogin(context: PageContext, request: FastifyRequest, reply:
   const email = field(form, 'email', 254) ?? ''
   try {
     const session = await login(db, email, field(form, 'password', 200) ?? '', clock.now(), config.sessionTtlS)
-    reply.setCookie(sessionCookieName, session.token, { path: '/', httpOnly: true, sameSite: 'lax',
-      secure: context.secure, maxAge: config.sessionTtlS })
+    reply.setCookie(sessionCookieName, session.token, {
+      path: '/',
+      httpOnly: true,
+      sameSite: 'lax',
+      secure: context.secure,
+      maxAge: config.sessionTtlS,
+    })
   } catch (error) {
     if (!(error instanceof AppError) || error.code !== 'AUTH_INVALID_CREDENTIALS') throw error
-    return showLogin(context, request, reply, checked, { status: 401, email,
-      errorHtml: errorMessageHtml(error.code, error.message) })
+    return showLogin(context, request, reply, checked, {
+      status: 401,
+      email,
+      errorHtml: errorMessageHtml(error.code, error.message),
+    })
   }
   return reply.code(303).header('location', authorizeUrl(checked)).send()
 }
@@ -188,8 +242,10 @@ function decisionOf(form: Readonly<Record<string, unknown>>): Decision {
     case 'approve':
       if (merchantId === null) throw new AppError('AUTHZ_REQUEST_INVALID', { field: 'merchant_id' })
       return { kind: 'approve', merchantId }
-    case 'decline': return { kind: 'decline', merchantId }
-    default: throw new AppError('AUTHZ_REQUEST_INVALID', { field: 'decision', message: 'Approve or decline' })
+    case 'decline':
+      return { kind: 'decline', merchantId }
+    default:
+      throw new AppError('AUTHZ_REQUEST_INVALID', { field: 'decision', message: 'Approve or decline' })
   }
 }
 

@@ -52,32 +52,55 @@ async function checkedApp(db: Kysely<any>, principal: UserPrincipal, organizatio
  * @example
  * await setRedirectUris(tx, principal, orgId, appId, ['https://isv.example.com/callback'], now)
  */
-export async function setRedirectUris(db: Kysely<any>, principal: UserPrincipal, organizationId: string,
-  appId: string, uris: readonly string[], now: number): Promise<string[]> {
+export async function setRedirectUris(
+  db: Kysely<any>,
+  principal: UserPrincipal,
+  organizationId: string,
+  appId: string,
+  uris: readonly string[],
+  now: number,
+): Promise<string[]> {
   await checkedApp(db, principal, organizationId, appId)
   if (uris.length > redirectUrisMax) {
-    throw new AppError('AUTHZ_REDIRECT_URI_INVALID', { field: 'body.redirect_uris',
-      message: `At most ${redirectUrisMax} redirect URIs` })
+    throw new AppError('AUTHZ_REDIRECT_URI_INVALID', {
+      field: 'body.redirect_uris',
+      message: `At most ${redirectUrisMax} redirect URIs`,
+    })
   }
   uris.forEach((uri, index) => {
     const problem = redirectUriProblem(uri)
     if (problem !== null) {
-      throw new AppError('AUTHZ_REDIRECT_URI_INVALID', { field: `body.redirect_uris.${index}`,
-        message: `redirect_uris[${index}] ${problem}` })
+      throw new AppError('AUTHZ_REDIRECT_URI_INVALID', {
+        field: `body.redirect_uris.${index}`,
+        message: `redirect_uris[${index}] ${problem}`,
+      })
     }
     if (uris.indexOf(uri) !== index) {
-      throw new AppError('AUTHZ_REDIRECT_URI_INVALID', { field: `body.redirect_uris.${index}`,
-        message: `redirect_uris[${index}] repeats an earlier entry` })
+      throw new AppError('AUTHZ_REDIRECT_URI_INVALID', {
+        field: `body.redirect_uris.${index}`,
+        message: `redirect_uris[${index}] repeats an earlier entry`,
+      })
     }
   })
   await (db as Db).deleteFrom('app_redirect_uris').where('app_id', '=', appId).execute()
   if (uris.length > 0) {
-    await (db as Db).insertInto('app_redirect_uris').values(uris.map((uri, position) => ({
-      app_id: appId, redirect_uri: uri, position, created_at: now,
-    }))).execute()
+    await (db as Db)
+      .insertInto('app_redirect_uris')
+      .values(
+        uris.map((uri, position) => ({
+          app_id: appId,
+          redirect_uri: uri,
+          position,
+          created_at: now,
+        })),
+      )
+      .execute()
   }
-  await appendAudit(db, { actor: principal.userId, action: 'app.redirect_uris_set', target: appId,
-    data: { redirect_uris: [...uris] } }, now)
+  await appendAudit(
+    db,
+    { actor: principal.userId, action: 'app.redirect_uris_set', target: appId, data: { redirect_uris: [...uris] } },
+    now,
+  )
   return [...uris]
 }
 
@@ -87,8 +110,12 @@ export async function setRedirectUris(db: Kysely<any>, principal: UserPrincipal,
  * @example
  * const uris = await listRedirectUris(db, principal, orgId, appId)
  */
-export async function listRedirectUris(db: Kysely<any>, principal: UserPrincipal, organizationId: string,
-  appId: string): Promise<string[]> {
+export async function listRedirectUris(
+  db: Kysely<any>,
+  principal: UserPrincipal,
+  organizationId: string,
+  appId: string,
+): Promise<string[]> {
   await getApp(db, principal, organizationId, appId)
   return registeredRedirectUris(db, appId)
 }
@@ -100,7 +127,11 @@ export async function listRedirectUris(db: Kysely<any>, principal: UserPrincipal
  * const ok = (await registeredRedirectUris(db, appId)).includes(redirectUri)
  */
 export async function registeredRedirectUris(db: Kysely<any>, appId: string): Promise<string[]> {
-  const rows = await (db as Db).selectFrom('app_redirect_uris').select('redirect_uri').where('app_id', '=', appId)
-    .orderBy('position').execute()
+  const rows = await (db as Db)
+    .selectFrom('app_redirect_uris')
+    .select('redirect_uri')
+    .where('app_id', '=', appId)
+    .orderBy('position')
+    .execute()
   return rows.map((row) => row.redirect_uri)
 }

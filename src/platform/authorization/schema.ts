@@ -44,11 +44,14 @@ export const TokenGrant = Type.Object({
 })
 export type TokenGrantView = Static<typeof TokenGrant>
 
-export const TokenRequest = Type.Object({
-  grant_type: Type.Union([Type.Literal('authorization_code'), Type.Literal('refresh_token')]),
-  code: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'With authorization_code' })),
-  refresh_token: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'With refresh_token' })),
-}, { additionalProperties: false })
+export const TokenRequest = Type.Object(
+  {
+    grant_type: Type.Union([Type.Literal('authorization_code'), Type.Literal('refresh_token')]),
+    code: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'With authorization_code' })),
+    refresh_token: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'With refresh_token' })),
+  },
+  { additionalProperties: false },
+)
 
 export const CurrentAuthorization = Type.Object({
   ...Authorization.properties,
@@ -62,16 +65,24 @@ export const RedirectUris = Type.Object({
   redirect_uris: Type.Array(Type.String()),
 })
 
-export const RedirectUrisInput = Type.Object({
-  redirect_uris: Type.Array(RedirectUri, { maxItems: redirectUrisMax,
-    description: `At most ${redirectUrisMax}; https, or http on 127.0.0.1, [::1] or localhost; matched exactly` }),
-}, { additionalProperties: false })
+export const RedirectUrisInput = Type.Object(
+  {
+    redirect_uris: Type.Array(RedirectUri, {
+      maxItems: redirectUrisMax,
+      description: `At most ${redirectUrisMax}; https, or http on 127.0.0.1, [::1] or localhost; matched exactly`,
+    }),
+  },
+  { additionalProperties: false },
+)
 
-export const AuthorizationListQuery = Type.Object({
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
-  starting_after: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
-  status: Type.Optional(AuthorizationStatus),
-}, { additionalProperties: false })
+export const AuthorizationListQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
+    starting_after: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    status: Type.Optional(AuthorizationStatus),
+  },
+  { additionalProperties: false },
+)
 export type AuthorizationListQueryInput = Static<typeof AuthorizationListQuery>
 
 /** The payload of authorization.granted, .refreshed and .revoked: no secret, ever. */

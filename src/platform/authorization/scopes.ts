@@ -16,8 +16,11 @@ const scopePattern = /^[a-z][a-z0-9-]{0,39}:[a-z0-9_.-]{1,64}$/
  * normalizeScopes(['stores:read', 'payment:trade', 'stores:read'], registry.scopes)
  * // ['payment:trade', 'stores:read']
  */
-export function normalizeScopes(scopes: readonly string[], known: ReadonlyMap<string, string> | undefined,
-  field = 'scope'): string[] {
+export function normalizeScopes(
+  scopes: readonly string[],
+  known: ReadonlyMap<string, string> | undefined,
+  field = 'scope',
+): string[] {
   const distinct = [...new Set(scopes)].sort()
   if (distinct.length === 0) throw new AppError('AUTHZ_SCOPE_INVALID', { field, message: 'Request at least one scope' })
   if (distinct.length > scopesMax) {
@@ -25,8 +28,10 @@ export function normalizeScopes(scopes: readonly string[], known: ReadonlyMap<st
   }
   for (const scope of distinct) {
     if (!scopePattern.test(scope) || (known !== undefined && !known.has(scope))) {
-      throw new AppError('AUTHZ_SCOPE_INVALID', { field,
-        message: `Unknown scope ${JSON.stringify(scope.slice(0, 80))}` })
+      throw new AppError('AUTHZ_SCOPE_INVALID', {
+        field,
+        message: `Unknown scope ${JSON.stringify(scope.slice(0, 80))}`,
+      })
     }
   }
   return distinct

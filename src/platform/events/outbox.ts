@@ -41,10 +41,17 @@ export function createEventPublisher(schemas: ReadonlyMap<string, TSchema>): Eve
       assert(schema !== undefined, `event type ${event.type} is not declared by any capability`)
       assert(Value.Check(schema, event.payload), `payload of ${event.type} does not match its schema`)
       const id = newId('evt')
-      await (db as Kysely<OutboxTables>).insertInto('outbox_events').values({
-        id, type: event.type, organization_id: event.organizationId, app_id: event.appId ?? null,
-        payload: JSON.stringify(event.payload), created_at: now,
-      }).execute()
+      await (db as Kysely<OutboxTables>)
+        .insertInto('outbox_events')
+        .values({
+          id,
+          type: event.type,
+          organization_id: event.organizationId,
+          app_id: event.appId ?? null,
+          payload: JSON.stringify(event.payload),
+          created_at: now,
+        })
+        .execute()
       return id
     },
   }

@@ -47,21 +47,38 @@ export async function reserve(db: Kysely<any>, request: IdempotencyRequest): Pro
   const core = db as Kysely<CoreTables>
   for (let attempt = 0; attempt < 2; attempt += 1) {
     try {
-      await core.insertInto('idempotency_records').values({
-        principal: request.principal, idempotency_key: request.key, fingerprint: request.fingerprint,
-        state: 'running', response_status: null, response_body: null, locked_at: request.now,
-        created_at: request.now, expires_at: request.now + request.ttlS * 1000,
-      }).execute()
+      await core
+        .insertInto('idempotency_records')
+        .values({
+          principal: request.principal,
+          idempotency_key: request.key,
+          fingerprint: request.fingerprint,
+          state: 'running',
+          response_status: null,
+          response_body: null,
+          locked_at: request.now,
+          created_at: request.now,
+          expires_at: request.now + request.ttlS * 1000,
+        })
+        .execute()
       return { kind: 'reserved', lockedAt: request.now }
     } catch (error) {
       if (!isUniqueViolation(error)) throw error
     }
-    const row = await core.selectFrom('idempotency_records').selectAll()
-      .where('principal', '=', request.principal).where('idempotency_key', '=', request.key).executeTakeFirst()
+    const row = await core
+      .selectFrom('idempotency_records')
+      .selectAll()
+      .where('principal', '=', request.principal)
+      .where('idempotency_key', '=', request.key)
+      .executeTakeFirst()
     if (row === undefined) continue // released between our insert and select: try again
     if (row.expires_at <= request.now) {
-      await core.deleteFrom('idempotency_records').where('principal', '=', row.principal)
-        .where('idempotency_key', '=', row.idempotency_key).where('expires_at', '=', row.expires_at).execute()
+      await core
+        .deleteFrom('idempotency_records')
+        .where('principal', '=', row.principal)
+        .where('idempotency_key', '=', row.idempotency_key)
+        .where('expires_at', '=', row.expires_at)
+        .execute()
       continue
     }
     if (row.fingerprint !== request.fingerprint) {
@@ -76,9 +93,14 @@ export async function reserve(db: Kysely<any>, request: IdempotencyRequest): Pro
     }
     // The first attempt died without finishing (its transaction never committed). Take
     // over its lock with a compare-and-set so only one retry wins.
-    const taken = await core.updateTable('idempotency_records').set({ locked_at: request.now })
-      .where('principal', '=', row.principal).where('idempotency_key', '=', row.idempotency_key)
-      .where('state', '=', 'running').where('locked_at', '=', row.locked_at).executeTakeFirst()
+    const taken = await core
+      .updateTable('idempotency_records')
+      .set({ locked_at: request.now })
+      .where('principal', '=', row.principal)
+      .where('idempotency_key', '=', row.idempotency_key)
+      .where('state', '=', 'running')
+      .where('locked_at', '=', row.locked_at)
+      .executeTakeFirst()
     if (taken.numUpdatedRows === 1n) return { kind: 'reserved', lockedAt: request.now }
     throw new AppError('IDEMPOTENCY_REQUEST_IN_PROGRESS')
   }
@@ -89,18 +111,30 @@ export async function reserve(db: Kysely<any>, request: IdempotencyRequest): Pro
  * Stores the response. Call it inside the transaction of the work, so that the work and its
  * record commit together. Fails (rolling the work back) if another retry took the lock.
  */
-export async function complete(db: Kysely<any>, request: IdempotencyRequest, lockedAt: number,
-  response: StoredResponse): Promise<void> {
-  const done = await (db as Kysely<CoreTables>).updateTable('idempotency_records')
+export async function complete(
+  db: Kysely<any>,
+  request: IdempotencyRequest,
+  lockedAt: number,
+  response: StoredResponse,
+): Promise<void> {
+  const done = await (db as Kysely<CoreTables>)
+    .updateTable('idempotency_records')
     .set({ state: 'done', response_status: response.status, response_body: response.body })
-    .where('principal', '=', request.principal).where('idempotency_key', '=', request.key)
-    .where('state', '=', 'running').where('locked_at', '=', lockedAt).executeTakeFirst()
+    .where('principal', '=', request.principal)
+    .where('idempotency_key', '=', request.key)
+    .where('state', '=', 'running')
+    .where('locked_at', '=', lockedAt)
+    .executeTakeFirst()
   if (done.numUpdatedRows !== 1n) throw new AppError('IDEMPOTENCY_REQUEST_IN_PROGRESS')
 }
 
 /** Gives the key back after a failure that executed nothing, so a retry may run. */
 export async function release(db: Kysely<any>, request: IdempotencyRequest, lockedAt: number): Promise<void> {
-  await (db as Kysely<CoreTables>).deleteFrom('idempotency_records')
-    .where('principal', '=', request.principal).where('idempotency_key', '=', request.key)
-    .where('state', '=', 'running').where('locked_at', '=', lockedAt).execute()
+  await (db as Kysely<CoreTables>)
+    .deleteFrom('idempotency_records')
+    .where('principal', '=', request.principal)
+    .where('idempotency_key', '=', request.key)
+    .where('state', '=', 'running')
+    .where('locked_at', '=', lockedAt)
+    .execute()
 }

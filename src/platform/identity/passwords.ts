@@ -7,7 +7,11 @@ import crypto from 'node:crypto'
 import { promisify } from 'node:util'
 
 const scrypt = promisify(crypto.scrypt) as (
-  password: string, salt: Buffer, keyLength: number, options: crypto.ScryptOptions) => Promise<Buffer>
+  password: string,
+  salt: Buffer,
+  keyLength: number,
+  options: crypto.ScryptOptions,
+) => Promise<Buffer>
 
 const costN = 2 ** 15
 const blockSizeR = 8
@@ -18,8 +22,12 @@ const memoryMaxBytes = 64 * 1024 * 1024
 
 export async function hashPassword(password: string): Promise<string> {
   const salt = crypto.randomBytes(saltLengthBytes)
-  const hash = await scrypt(password, salt, keyLengthBytes,
-    { N: costN, r: blockSizeR, p: parallelismP, maxmem: memoryMaxBytes })
+  const hash = await scrypt(password, salt, keyLengthBytes, {
+    N: costN,
+    r: blockSizeR,
+    p: parallelismP,
+    maxmem: memoryMaxBytes,
+  })
   return ['scrypt', costN, blockSizeR, parallelismP, salt.toString('base64'), hash.toString('base64')].join('$')
 }
 
@@ -28,8 +36,12 @@ export async function verifyPassword(password: string, stored: string): Promise<
   if (parts.length !== 6 || parts[0] !== 'scrypt') return false
   const [, n, r, p, saltText, hashText] = parts as [string, string, string, string, string, string]
   const expected = Buffer.from(hashText, 'base64')
-  const actual = await scrypt(password, Buffer.from(saltText, 'base64'), expected.length,
-    { N: Number(n), r: Number(r), p: Number(p), maxmem: memoryMaxBytes })
+  const actual = await scrypt(password, Buffer.from(saltText, 'base64'), expected.length, {
+    N: Number(n),
+    r: Number(r),
+    p: Number(p),
+    maxmem: memoryMaxBytes,
+  })
   return crypto.timingSafeEqual(actual, expected)
 }
 

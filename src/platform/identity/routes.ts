@@ -5,24 +5,44 @@ import { defineRoute, type RouteSpec } from '../../server/route-kit.js'
 import { Email, Id, IsoTime, Name, isoTime } from '../../server/schemas.js'
 import type { CoreTables, OrganizationsTable } from '../../storage/tables.js'
 import {
-  addMember, changePassword, createOrganization, createUser, login, logout, requireMember, roles,
+  addMember,
+  changePassword,
+  createOrganization,
+  createUser,
+  login,
+  logout,
+  requireMember,
+  roles,
   sessionCookieName,
 } from './service.js'
 
 const Password = Type.String({ minLength: 12, maxLength: 200, description: 'At least 12 characters' })
 const Industry = Type.String({ pattern: '^[a-z][a-z0-9_]{1,39}$', description: 'Industry code, e.g. education' })
 const OrganizationKind = Type.Union([Type.Literal('isv'), Type.Literal('merchant')])
-const Role = Type.Union([Type.Literal('owner'), Type.Literal('admin'), Type.Literal('developer'), Type.Literal('viewer')])
+const Role = Type.Union([
+  Type.Literal('owner'),
+  Type.Literal('admin'),
+  Type.Literal('developer'),
+  Type.Literal('viewer'),
+])
 
 const Organization = Type.Object({
-  id: Id('org'), kind: OrganizationKind, name: Type.String(), industry: Type.Union([Type.String(), Type.Null()]),
+  id: Id('org'),
+  kind: OrganizationKind,
+  name: Type.String(),
+  industry: Type.Union([Type.String(), Type.Null()]),
   created_at: IsoTime,
 })
 const User = Type.Object({ id: Id('user'), email: Type.String(), is_operator: Type.Boolean() })
 const Member = Type.Object({ user_id: Id('user'), email: Type.String(), role: Role, created_at: IsoTime })
-const OrganizationInput = Type.Object({
-  name: Name, kind: OrganizationKind, industry: Type.Optional(Industry),
-}, { additionalProperties: false })
+const OrganizationInput = Type.Object(
+  {
+    name: Name,
+    kind: OrganizationKind,
+    industry: Type.Optional(Industry),
+  },
+  { additionalProperties: false },
+)
 const OrganizationParams = Type.Object({ organization_id: Id('org') })
 
 function organizationView(row: OrganizationsTable) {
@@ -33,12 +53,19 @@ export function identityRoutes(config: Config): RouteSpec[] {
   const tags = ['identity']
   return [
     defineRoute({
-      method: 'POST', url: '/v1/signup', operationId: 'signUp', auth: 'public', tags, status: 201,
+      method: 'POST',
+      url: '/v1/signup',
+      operationId: 'signUp',
+      auth: 'public',
+      tags,
+      status: 201,
       summary: 'Create a user and its first organisation (ISV or merchant)',
       idempotency: 'none',
       schema: {
-        body: Type.Object({ email: Email, password: Password, organization: OrganizationInput },
-          { additionalProperties: false }),
+        body: Type.Object(
+          { email: Email, password: Password, organization: OrganizationInput },
+          { additionalProperties: false },
+        ),
         response: Type.Object({ user: User, organization: Organization }),
       },
       handler: async ({ db, body, now }) => {
@@ -48,27 +75,40 @@ export function identityRoutes(config: Config): RouteSpec[] {
       },
     }),
     defineRoute({
-      method: 'POST', url: '/v1/sessions', operationId: 'logIn', auth: 'public', tags, status: 201,
+      method: 'POST',
+      url: '/v1/sessions',
+      operationId: 'logIn',
+      auth: 'public',
+      tags,
+      status: 201,
       summary: 'Log in to the console; sets the session cookie and returns the token once',
       idempotency: 'none',
       ownTransactions: true,
       schema: {
-        body: Type.Object({ email: Email, password: Type.String({ minLength: 1, maxLength: 200 }) },
-          { additionalProperties: false }),
+        body: Type.Object(
+          { email: Email, password: Type.String({ minLength: 1, maxLength: 200 }) },
+          { additionalProperties: false },
+        ),
         response: Type.Object({ token: Type.String(), expires_at: IsoTime, user: User }),
       },
       handler: async ({ db, body, now, setCookie }) => {
         const session = await login(db, body.email, body.password, now, config.sessionTtlS)
         setCookie(sessionCookieName, session.token, { maxAgeS: config.sessionTtlS, httpOnly: true })
         return {
-          token: session.token, expires_at: isoTime(session.expiresAt),
+          token: session.token,
+          expires_at: isoTime(session.expiresAt),
           user: { id: session.user.id, email: session.user.email, is_operator: session.user.is_operator === 1 },
         }
       },
     }),
     defineRoute({
-      method: 'DELETE', url: '/v1/sessions/current', operationId: 'logOut', auth: 'session', tags,
-      summary: 'End the current session', idempotency: 'none',
+      method: 'DELETE',
+      url: '/v1/sessions/current',
+      operationId: 'logOut',
+      auth: 'session',
+      tags,
+      summary: 'End the current session',
+      idempotency: 'none',
       schema: { response: Type.Object({ ended: Type.Boolean() }) },
       handler: async ({ db, principal, now, setCookie }) => {
         await logout(db, principal, now)
@@ -77,7 +117,11 @@ export function identityRoutes(config: Config): RouteSpec[] {
       },
     }),
     defineRoute({
-      method: 'GET', url: '/v1/me', operationId: 'getMe', auth: 'session', tags,
+      method: 'GET',
+      url: '/v1/me',
+      operationId: 'getMe',
+      auth: 'session',
+      tags,
       summary: 'The logged-in user and the organisations it belongs to',
       schema: {
         response: Type.Object({
@@ -87,12 +131,19 @@ export function identityRoutes(config: Config): RouteSpec[] {
       },
       handler: async ({ db, principal }) => {
         const core = db as Kysely<CoreTables>
-        const user = await core.selectFrom('users').select(['id', 'email', 'is_operator'])
-          .where('id', '=', principal.userId).executeTakeFirstOrThrow()
-        const rows = await core.selectFrom('memberships')
+        const user = await core
+          .selectFrom('users')
+          .select(['id', 'email', 'is_operator'])
+          .where('id', '=', principal.userId)
+          .executeTakeFirstOrThrow()
+        const rows = await core
+          .selectFrom('memberships')
           .innerJoin('organizations', 'organizations.id', 'memberships.organization_id')
-          .selectAll('organizations').select('memberships.role')
-          .where('memberships.user_id', '=', principal.userId).orderBy('organizations.id').execute()
+          .selectAll('organizations')
+          .select('memberships.role')
+          .where('memberships.user_id', '=', principal.userId)
+          .orderBy('organizations.id')
+          .execute()
         return {
           user: { id: user.id, email: user.email, is_operator: user.is_operator === 1 },
           memberships: rows.map((row) => ({ organization: organizationView(row), role: row.role })),
@@ -100,11 +151,18 @@ export function identityRoutes(config: Config): RouteSpec[] {
       },
     }),
     defineRoute({
-      method: 'POST', url: '/v1/me/password', operationId: 'changePassword', auth: 'session', tags,
-      summary: 'Change the password; ends every session of the user', idempotency: 'none',
+      method: 'POST',
+      url: '/v1/me/password',
+      operationId: 'changePassword',
+      auth: 'session',
+      tags,
+      summary: 'Change the password; ends every session of the user',
+      idempotency: 'none',
       schema: {
-        body: Type.Object({ current_password: Type.String({ minLength: 1, maxLength: 200 }), new_password: Password },
-          { additionalProperties: false }),
+        body: Type.Object(
+          { current_password: Type.String({ minLength: 1, maxLength: 200 }), new_password: Password },
+          { additionalProperties: false },
+        ),
         response: Type.Object({ changed: Type.Boolean() }),
       },
       handler: async ({ db, principal, body, now }) => {
@@ -113,41 +171,70 @@ export function identityRoutes(config: Config): RouteSpec[] {
       },
     }),
     defineRoute({
-      method: 'POST', url: '/v1/organizations', operationId: 'createOrganization', auth: 'session', tags,
-      status: 201, summary: 'Create an organisation; the caller becomes its owner',
+      method: 'POST',
+      url: '/v1/organizations',
+      operationId: 'createOrganization',
+      auth: 'session',
+      tags,
+      status: 201,
+      summary: 'Create an organisation; the caller becomes its owner',
       schema: { body: OrganizationInput, response: Organization },
       handler: async ({ db, principal, body, now }) =>
         organizationView(await createOrganization(db, body, principal.userId, now)),
     }),
     defineRoute({
-      method: 'GET', url: '/v1/organizations/:organization_id', operationId: 'getOrganization',
-      auth: 'session', tags, summary: 'Read an organisation you belong to',
+      method: 'GET',
+      url: '/v1/organizations/:organization_id',
+      operationId: 'getOrganization',
+      auth: 'session',
+      tags,
+      summary: 'Read an organisation you belong to',
       schema: { params: OrganizationParams, response: Organization },
       handler: async ({ db, principal, params }) => {
         await requireMember(db, principal, params.organization_id, 'read')
-        const row = await (db as Kysely<CoreTables>).selectFrom('organizations').selectAll()
-          .where('id', '=', params.organization_id).executeTakeFirstOrThrow()
+        const row = await (db as Kysely<CoreTables>)
+          .selectFrom('organizations')
+          .selectAll()
+          .where('id', '=', params.organization_id)
+          .executeTakeFirstOrThrow()
         return organizationView(row)
       },
     }),
     defineRoute({
-      method: 'GET', url: '/v1/organizations/:organization_id/members', operationId: 'listMembers',
-      auth: 'session', tags, summary: 'List the members of an organisation',
+      method: 'GET',
+      url: '/v1/organizations/:organization_id/members',
+      operationId: 'listMembers',
+      auth: 'session',
+      tags,
+      summary: 'List the members of an organisation',
       schema: { params: OrganizationParams, response: Type.Object({ data: Type.Array(Member) }) },
       handler: async ({ db, principal, params }) => {
         await requireMember(db, principal, params.organization_id, 'read')
-        const rows = await (db as Kysely<CoreTables>).selectFrom('memberships')
+        const rows = await (db as Kysely<CoreTables>)
+          .selectFrom('memberships')
           .innerJoin('users', 'users.id', 'memberships.user_id')
           .select(['users.id', 'users.email', 'memberships.role', 'memberships.created_at'])
-          .where('memberships.organization_id', '=', params.organization_id).orderBy('users.id').execute()
+          .where('memberships.organization_id', '=', params.organization_id)
+          .orderBy('users.id')
+          .execute()
         return {
-          data: rows.map((row) => ({ user_id: row.id, email: row.email, role: row.role, created_at: isoTime(row.created_at) })),
+          data: rows.map((row) => ({
+            user_id: row.id,
+            email: row.email,
+            role: row.role,
+            created_at: isoTime(row.created_at),
+          })),
         }
       },
     }),
     defineRoute({
-      method: 'POST', url: '/v1/organizations/:organization_id/members', operationId: 'addMember',
-      auth: 'session', tags, status: 201, summary: 'Add an existing user to the organisation with a role',
+      method: 'POST',
+      url: '/v1/organizations/:organization_id/members',
+      operationId: 'addMember',
+      auth: 'session',
+      tags,
+      status: 201,
+      summary: 'Add an existing user to the organisation with a role',
       schema: {
         params: OrganizationParams,
         body: Type.Object({ email: Email, role: Role }, { additionalProperties: false }),

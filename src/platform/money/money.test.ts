@@ -14,8 +14,12 @@ describe('money', () => {
   })
 
   it('round-trips every amount through formatYuan and parseYuan', () => {
-    fc.assert(fc.property(fc.integer({ min: 0, max: 1_000_000_000_000 }), (value) =>
-      parseYuan(formatYuan(fen(value))) === value))
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 1_000_000_000_000 }),
+        (value) => parseYuan(formatYuan(fen(value))) === value,
+      ),
+    )
   })
 
   it('rounds ratios as told', () => {
@@ -27,7 +31,12 @@ describe('money', () => {
   })
 
   it('never exceeds the amount for a ratio at most one', () => {
-    fc.assert(fc.property(fc.integer({ min: 0, max: 10 ** 12 }), fc.integer({ min: 0, max: 10_000 }),
-      (amount, bps) => multiplyRatio(fen(amount), bps, 10_000, 'half-even') <= amount))
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 10 ** 12 }),
+        fc.integer({ min: 0, max: 10_000 }),
+        (amount, bps) => multiplyRatio(fen(amount), bps, 10_000, 'half-even') <= amount,
+      ),
+    )
   })
 })

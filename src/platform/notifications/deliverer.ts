@@ -70,10 +70,12 @@ export async function deliverDue(storage: Pick<Storage, 'db' | 'dialect'>, optio
   const claimed = await claim(storage, options)
   // Settle every attempt before reporting a failure, so that no attempt outlives the step
   // (stop() waits for the step, and storage may close right after).
-  const settled = await Promise.allSettled(claimed.map(async (delivery) => {
-    const outcome = await attempt(delivery, options)
-    await record(storage, delivery, outcome, options)
-  }))
+  const settled = await Promise.allSettled(
+    claimed.map(async (delivery) => {
+      const outcome = await attempt(delivery, options)
+      await record(storage, delivery, outcome, options)
+    }),
+  )
   const failure = settled.find((result) => result.status === 'rejected')
   if (failure !== undefined) throw (failure as PromiseRejectedResult).reason
   return claimed.length
@@ -85,28 +87,50 @@ async function claim(storage: Pick<Storage, 'db' | 'dialect'>, options: DeliverO
   const lockedUntil = now + options.leaseMs
   return storage.db.transaction().execute(async (transaction) => {
     const tx = transaction as unknown as Transaction<NotificationTables>
-    const due = await tx.selectFrom('webhook_deliveries').select('id')
+    const due = await tx
+      .selectFrom('webhook_deliveries')
+      .select('id')
       // Literal, not bound: both planners then match the partial index webhook_deliveries_due.
       .where(sql<boolean>`status in ('pending', 'delivering')`)
       .where('next_attempt_at', '<=', now)
       // Implied by next_attempt_at (it equals locked_until while delivering); stated for the reader.
       .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]))
-      .orderBy('next_attempt_at').limit(options.batchSizeMax)
+      .orderBy('next_attempt_at')
+      .limit(options.batchSizeMax)
       .$if(storage.dialect === 'postgres', (query) => query.forUpdate().skipLocked())
       .execute()
     if (due.length === 0) return []
     const ids = due.map((row) => row.id)
-    await tx.updateTable('webhook_deliveries')
-      .set((eb) => ({ status: 'delivering', attempts: eb('attempts', '+', 1), locked_until: lockedUntil,
-        next_attempt_at: lockedUntil, lock_token: token, last_attempt_at: now }))
-      .where('id', 'in', ids).execute()
-    const rows = await tx.selectFrom('webhook_deliveries as d')
+    await tx
+      .updateTable('webhook_deliveries')
+      .set((eb) => ({
+        status: 'delivering',
+        attempts: eb('attempts', '+', 1),
+        locked_until: lockedUntil,
+        next_attempt_at: lockedUntil,
+        lock_token: token,
+        last_attempt_at: now,
+      }))
+      .where('id', 'in', ids)
+      .execute()
+    const rows = await tx
+      .selectFrom('webhook_deliveries as d')
       .innerJoin('outbox_events as e', 'e.id', 'd.event_id')
       .innerJoin('webhook_endpoints as w', 'w.id', 'd.endpoint_id')
       .innerJoin('apps as a', 'a.id', 'd.app_id')
-      .select(['d.id', 'd.attempts', 'e.id as event_id', 'e.type', 'e.created_at as event_created_at', 'e.payload',
-        'w.url', 'w.enabled', 'a.environment'])
-      .where('d.id', 'in', ids).execute()
+      .select([
+        'd.id',
+        'd.attempts',
+        'e.id as event_id',
+        'e.type',
+        'e.created_at as event_created_at',
+        'e.payload',
+        'w.url',
+        'w.enabled',
+        'a.environment',
+      ])
+      .where('d.id', 'in', ids)
+      .execute()
     assert(rows.length === ids.length, 'every claimed delivery has its event, endpoint and app')
     return rows.map((row) => ({ ...row, lock_token: token }))
   })
@@ -116,34 +140,49 @@ async function claim(storage: Pick<Storage, 'db' | 'dialect'>, options: DeliverO
  * The webhook body. The stored payload is already JSON text written by the outbox, so it
  * is embedded as is: the body is byte-identical on every retry of the event.
  */
-export function webhookBody(event: { id: string; type: string; created_at: number; payload: string },
-  environment: AppEnvironment): string {
-  return `{"id":${JSON.stringify(event.id)},"type":${JSON.stringify(event.type)},` +
+export function webhookBody(
+  event: { id: string; type: string; created_at: number; payload: string },
+  environment: AppEnvironment,
+): string {
+  return (
+    `{"id":${JSON.stringify(event.id)},"type":${JSON.stringify(event.type)},` +
     `"created_at":${JSON.stringify(isoTime(event.created_at))},"environment":${JSON.stringify(environment)},` +
     `"data":${event.payload}}`
+  )
 }
 
 async function attempt(delivery: Claimed, options: DeliverOptions): Promise<Outcome> {
   if (delivery.enabled !== 1) return { ok: false, statusCode: null, error: 'The endpoint is disabled' }
   const key = options.platformKeys.get(delivery.environment)
   assert(key !== undefined, `platform key for ${delivery.environment} is loaded`)
-  const body = webhookBody({ id: delivery.event_id, type: delivery.type, created_at: delivery.event_created_at,
-    payload: delivery.payload }, delivery.environment)
+  const body = webhookBody(
+    { id: delivery.event_id, type: delivery.type, created_at: delivery.event_created_at, payload: delivery.payload },
+    delivery.environment,
+  )
   const timestampS = Math.floor(options.clock.now() / 1000)
   const headers = {
     'content-type': 'application/json',
     'user-agent': userAgent,
     [webhookHeaderNames.id]: delivery.event_id,
     [webhookHeaderNames.timestamp]: String(timestampS),
-    [webhookHeaderNames.signature]: signWebhook({ id: delivery.event_id, timestampS, body,
-      privateKey: key.privateKey }),
+    [webhookHeaderNames.signature]: signWebhook({
+      id: delivery.event_id,
+      timestampS,
+      body,
+      privateKey: key.privateKey,
+    }),
     [deliveryHeaderNames.deliveryId]: delivery.id,
     [deliveryHeaderNames.attempt]: String(delivery.attempts),
   }
   try {
     // Redirects are not followed: a 3xx is a failure, as a moved endpoint must be re-registered.
-    const response = await options.fetch(delivery.url, { method: 'POST', headers, body, redirect: 'manual',
-      signal: AbortSignal.timeout(options.deliveryTimeoutMs) })
+    const response = await options.fetch(delivery.url, {
+      method: 'POST',
+      headers,
+      body,
+      redirect: 'manual',
+      signal: AbortSignal.timeout(options.deliveryTimeoutMs),
+    })
     if (response.status >= 200 && response.status < 300) {
       await response.body?.cancel().catch(() => undefined)
       return { ok: true, statusCode: response.status, error: null }
@@ -180,27 +219,42 @@ function describeNetworkError(error: unknown, timeoutMs: number): string {
   const name = (error as { name?: unknown }).name
   if (name === 'TimeoutError' || name === 'AbortError') return `No response within ${timeoutMs} ms`
   const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause
-  const detail = typeof cause?.code === 'string' ? cause.code
-    : typeof cause?.message === 'string' ? cause.message : error instanceof Error ? error.message : String(error)
+  const detail =
+    typeof cause?.code === 'string'
+      ? cause.code
+      : typeof cause?.message === 'string'
+        ? cause.message
+        : error instanceof Error
+          ? error.message
+          : String(error)
   return `Network error: ${detail}`.slice(0, errorTextLengthMax)
 }
 
-async function record(storage: Pick<Storage, 'db'>, delivery: Claimed, outcome: Outcome,
-  options: DeliverOptions): Promise<boolean> {
+async function record(
+  storage: Pick<Storage, 'db'>,
+  delivery: Claimed,
+  outcome: Outcome,
+  options: DeliverOptions,
+): Promise<boolean> {
   const now = options.clock.now()
   const final = outcome.ok || delivery.enabled !== 1 || delivery.attempts >= options.attemptsMax
-  const status = outcome.ok ? 'delivered' as const : final ? 'dead' as const : 'pending' as const
+  const status = outcome.ok ? ('delivered' as const) : final ? ('dead' as const) : ('pending' as const)
   const db = storage.db as unknown as Kysely<NotificationTables>
-  const result = await db.updateTable('webhook_deliveries').set({
-    status,
-    next_attempt_at: final ? null : now + options.retryDelayMs(delivery.attempts),
-    locked_until: null,
-    lock_token: null,
-    last_status_code: outcome.statusCode,
-    last_error: outcome.error,
-    ...(outcome.ok ? { delivered_at: now } : {}),
-  }).where('id', '=', delivery.id).where('lock_token', '=', delivery.lock_token)
-    .where('status', '=', 'delivering').executeTakeFirst()
+  const result = await db
+    .updateTable('webhook_deliveries')
+    .set({
+      status,
+      next_attempt_at: final ? null : now + options.retryDelayMs(delivery.attempts),
+      locked_until: null,
+      lock_token: null,
+      last_status_code: outcome.statusCode,
+      last_error: outcome.error,
+      ...(outcome.ok ? { delivered_at: now } : {}),
+    })
+    .where('id', '=', delivery.id)
+    .where('lock_token', '=', delivery.lock_token)
+    .where('status', '=', 'delivering')
+    .executeTakeFirst()
   // Zero rows: the lease ran out and another worker re-claimed the row (or it was disabled
   // or redelivered meanwhile); its record wins, as the newer one.
   return result.numUpdatedRows === 1n

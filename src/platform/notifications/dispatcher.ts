@@ -25,30 +25,48 @@ export interface DispatchOptions {
 }
 
 /** Fans out up to `batchSizeMax` undispatched events; returns how many it fanned out. */
-export async function dispatchEvents(storage: Pick<Storage, 'db' | 'dialect'>,
-  options: DispatchOptions): Promise<number> {
+export async function dispatchEvents(
+  storage: Pick<Storage, 'db' | 'dialect'>,
+  options: DispatchOptions,
+): Promise<number> {
   return storage.db.transaction().execute(async (transaction) => {
     const tx = transaction as unknown as Transaction<NotificationTables>
     // On PostgreSQL several workers scan at once: each takes the rows it can lock and skips
     // those another worker holds, so no event is fanned out twice. SQLite has one writer.
-    const events = await tx.selectFrom('outbox_events').select(['id', 'organization_id', 'app_id'])
-      .where('dispatched_at', 'is', null).orderBy('created_at').orderBy('id').limit(options.batchSizeMax)
+    const events = await tx
+      .selectFrom('outbox_events')
+      .select(['id', 'organization_id', 'app_id'])
+      .where('dispatched_at', 'is', null)
+      .orderBy('created_at')
+      .orderBy('id')
+      .limit(options.batchSizeMax)
       .$if(storage.dialect === 'postgres', (query) => query.forUpdate().skipLocked())
       .execute()
     if (events.length === 0) return 0
     const targets = await targetEndpoints(tx, events)
     const rows: WebhookDeliveriesTable[] = []
     for (const event of events) {
-      const endpoints = event.app_id === null
-        ? targets.filter((endpoint) => endpoint.organization_id === event.organization_id)
-        : targets.filter((endpoint) => endpoint.app_id === event.app_id)
+      const endpoints =
+        event.app_id === null
+          ? targets.filter((endpoint) => endpoint.organization_id === event.organization_id)
+          : targets.filter((endpoint) => endpoint.app_id === event.app_id)
       for (const endpoint of endpoints) rows.push(newDelivery(event.id, endpoint, options.now))
     }
     for (let start = 0; start < rows.length; start += insertRowsMax) {
-      await tx.insertInto('webhook_deliveries').values(rows.slice(start, start + insertRowsMax)).execute()
+      await tx
+        .insertInto('webhook_deliveries')
+        .values(rows.slice(start, start + insertRowsMax))
+        .execute()
     }
-    await tx.updateTable('outbox_events').set({ dispatched_at: options.now })
-      .where('id', 'in', events.map((event) => event.id)).execute()
+    await tx
+      .updateTable('outbox_events')
+      .set({ dispatched_at: options.now })
+      .where(
+        'id',
+        'in',
+        events.map((event) => event.id),
+      )
+      .execute()
     return events.length
   })
 }
@@ -59,27 +77,48 @@ interface Target {
   readonly organization_id: string
 }
 
-async function targetEndpoints(tx: Kysely<NotificationTables>,
-  events: readonly { organization_id: string; app_id: string | null }[]): Promise<Target[]> {
+async function targetEndpoints(
+  tx: Kysely<NotificationTables>,
+  events: readonly { organization_id: string; app_id: string | null }[],
+): Promise<Target[]> {
   const appIds = [...new Set(events.flatMap((event) => (event.app_id === null ? [] : [event.app_id])))]
-  const organizationIds = [...new Set(events.filter((event) => event.app_id === null)
-    .map((event) => event.organization_id))]
-  return tx.selectFrom('webhook_endpoints').innerJoin('apps', 'apps.id', 'webhook_endpoints.app_id')
+  const organizationIds = [
+    ...new Set(events.filter((event) => event.app_id === null).map((event) => event.organization_id)),
+  ]
+  return tx
+    .selectFrom('webhook_endpoints')
+    .innerJoin('apps', 'apps.id', 'webhook_endpoints.app_id')
     .select(['webhook_endpoints.id', 'webhook_endpoints.app_id', 'apps.organization_id'])
     .where('webhook_endpoints.enabled', '=', 1)
-    .where((eb) => eb.or([
-      ...(appIds.length > 0 ? [eb('webhook_endpoints.app_id', 'in', appIds)] : []),
-      ...(organizationIds.length > 0 ? [eb('apps.organization_id', 'in', organizationIds)] : []),
-    ]))
+    .where((eb) =>
+      eb.or([
+        ...(appIds.length > 0 ? [eb('webhook_endpoints.app_id', 'in', appIds)] : []),
+        ...(organizationIds.length > 0 ? [eb('apps.organization_id', 'in', organizationIds)] : []),
+      ]),
+    )
     .execute()
 }
 
 /** A delivery due now; the unique (event, endpoint) pair makes a second fan-out fail loudly. */
-export function newDelivery(eventId: string, endpoint: { id: string; app_id: string },
-  now: number): WebhookDeliveriesTable {
+export function newDelivery(
+  eventId: string,
+  endpoint: { id: string; app_id: string },
+  now: number,
+): WebhookDeliveriesTable {
   return {
-    id: newId(deliveryIdPrefix), event_id: eventId, endpoint_id: endpoint.id, app_id: endpoint.app_id,
-    status: 'pending', attempts: 0, next_attempt_at: now, locked_until: null, lock_token: null,
-    last_status_code: null, last_error: null, last_attempt_at: null, created_at: now, delivered_at: null,
+    id: newId(deliveryIdPrefix),
+    event_id: eventId,
+    endpoint_id: endpoint.id,
+    app_id: endpoint.app_id,
+    status: 'pending',
+    attempts: 0,
+    next_attempt_at: now,
+    locked_until: null,
+    lock_token: null,
+    last_status_code: null,
+    last_error: null,
+    last_attempt_at: null,
+    created_at: now,
+    delivered_at: null,
   }
 }

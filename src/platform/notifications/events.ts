@@ -28,5 +28,6 @@ export const notificationEvents = Object.freeze({
 } satisfies Record<string, TSchema>)
 
 /** Checks payloads against {@link notificationEvents} and writes them to the outbox. */
-export const notificationEventPublisher: EventPublisher =
-  createEventPublisher(new Map(Object.entries(notificationEvents)))
+export const notificationEventPublisher: EventPublisher = createEventPublisher(
+  new Map(Object.entries(notificationEvents)),
+)

@@ -8,8 +8,15 @@
  * const worker = startNotificationWorker({ storage, platformKeys })
  */
 export {
-  attemptsMaxDefault, batchSizeMaxDefault, deliveryTimeoutMsDefault, retryDelaysMsDefault, retryDelayMs,
-  startNotificationWorker, type NotificationWorker, type NotificationWorkerOptions, type NotificationWorkerSettings,
+  attemptsMaxDefault,
+  batchSizeMaxDefault,
+  deliveryTimeoutMsDefault,
+  retryDelaysMsDefault,
+  retryDelayMs,
+  startNotificationWorker,
+  type NotificationWorker,
+  type NotificationWorkerOptions,
+  type NotificationWorkerSettings,
 } from './worker.js'
 export { notificationRoutes } from './routes.js'
 export { notificationEvents, testEventType } from './events.js'

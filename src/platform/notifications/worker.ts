@@ -30,8 +30,17 @@ const hourMs = 60 * minuteMs
 
 /** Wait after failed attempt n (index n - 1). Sums to 71 h 36 min before jitter. */
 export const retryDelaysMsDefault: readonly number[] = Object.freeze([
-  minuteMs, 5 * minuteMs, 30 * minuteMs, 2 * hourMs, 5 * hourMs,
-  10 * hourMs, 10 * hourMs, 10 * hourMs, 10 * hourMs, 10 * hourMs, 14 * hourMs,
+  minuteMs,
+  5 * minuteMs,
+  30 * minuteMs,
+  2 * hourMs,
+  5 * hourMs,
+  10 * hourMs,
+  10 * hourMs,
+  10 * hourMs,
+  10 * hourMs,
+  10 * hourMs,
+  14 * hourMs,
 ])
 /** The first attempt plus one per delay of the schedule. */
 export const attemptsMaxDefault = retryDelaysMsDefault.length + 1
@@ -111,8 +120,14 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
   const runOnce = async (): Promise<number> => {
     const dispatched = await dispatchEvents(options.storage, { now: clock.now(), batchSizeMax })
     const attempted = await deliverDue(options.storage, {
-      now: clock.now(), clock, fetch: fetchImpl, platformKeys: options.platformKeys, batchSizeMax,
-      deliveryTimeoutMs, leaseMs, attemptsMax,
+      now: clock.now(),
+      clock,
+      fetch: fetchImpl,
+      platformKeys: options.platformKeys,
+      batchSizeMax,
+      deliveryTimeoutMs,
+      leaseMs,
+      attemptsMax,
       retryDelayMs: (attempt) => retryDelayMs(attempt, retryDelaysMs, random),
     })
     return dispatched + attempted

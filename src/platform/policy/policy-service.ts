@@ -40,8 +40,10 @@ export interface PolicyService {
   declarations(): ReadonlyMap<string, ParameterDeclaration>
 }
 
-export function createPolicyService(declarations: ReadonlyMap<string, ParameterDeclaration>,
-  source: PolicySource | null): PolicyService {
+export function createPolicyService(
+  declarations: ReadonlyMap<string, ParameterDeclaration>,
+  source: PolicySource | null,
+): PolicyService {
   return {
     declarations: () => declarations,
     async get<T>(db: Kysely<any>, key: string, scope: PolicyScope): Promise<PolicyValue<T>> {

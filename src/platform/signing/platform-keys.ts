@@ -24,14 +24,18 @@ export interface PlatformKey {
 export async function ensurePlatformKeys(db: Kysely<any>, now: number): Promise<void> {
   for (const environment of environments) {
     const pair = crypto.generateKeyPairSync('ed25519')
-    await (db as Kysely<CoreTables>).insertInto('platform_keys').values({
-      environment,
-      key_id: newId('pk'),
-      algorithm: 'Ed25519',
-      public_key_pem: pair.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-      private_key_pem: pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-      created_at: now,
-    }).onConflict((oc) => oc.column('environment').doNothing()).execute()
+    await (db as Kysely<CoreTables>)
+      .insertInto('platform_keys')
+      .values({
+        environment,
+        key_id: newId('pk'),
+        algorithm: 'Ed25519',
+        public_key_pem: pair.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+        private_key_pem: pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+        created_at: now,
+      })
+      .onConflict((oc) => oc.column('environment').doNothing())
+      .execute()
   }
 }
 

@@ -6,7 +6,8 @@
 import { sql, type Kysely } from 'kysely'
 
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema.createTable('app_redirect_uris')
+  await db.schema
+    .createTable('app_redirect_uris')
     .addColumn('app_id', 'text', (c) => c.notNull().references('apps.id'))
     .addColumn('redirect_uri', 'text', (c) => c.notNull())
     .addColumn('position', 'integer', (c) => c.notNull())
@@ -14,7 +15,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addPrimaryKeyConstraint('app_redirect_uris_pk', ['app_id', 'redirect_uri'])
     .execute()
 
-  await db.schema.createTable('authorizations')
+  await db.schema
+    .createTable('authorizations')
     .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('app_id', 'text', (c) => c.notNull().references('apps.id'))
     .addColumn('merchant_id', 'text', (c) => c.notNull().references('organizations.id'))
@@ -36,12 +38,18 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('revoke_reason', 'text')
     .execute()
   // One live authorisation per app and merchant; revoked ones stay as history.
-  await db.schema.createIndex('authorizations_live').on('authorizations').columns(['app_id', 'merchant_id'])
-    .unique().where(sql.ref('status'), '=', 'active').execute()
+  await db.schema
+    .createIndex('authorizations_live')
+    .on('authorizations')
+    .columns(['app_id', 'merchant_id'])
+    .unique()
+    .where(sql.ref('status'), '=', 'active')
+    .execute()
   await db.schema.createIndex('authorizations_merchant').on('authorizations').columns(['merchant_id', 'id']).execute()
   await db.schema.createIndex('authorizations_app').on('authorizations').columns(['app_id', 'id']).execute()
 
-  await db.schema.createTable('authorization_codes')
+  await db.schema
+    .createTable('authorization_codes')
     .addColumn('code_hash', 'text', (c) => c.primaryKey())
     .addColumn('app_id', 'text', (c) => c.notNull().references('apps.id'))
     .addColumn('merchant_id', 'text', (c) => c.notNull().references('organizations.id'))

@@ -10,7 +10,8 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`create index outbox_events_undispatched on outbox_events (created_at, id)
     where dispatched_at is null`.execute(db)
 
-  await db.schema.createTable('webhook_endpoints')
+  await db.schema
+    .createTable('webhook_endpoints')
     .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('app_id', 'text', (c) => c.notNull().references('apps.id'))
     .addColumn('url', 'text', (c) => c.notNull())
@@ -18,17 +19,22 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .addColumn('disabled_at', 'bigint')
     .execute()
-  await db.schema.createIndex('webhook_endpoints_app').on('webhook_endpoints').columns(['app_id', 'created_at'])
+  await db.schema
+    .createIndex('webhook_endpoints_app')
+    .on('webhook_endpoints')
+    .columns(['app_id', 'created_at'])
     .execute()
 
-  await db.schema.createTable('webhook_deliveries')
+  await db.schema
+    .createTable('webhook_deliveries')
     .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('event_id', 'text', (c) => c.notNull().references('outbox_events.id'))
     .addColumn('endpoint_id', 'text', (c) => c.notNull().references('webhook_endpoints.id'))
     // Copied from the endpoint so that the delivery log is scoped and paged by one index.
     .addColumn('app_id', 'text', (c) => c.notNull().references('apps.id'))
-    .addColumn('status', 'text', (c) => c.notNull()
-      .check(sql`status in ('pending', 'delivering', 'delivered', 'dead')`))
+    .addColumn('status', 'text', (c) =>
+      c.notNull().check(sql`status in ('pending', 'delivering', 'delivered', 'dead')`),
+    )
     .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
     .addColumn('next_attempt_at', 'bigint')
     .addColumn('locked_until', 'bigint')
@@ -44,8 +50,11 @@ export async function up(db: Kysely<any>): Promise<void> {
   // here with next_attempt_at = locked_until, so a dead worker's claim comes due again.
   await sql`create index webhook_deliveries_due on webhook_deliveries (next_attempt_at)
     where status in ('pending', 'delivering')`.execute(db)
-  await db.schema.createIndex('webhook_deliveries_app').on('webhook_deliveries')
-    .columns(['app_id', 'created_at', 'id']).execute()
+  await db.schema
+    .createIndex('webhook_deliveries_app')
+    .on('webhook_deliveries')
+    .columns(['app_id', 'created_at', 'id'])
+    .execute()
 }
 
 export async function down(db: Kysely<any>): Promise<void> {

@@ -2,7 +2,8 @@
 import type { Kysely } from 'kysely'
 
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema.createTable('payment_consumers')
+  await db.schema
+    .createTable('payment_consumers')
     .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('environment', 'text', (c) => c.notNull())
     .addColumn('display_name', 'text', (c) => c.notNull())
@@ -10,7 +11,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('created_by_app_id', 'text')
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .execute()
-  await db.schema.createTable('payment_codes')
+  await db.schema
+    .createTable('payment_codes')
     .addColumn('code_hash', 'text', (c) => c.primaryKey())
     .addColumn('consumer_id', 'text', (c) => c.notNull())
     .addColumn('reusable', 'integer', (c) => c.notNull())
@@ -18,7 +20,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('used_at', 'bigint')
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .execute()
-  await db.schema.createTable('payment_trades')
+  await db.schema
+    .createTable('payment_trades')
     .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('environment', 'text', (c) => c.notNull())
     .addColumn('merchant_id', 'text', (c) => c.notNull())
@@ -57,9 +60,13 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addUniqueConstraint('payment_trades_qr_token', ['qr_token'])
     .execute()
   await db.schema.createIndex('payment_trades_expiry').on('payment_trades').columns(['status', 'expires_at']).execute()
-  await db.schema.createIndex('payment_trades_settlement').on('payment_trades')
-    .columns(['settle_status', 'settle_after']).execute()
-  await db.schema.createTable('payment_refunds')
+  await db.schema
+    .createIndex('payment_trades_settlement')
+    .on('payment_trades')
+    .columns(['settle_status', 'settle_after'])
+    .execute()
+  await db.schema
+    .createTable('payment_refunds')
     .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('trade_id', 'text', (c) => c.notNull())
     .addColumn('out_request_no', 'text', (c) => c.notNull())
@@ -71,7 +78,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .addUniqueConstraint('payment_refunds_request', ['trade_id', 'out_request_no'])
     .execute()
-  await db.schema.createTable('payment_royalty_receivers')
+  await db.schema
+    .createTable('payment_royalty_receivers')
     .addColumn('merchant_id', 'text', (c) => c.notNull())
     .addColumn('environment', 'text', (c) => c.notNull())
     .addColumn('receiver_id', 'text', (c) => c.notNull())
@@ -80,7 +88,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .addPrimaryKeyConstraint('payment_royalty_receivers_pk', ['merchant_id', 'environment', 'receiver_id'])
     .execute()
-  await db.schema.createTable('payment_royalties')
+  await db.schema
+    .createTable('payment_royalties')
     .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('trade_id', 'text', (c) => c.notNull())
     .addColumn('out_request_no', 'text', (c) => c.notNull())
@@ -89,13 +98,22 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('status', 'text', (c) => c.notNull())
     .addColumn('created_at', 'bigint', (c) => c.notNull())
     .execute()
-  await db.schema.createIndex('payment_royalties_request').on('payment_royalties')
-    .columns(['trade_id', 'out_request_no']).execute()
+  await db.schema
+    .createIndex('payment_royalties_request')
+    .on('payment_royalties')
+    .columns(['trade_id', 'out_request_no'])
+    .execute()
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  for (const table of ['payment_royalties', 'payment_royalty_receivers', 'payment_refunds', 'payment_trades',
-    'payment_codes', 'payment_consumers']) {
+  for (const table of [
+    'payment_royalties',
+    'payment_royalty_receivers',
+    'payment_refunds',
+    'payment_trades',
+    'payment_codes',
+    'payment_consumers',
+  ]) {
     await db.schema.dropTable(table).execute()
   }
 }

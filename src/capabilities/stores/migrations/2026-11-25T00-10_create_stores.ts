@@ -2,7 +2,8 @@
 import type { Kysely } from 'kysely'
 
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema.createTable('stores')
+  await db.schema
+    .createTable('stores')
     .addColumn('id', 'text', (c) => c.primaryKey())
     .addColumn('organization_id', 'text', (c) => c.notNull())
     .addColumn('environment', 'text', (c) => c.notNull())
@@ -16,8 +17,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('closed_at', 'bigint')
     .addUniqueConstraint('stores_out_store_no', ['organization_id', 'environment', 'out_store_no'])
     .execute()
-  await db.schema.createIndex('stores_organization_status').on('stores')
-    .columns(['organization_id', 'environment', 'status']).execute()
+  await db.schema
+    .createIndex('stores_organization_status')
+    .on('stores')
+    .columns(['organization_id', 'environment', 'status'])
+    .execute()
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
