@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import stores from '../src/capabilities/stores/index.js'
 import { sha256Hex } from '../src/platform/ids.js'
 import { grantAuthorization, purgeAuthorizationCodes } from '../src/platform/authorization/index.js'
-import { escapeHtml } from '../src/platform/authorization/html.js'
+import { escapeHtml } from '../src/server/html.js'
 import {
   createAppWithKey,
   json,

@@ -1,40 +1,11 @@
-import path from 'node:path'
 import type { Kysely } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createLedgerService } from '../src/capabilities/ledger/service.js'
-import { createCli } from '../src/cli/commands.js'
-import { parseConfig } from '../src/config.js'
 import { fen } from '../src/platform/money/money.js'
 import { openStorage } from '../src/storage/database.js'
-import { forEachDialect, freshTarget, testConfig, type TestTarget } from './harness.js'
+import { cliEnvironment, runCli } from './cli-harness.js'
+import { forEachDialect, freshTarget, type TestTarget } from './harness.js'
 import { freshAccount } from './ledger-helpers.js'
-
-/** Runs the CLI in-process against a database, collecting what it prints (as audit-cli.test.ts does). */
-async function runCli(args: string[], env: Record<string, string>) {
-  let out = ''
-  let err = ''
-  const previousExitCode = process.exitCode
-  process.exitCode = undefined
-  const cli = createCli({
-    out: (text) => {
-      out += text
-    },
-    err: (text) => {
-      err += text
-    },
-    config: (overrides) => parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', ...env, ...overrides }),
-    waitForStop: async () => undefined,
-  })
-  let thrown: unknown
-  try {
-    await cli.parseAsync(['node', 'baseplate', ...args])
-  } catch (error) {
-    thrown = error
-  }
-  const exitCode = process.exitCode ?? 0
-  process.exitCode = previousExitCode
-  return { out, err, exitCode, thrown }
-}
 
 forEachDialect('baseplate ledger verify', (dialect) => {
   let target: TestTarget
@@ -50,13 +21,7 @@ forEachDialect('baseplate ledger verify', (dialect) => {
 
   beforeAll(async () => {
     target = await freshTarget(dialect)
-    if (target.target.kind === 'sqlite') {
-      env = { BASEPLATE_DATA_DIR: path.dirname(target.target.file) }
-    } else {
-      const url = new URL(testConfig.testDatabaseUrl)
-      url.searchParams.set('options', `-c search_path=${target.target.schema}`)
-      env = { DATABASE_URL: url.toString() }
-    }
+    env = cliEnvironment(target.target)
   })
   afterAll(async () => target.dispose())
 

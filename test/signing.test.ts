@@ -1,5 +1,5 @@
 import crypto from 'node:crypto'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, expect, it } from 'vitest'
 import { responseSigningString, verifyText } from '../sdk/src/protocol.js'
 import { createAppWithKey, ed25519KeyPair, json, rsaKeyPair, signed, signUp, type TestApp } from './fixtures.js'
 import { forEachDialect, useTestPlatform } from './harness.js'

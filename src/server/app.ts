@@ -164,7 +164,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       `public write ${spec.operationId} must declare idempotency 'none'`,
     )
     operationIds.add(spec.operationId)
-    registerRoute(app, spec, { deps, clock, state })
+    registerRoute(app, spec, { deps, state })
   }
 
   await registerPages(app, registry.pages, storage, clock)
@@ -194,7 +194,6 @@ function idempotencyHeaderError(error: unknown): AppError | null {
 
 interface RouteContext {
   readonly deps: AppDependencies
-  readonly clock: Clock
   readonly state: (request: FastifyRequest) => RequestState
 }
 
@@ -262,7 +261,7 @@ function routeSchema(spec: RouteSpec) {
 }
 
 function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteContext): void {
-  const { deps, clock, state } = context
+  const { deps, state } = context
   const { config, storage } = deps
   app.route({
     method: spec.method,

@@ -7,7 +7,7 @@ import type { Kysely } from 'kysely'
 import { AppError } from '../../errors.js'
 import type { UserPrincipal } from '../../server/route-kit.js'
 import { isUniqueViolation } from '../../storage/database.js'
-import type { AppEnvironment, AppKeysTable, AppsTable, CoreTables } from '../../storage/tables.js'
+import type { AppEnvironment, AppKeysTable, AppsTable, CoreTables, MemberRole } from '../../storage/tables.js'
 import { appendAudit } from '../audit/audit-log.js'
 import { requireMember, roles } from '../identity/service.js'
 import { newId } from '../ids.js'
@@ -49,14 +49,15 @@ export async function createApp(
   return row
 }
 
-/** An app of the organisation, after checking the caller belongs to it. */
+/** An app of the organisation, after checking the caller belongs to it with one of `allowed` roles. */
 export async function getApp(
   db: Kysely<any>,
   principal: UserPrincipal,
   organizationId: string,
   appId: string,
+  allowed: readonly MemberRole[] | 'read' = 'read',
 ): Promise<AppsTable> {
-  await requireMember(db, principal, organizationId, 'read')
+  await requireMember(db, principal, organizationId, allowed)
   const app = await (db as Db)
     .selectFrom('apps')
     .selectAll()

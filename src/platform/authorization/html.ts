@@ -5,25 +5,8 @@
  * bilingual, Simplified Chinese first and English second.
  */
 import crypto from 'node:crypto'
+import { escapeHtml } from '../../server/html.js'
 import type { CheckedRequest, MerchantChoice } from './consent.js'
-
-/**
- * Escapes text for HTML content and double-quoted attributes.
- *
- * @example
- * escapeHtml('<b>"Tea" & co</b>') // '&lt;b&gt;&quot;Tea&quot; &amp; co&lt;/b&gt;'
- */
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (character) => entities[character]!)
-}
-
-const entities: Readonly<Record<string, string>> = {
-  '&': '&amp;',
-  '<': '&lt;',
-  '>': '&gt;',
-  '"': '&quot;',
-  "'": '&#39;',
-}
 
 const style = [
   'body{font-family:system-ui,"PingFang SC","Microsoft YaHei",sans-serif;background:#f5f5f5;margin:0;color:#1f1f1f}',

@@ -12,9 +12,10 @@ import net from 'node:net'
 import type { Kysely } from 'kysely'
 import { AppError } from '../../errors.js'
 import type { UserPrincipal } from '../../server/route-kit.js'
-import type { AppEnvironment, AppsTable } from '../../storage/tables.js'
+import type { AppEnvironment } from '../../storage/tables.js'
 import { appendAudit } from '../audit/audit-log.js'
-import { requireMember, roles } from '../identity/service.js'
+import { getApp } from '../apps/service.js'
+import { roles } from '../identity/service.js'
 import { newId } from '../ids.js'
 import { newDelivery } from './dispatcher.js'
 import { endpointIdPrefix, notificationEventPublisher, testEventMessage, testEventType } from './events.js'
@@ -40,21 +41,8 @@ export interface DeliveryQuery {
 }
 
 /** The app, once the caller is known to be a developer+ of its organisation. */
-async function requireApp(
-  db: Kysely<any>,
-  principal: UserPrincipal,
-  organizationId: string,
-  appId: string,
-): Promise<AppsTable> {
-  await requireMember(db, principal, organizationId, roles.developer)
-  const app = await (db as Db)
-    .selectFrom('apps')
-    .selectAll()
-    .where('id', '=', appId)
-    .where('organization_id', '=', organizationId)
-    .executeTakeFirst()
-  if (app === undefined) throw new AppError('APP_NOT_FOUND', { field: 'app_id' })
-  return app
+function requireApp(db: Kysely<any>, principal: UserPrincipal, organizationId: string, appId: string) {
+  return getApp(db, principal, organizationId, appId, roles.developer)
 }
 
 async function findEndpoint(db: Kysely<any>, appId: string, endpointId: string): Promise<WebhookEndpointsTable> {
