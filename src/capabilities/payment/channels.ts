@@ -39,7 +39,13 @@ export interface PaymentChannel {
   initiate(trade: TradesTable, source: PaymentSource, now: number): Promise<ChannelOutcome>
   /** For a trade left pending or unknown: what the upstream says now. */
   query(trade: TradesTable, now: number): Promise<ChannelOutcome>
-  refund(trade: TradesTable, amount: number, now: number): Promise<{ readonly state: 'succeeded' }>
+  /** `idempotencyKey` is stable per refund: the upstream must refund once however often it is asked. */
+  refund(
+    trade: TradesTable,
+    amount: number,
+    idempotencyKey: string,
+    now: number,
+  ): Promise<{ readonly state: 'succeeded' }>
 }
 
 export const sandboxSettleDelayMs = 5_000

@@ -11,6 +11,11 @@ export const paymentErrors = {
   PAYMENT_TRADE_NOT_CLOSABLE: { status: 409, message: 'Only a trade waiting for payment can be closed' },
   PAYMENT_TRADE_NOT_REFUNDABLE: { status: 409, message: 'Only a paid trade can be refunded' },
   PAYMENT_REFUND_EXCEEDS_PAID: { status: 422, message: 'The refund would exceed what was paid' },
+  PAYMENT_REFUND_BLOCKED_BY_ROYALTY: {
+    status: 422,
+    message: 'Profit already shared from this trade leaves too little to refund',
+  },
+  PAYMENT_TRADE_NOT_PAID: { status: 409, message: 'Only a paid trade can share profit' },
   PAYMENT_REFUND_REQUEST_CONFLICT: {
     status: 409,
     message: 'This out_request_no was used for a refund with another amount',

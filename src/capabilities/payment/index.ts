@@ -54,11 +54,11 @@ export default defineCapability<PaymentServices>({
   pages: (services, context) => pages(services.trades, context),
   jobs: (services) => [
     { name: 'expire-trades', intervalMs: 5_000, run: (db, now) => services.trades.expireDue(db, now) },
+    { name: 'poll-channels', intervalMs: 5_000, run: (db, now) => services.trades.pollChannels(db, now) },
     {
       name: 'settle-trades',
       intervalMs: 30_000,
-      run: async (db, now) =>
-        (await db.transaction().execute((tx) => services.settlement.settleDue(tx, null, now))).settled_trades,
+      run: async (db, now) => (await services.settlement.settleDue(db, null, now)).settled_trades,
     },
   ],
 })

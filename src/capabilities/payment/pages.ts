@@ -64,8 +64,10 @@ export function pages(trades: TradeService, context: CapabilityContext): PageSpe
       handler: async ({ db, params, now }) => {
         const found = await trades.findByQrToken(db, params.token ?? '')
         if (found === null) return notFound
+        // Under the row lock, like every other transition: expiry decided here must not race a
+        // payment committing at the same moment.
         const trade = await db.transaction().execute(async (tx) => {
-          const locked = await trades.findByQrToken(tx, found.qr_token!)
+          const locked = await trades.lockByQrToken(tx, found.qr_token!, now)
           return locked === null ? found : trades.refresh(tx, locked, now)
         })
         return render(trade, await merchantName(db, trade), null)

@@ -18,9 +18,12 @@ import { channels } from './channels.js'
 import { bpsDenominator } from './pricing.js'
 import type { RefundView } from './schema.js'
 import type { PaymentTables, RefundsTable, TradesTable } from './tables.js'
-import { feeAccount, merchantAccount, type TradeService } from './trades.js'
+import { feeAccount, merchantAccount, merchantShare, type TradeService } from './trades.js'
 
 type Db = Kysely<PaymentTables>
+
+/** Cancel's refund number: `#` is outside the schema of `out_request_no`, so it never collides. */
+export const cancelRequestNo = '#cancel'
 
 function refundView(row: RefundsTable, tradeRefunded: number): RefundView {
   return {
@@ -77,9 +80,21 @@ export function createRefundService(context: CapabilityContext, ledger: LedgerSe
         : trade.commission_amount
     const clawback = trade.commission_amount - commissionAfter
     assert(feeRefund >= 0 && feeRefund <= input.amount && clawback >= 0, 'refund split is consistent')
+    const shareAfter = merchantShare({
+      ...trade,
+      refunded_amount: refundedAfter,
+      fee_refunded_amount: feeRefundedAfter,
+    })
+    if (shareAfter < 0) {
+      throw new AppError('PAYMENT_REFUND_BLOCKED_BY_ROYALTY', {
+        field: 'body.amount',
+        message:
+          `Profit already shared from this trade (${trade.royalty_amount}) leaves ` +
+          `${merchantShare(trade)} to refund from; this refund needs ${input.amount - feeRefund}`,
+      })
+    }
 
     const channel = channels[trade.channel!]
-    await channel.refund(trade, input.amount, now)
     const payee = channel.fundingAccount(trade)
     const merchant = merchantAccount(trade, settled ? 'merchant_available' : 'merchant_pending')
     const transfers: Transfer[] = []
@@ -109,6 +124,9 @@ export function createRefundService(context: CapabilityContext, ledger: LedgerSe
       }
       throw error
     }
+    // The channel moves the money back only once the ledger has accepted the refund, with the
+    // refund's own number as its idempotency key, so a retry never refunds twice upstream.
+    await channel.refund(trade, input.amount, `${trade.id}:${input.out_request_no}`, now)
     const status = refundedAfter === trade.total_amount ? 'fully_refunded' : 'paid'
     const updated = await (db as Db)
       .updateTable('payment_trades')
@@ -188,7 +206,7 @@ export function createRefundService(context: CapabilityContext, ledger: LedgerSe
         const result = await refundLocked(
           db,
           trade,
-          { out_request_no: `cancel-${trade.id}`, amount: rest, reason: 'cancelled' },
+          { out_request_no: cancelRequestNo, amount: rest, reason: 'cancelled' },
           now,
         )
         return { trade: trades.view(result.trade), action: 'refund' as const }

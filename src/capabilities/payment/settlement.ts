@@ -18,7 +18,7 @@ import type { CapabilityContext } from '../contract.js'
 import type { LedgerService, Transfer } from '../ledger/index.js'
 import { bpsDenominator, parameterKeys } from './pricing.js'
 import type { PaymentTables, RoyaltiesTable, RoyaltyReceiversTable, TradesTable } from './tables.js'
-import { feeAccount, merchantAccount, type TradeService } from './trades.js'
+import { feeAccount, merchantAccount, merchantShare, type TradeService } from './trades.js'
 
 type Db = Kysely<PaymentTables>
 
@@ -111,17 +111,32 @@ export function createSettlementService(context: CapabilityContext, ledger: Ledg
       if (scope !== null) {
         query = query.where('merchant_id', '=', scope.merchantId).where('environment', '=', scope.environment)
       }
-      const due = await query.orderBy('settle_after').limit(settlementBatchMax).execute()
+      const due = await query.orderBy('settle_after').orderBy('id').limit(settlementBatchMax).execute()
       const result = { settled_trades: 0, settled_amount: 0, commission_amount: 0 }
+      const failed: string[] = []
       for (const row of due) {
         const principal = { tenantId: row.merchant_id, environment: row.environment } as AppPrincipal
-        const trade = await trades.lock(db, principal, row.id, now)
-        if (trade.settle_status !== 'unsettled') continue
-        const { settled, commission } = await settleLocked(db, trade, now)
-        result.settled_trades += 1
-        result.settled_amount += settled
-        result.commission_amount += commission
+        const settle = async (tx: Kysely<any>) => {
+          const trade = await trades.lock(tx, principal, row.id, now)
+          if (trade.settle_status !== 'unsettled') return
+          const { settled, commission } = await settleLocked(tx, trade, now)
+          result.settled_trades += 1
+          result.settled_amount += settled
+          result.commission_amount += commission
+        }
+        // The worker settles each trade in its own transaction, so one trade that cannot
+        // settle never holds back the others (nor holds their locks); an app's request runs
+        // in its own transaction and fails as a whole.
+        if (db.isTransaction) await settle(db)
+        else
+          await db
+            .transaction()
+            .execute(settle)
+            .catch((error: unknown) => {
+              failed.push(`${row.id} (${String(error)})`)
+            })
       }
+      if (failed.length > 0) throw new Error(`settlement failed for trades ${failed.join(', ')}; the rest settled`)
       return result
     },
 
@@ -193,16 +208,16 @@ export function createSettlementService(context: CapabilityContext, ledger: Ledg
         .orderBy('id')
         .execute()
       if (existing.length > 0) {
-        const same =
-          existing.length === input.royalties.length &&
-          input.royalties.every((line) =>
-            existing.some((row) => row.receiver_id === line.receiver_id && row.amount === line.amount),
-          )
+        const lines = (items: ReadonlyArray<{ receiver_id: string; amount: number }>) =>
+          items
+            .map((line) => `${line.receiver_id}:${line.amount}`)
+            .sort()
+            .join(',')
+        const same = lines(existing) === lines(input.royalties)
         if (!same) throw new AppError('PAYMENT_ROYALTY_REQUEST_CONFLICT', { field: 'body.out_request_no' })
         return royaltyView(trade.id, input.out_request_no, existing)
       }
-      if (trade.status !== 'paid')
-        throw new AppError('PAYMENT_TRADE_NOT_REFUNDABLE', { message: 'Only a paid trade shares profit' })
+      if (trade.status !== 'paid') throw new AppError('PAYMENT_TRADE_NOT_PAID')
       const bound = await (db as Db)
         .selectFrom('payment_royalty_receivers')
         .select('receiver_id')
@@ -221,7 +236,14 @@ export function createSettlementService(context: CapabilityContext, ledger: Ledg
         at: now,
       })
       const requested = input.royalties.reduce((sum, line) => sum + line.amount, 0)
-      const cap = multiplyRatio(fen(trade.total_amount - trade.refunded_amount), shareMax.value, bpsDenominator, 'down')
+      // The policy caps the share of the trade; what the merchant still holds of it caps it too.
+      const policyCap = multiplyRatio(
+        fen(trade.total_amount - trade.refunded_amount),
+        shareMax.value,
+        bpsDenominator,
+        'down',
+      )
+      const cap = Math.min(policyCap, trade.royalty_amount + merchantShare(trade))
       if (trade.royalty_amount + requested > cap) {
         throw new AppError('PAYMENT_ROYALTY_EXCEEDS_SHARE', {
           field: 'body.royalties',

@@ -82,6 +82,22 @@ export function merchantAccount(trade: TradesTable, kind: 'merchant_pending' | '
  * the platform: every payment credits it, and a single shared row would serialise all
  * payments on its lock. The platform's revenue is the sum over merchants.
  */
+/**
+ * What the merchant still holds of a trade: paid, less the fee, less refunds (net of their
+ * fee), less profit shared. It must never go below zero: a refund or a share that would take
+ * it there would be paid with another trade's money.
+ */
+export function merchantShare(
+  trade: Pick<
+    TradesTable,
+    'total_amount' | 'fee_amount' | 'refunded_amount' | 'fee_refunded_amount' | 'royalty_amount'
+  >,
+): number {
+  return (
+    trade.total_amount - trade.fee_amount - (trade.refunded_amount - trade.fee_refunded_amount) - trade.royalty_amount
+  )
+}
+
 export function feeAccount(trade: Pick<TradesTable, 'merchant_id' | 'environment'>) {
   return { kind: 'platform_fee_revenue', ownerId: trade.merchant_id, environment: trade.environment } as const
 }
@@ -191,11 +207,13 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
       .where('environment', '=', principal.environment)
       .where('out_trade_no', '=', input.out_trade_no)
       .executeTakeFirstOrThrow()
+    // The buyer is part of the order only when the merchant named it (create); a barcode or
+    // QR trade learns its buyer when paid, and a retry must still find it.
     const same =
       existing.kind === kind &&
       existing.total_amount === total &&
       existing.subject === input.subject &&
-      existing.buyer_id === buyerId
+      (kind !== 'create' || existing.buyer_id === buyerId)
     if (!same) throw new AppError('PAYMENT_OUT_TRADE_NO_TAKEN', { field: 'body.out_trade_no' })
     return { trade: await lock(db, principal, existing.id, now), created: false }
   }
@@ -267,15 +285,27 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
 
   async function close(db: Kysely<any>, trade: TradesTable, reason: 'closed' | 'cancelled' | 'expired', now: number) {
     assert(trade.status === 'wait_buyer_pay', 'only a waiting trade can be closed')
-    await (db as Db)
+    if (holdsPayment(trade)) {
+      // The channel may hold the consumer's money: closing now would lose it. Query again.
+      throw new AppError('PAYMENT_TRADE_NOT_CLOSABLE', {
+        message: 'The channel has not answered for this payment yet; query the trade and try again',
+      })
+    }
+    const updated = await (db as Db)
       .updateTable('payment_trades')
       .set({ status: 'closed', closed_at: now, close_reason: reason, updated_at: now })
       .where('id', '=', trade.id)
       .where('status', '=', 'wait_buyer_pay')
-      .execute()
+      .executeTakeFirst()
+    assert(updated.numUpdatedRows === 1n, 'the locked trade was waiting')
     const closed: TradesTable = { ...trade, status: 'closed', closed_at: now, close_reason: reason, updated_at: now }
     await emit(db, 'payment.trade.closed', closed, view(closed), now)
     return closed
+  }
+
+  /** Whether the channel may hold this trade's money without having confirmed it yet. */
+  function holdsPayment(trade: TradesTable): boolean {
+    return trade.channel !== null && (trade.channel_state === 'pending' || trade.channel_state === 'unknown')
   }
 
   /**
@@ -283,12 +313,20 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
    * trade whose time ran out. A payment the channel already holds is never closed by expiry:
    * the money moved, so the trade becomes paid once the channel confirms.
    */
-  async function refresh(db: Kysely<any>, trade: TradesTable, now: number): Promise<TradesTable> {
+  async function refresh(db: Kysely<any>, current: TradesTable, now: number): Promise<TradesTable> {
+    let trade = current
     if (trade.status !== 'wait_buyer_pay') return trade
-    if (trade.channel !== null && (trade.channel_state === 'pending' || trade.channel_state === 'unknown')) {
-      const outcome = await channels[trade.channel].query(trade, now)
-      if (outcome.state === 'succeeded') return completePayment(db, trade, trade.channel, trade.buyer_id, now)
-      return trade
+    if (holdsPayment(trade)) {
+      const outcome = await channels[trade.channel!].query(trade, now)
+      if (outcome.state === 'succeeded') return completePayment(db, trade, trade.channel!, trade.buyer_id, now)
+      if (outcome.state !== 'declined') return trade
+      // The channel let go of the payment: the trade waits again, and expiry applies.
+      await (db as Db)
+        .updateTable('payment_trades')
+        .set({ channel_state: null, channel_ready_at: null, updated_at: now })
+        .where('id', '=', trade.id)
+        .execute()
+      trade = { ...trade, channel_state: null, channel_ready_at: null }
     }
     if (trade.expires_at <= now) return close(db, trade, 'expired', now)
     return trade
@@ -324,10 +362,12 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
       if (sandbox !== null && principal.environment !== 'sandbox') {
         throw new AppError('PAYMENT_CODE_INVALID', { field: 'body.auth_code' })
       }
+      // The order first: a retry of a paid order finds it without spending the code again.
+      // A second, concurrent insert of the same order waits on the first and then finds it.
+      const { trade, created } = await insert(db, principal, merchant, input, 'barcode', null, now)
+      if (!created) return view(await refresh(db, trade, now))
       const buyerId =
         sandbox === null ? await consumers.redeemCode(db, input.auth_code, principal.environment, now) : null
-      const { trade, created } = await insert(db, principal, merchant, input, 'barcode', buyerId, now)
-      if (!created) return view(await refresh(db, trade, now))
       const channelId = sandbox === null ? 'wallet' : 'sandbox'
       const source: PaymentSource =
         sandbox === null ? { kind: 'wallet', consumerId: buyerId! } : { kind: 'sandbox', script: sandbox.script }
@@ -378,15 +418,17 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
     async get(db: Kysely<any>, principal: AppPrincipal, where: { id: string } | { out_trade_no: string }, now: number) {
       let query = (db as Db)
         .selectFrom('payment_trades')
-        .select(['id'])
+        .selectAll()
         .where('merchant_id', '=', principal.tenantId)
         .where('environment', '=', principal.environment)
       query = 'id' in where ? query.where('id', '=', where.id) : query.where('out_trade_no', '=', where.out_trade_no)
       const found = await query.executeTakeFirst()
       if (found === undefined) throw new AppError('PAYMENT_TRADE_NOT_FOUND')
-      return db
-        .transaction()
-        .execute(async (tx) => view(await refresh(tx, await lock(tx, principal, found.id, now), now)))
+      // Most reads change nothing: lock and write only when time or the channel has news.
+      const stale = found.status === 'wait_buyer_pay' && (holdsPayment(found) || found.expires_at <= now)
+      if (!stale) return view(found)
+      const run = async (tx: Kysely<any>) => view(await refresh(tx, await lock(tx, principal, found.id, now), now))
+      return db.isTransaction ? run(db) : db.transaction().execute(run)
     },
 
     async close(db: Kysely<any>, principal: AppPrincipal, tradeId: string, now: number) {
@@ -405,6 +447,10 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
         .select(['id', 'merchant_id', 'environment'])
         .where('status', '=', 'wait_buyer_pay')
         .where('expires_at', '<=', now)
+        // A payment the channel may hold never expires; pollChannels settles those.
+        .where((eb) => eb.or([eb('channel_state', 'is', null), eb('channel_state', '=', 'succeeded')]))
+        .orderBy('expires_at')
+        .orderBy('id')
         .limit(expiryBatchMax)
         .execute()
       let closed = 0
@@ -417,6 +463,31 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
       }
       return closed
     },
+
+    /** Asks the channels about payments they have not confirmed; the worker calls it. */
+    async pollChannels(db: Kysely<any>, now: number): Promise<number> {
+      const open = await (db as Db)
+        .selectFrom('payment_trades')
+        .select(['id', 'merchant_id', 'environment'])
+        .where('status', '=', 'wait_buyer_pay')
+        .where('channel_state', 'in', ['pending', 'unknown'])
+        .where('channel_ready_at', '<=', now)
+        .orderBy('channel_ready_at')
+        .orderBy('id')
+        .limit(expiryBatchMax)
+        .execute()
+      let resolved = 0
+      for (const row of open) {
+        await db.transaction().execute(async (tx) => {
+          const principal = { tenantId: row.merchant_id, environment: row.environment } as AppPrincipal
+          const trade = await refresh(tx, await lock(tx, principal, row.id, now), now)
+          if (trade.status !== 'wait_buyer_pay') resolved += 1
+        })
+      }
+      return resolved
+    },
+
+    lockByQrToken,
   }
 }
 
