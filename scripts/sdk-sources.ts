@@ -25,7 +25,21 @@ export async function sdkSources(): Promise<Record<string, string>> {
   const document = await openApiDocument()
   const ast = await openapiTS(document as never, { alphabetize: true })
   const codes = [...errorTable().keys()].sort()
+  // Writes that take no Idempotency-Key (the token exchange, for one) must not be resent: a
+  // retried code exchange would count as a reused code.
+  const paths = document.paths as Record<string, Record<string, Record<string, unknown>>>
+  const unsafe = Object.entries(paths)
+    .flatMap(([path, item]) =>
+      Object.entries(item)
+        .filter(([method, operation]) => method !== 'get' && operation['x-baseplate-idempotency'] === 'none')
+        .map(([method]) => `${method.toUpperCase()} ${path}`),
+    )
+    .sort()
   return {
+    'sdk/src/generated/operations.ts':
+      `${header}\n/** Writes that take no Idempotency-Key: the SDK never resends them. */\n` +
+      `export const writesWithoutIdempotency: ReadonlySet<string> = new Set([\n` +
+      `${unsafe.map((entry) => `  '${entry}',`).join('\n')}\n])\n`,
     'sdk/src/generated/openapi.ts': `${header}${astToString(ast)}`,
     'sdk/src/generated/error-codes.ts':
       `${header}\n/** Every error code the API can return. */\n` +

@@ -15,6 +15,7 @@
 import crypto from 'node:crypto'
 import type { ErrorCode } from './generated/error-codes.js'
 import type { paths } from './generated/openapi.js'
+import { writesWithoutIdempotency } from './generated/operations.js'
 import { headerNames, requestSigningString, responseSigningString, signText, verifyText } from './protocol.js'
 
 export type { paths } from './generated/openapi.js'
@@ -315,12 +316,15 @@ export function createClient(options: ClientOptions): BaseplateClient {
     // Every write carries a key so that a retry after a lost response cannot execute twice.
     const idempotencyKey = method === 'GET' ? undefined : (call.idempotencyKey ?? `sdk-retry-${crypto.randomUUID()}`)
     const appAuthToken = call.appAuthToken ?? options.appAuthToken
+    const resendable = method === 'GET' || !writesWithoutIdempotency.has(`${method} ${path}`)
     for (let retry = 0; ; retry += 1) {
       try {
         return await attempt(method, pathWithQuery, body, idempotencyKey, appAuthToken)
       } catch (error) {
         const retryable =
-          error instanceof BaseplateError && (error.code === 'SDK_NETWORK_ERROR' || retryableCodes.has(error.code))
+          resendable &&
+          error instanceof BaseplateError &&
+          (error.code === 'SDK_NETWORK_ERROR' || retryableCodes.has(error.code))
         if (!retryable || retry >= retriesMax) throw error
         // Exponential backoff with full jitter, capped; the key and body stay the same.
         const ceiling = Math.min(delayMax, delayMin * 2 ** retry)

@@ -19,6 +19,9 @@ import { assert } from '../assert.js'
 import type { Registry } from '../capabilities/registry.js'
 import type { Config } from '../config.js'
 import { AppError } from '../errors.js'
+import type { PaymentServices } from '../capabilities/payment/index.js'
+import { alipaySettingsRoutes, registerAlipayGateway } from '../gateway/alipay/index.js'
+import { governanceRoutes } from '../governance/index.js'
 import { appRoutes } from '../platform/apps/routes.js'
 import { authorizationPages, authorizationRoutes } from '../platform/authorization/index.js'
 import { identityRoutes } from '../platform/identity/routes.js'
@@ -73,9 +76,20 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     logger: deps.logger ?? false,
     bodyLimit: config.bodyLimitBytes,
     genReqId: () => newId('req'),
-    // Malformed URLs and over-long parameters go through the same error handler as the rest.
-    frameworkErrors: (error, _request, reply) => {
-      void reply.send(error as never)
+    // Malformed URLs and over-long parameters get the same error body as every other failure.
+    frameworkErrors: (error, request, reply) => {
+      // These fire before any route is matched, so the error handler below never sees them.
+      const response = errorResponse(
+        requestErrorToAppError(error) ?? new AppError('REQUEST_VALIDATION_FAILED'),
+        request.id,
+      )
+      // The reply here is typed for no route in particular; it takes any status and body.
+      const untyped = reply as unknown as FastifyReply
+      void untyped
+        .code(response.status)
+        .header(headerNames.requestId, request.id)
+        .type('application/json; charset=utf-8')
+        .send(JSON.stringify(response.body))
     },
     requestIdHeader: false,
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 200 },
@@ -152,6 +166,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     ...authorizationRoutes(),
     ...notificationRoutes(),
     ...platformRoutes(registry),
+    ...governanceRoutes(registry),
+    ...alipaySettingsRoutes(),
     ...registry.routes,
   ]
   const operationIds = new Set<string>()
@@ -169,6 +185,15 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
 
   await registerPages(app, registry.pages, storage, clock)
   await app.register(authorizationPages, { db: storage.db, config, clock, scopes: registry.scopes })
+  // The Alipay-compatible gateway: an adapter over the same services, with its own parsers.
+  await registerAlipayGateway(app, {
+    config,
+    storage,
+    payment: registry.service<PaymentServices>('payment'),
+    platformKeys: deps.platformKeys,
+    clock,
+    resolver: deps.appAuthTokenResolver ?? null,
+  })
 
   app.get('/healthz', { schema: { hide: true } }, async () => {
     await sql`select 1`.execute(storage.db)

@@ -98,7 +98,7 @@ export function createStoreService(context: CapabilityContext) {
       const result = view(row)
       await context.events.emit(
         db,
-        { type: 'stores.created', organizationId: row.organization_id, payload: result },
+        { type: 'stores.created', organizationId: row.organization_id, appId: principal.appId, payload: result },
         now,
       )
       return result
@@ -146,7 +146,7 @@ export function createStoreService(context: CapabilityContext) {
       const result = view({ ...row, status: 'closed', closed_at: now })
       await context.events.emit(
         db,
-        { type: 'stores.closed', organizationId: row.organization_id, payload: result },
+        { type: 'stores.closed', organizationId: row.organization_id, appId: principal.appId, payload: result },
         now,
       )
       return result
