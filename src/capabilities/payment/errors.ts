@@ -28,6 +28,7 @@ export const paymentErrors = {
   PAYMENT_CONSUMER_NOT_FOUND: { status: 404, message: 'No such consumer' },
   PAYMENT_SANDBOX_ONLY: { status: 403, message: 'This call exists only in the sandbox' },
   PAYMENT_CHANNEL_UNAVAILABLE: { status: 422, message: 'No channel can do this in this environment' },
+  PAYMENT_ROYALTY_RECEIVER_NOT_FOUND: { status: 404, message: 'The merchant has not bound this receiver' },
   PAYMENT_ROYALTY_RECEIVER_UNKNOWN: { status: 422, message: 'The receiver is not bound to this merchant' },
   PAYMENT_ROYALTY_EXCEEDS_SHARE: { status: 422, message: 'Profit sharing would exceed the maximum share' },
   PAYMENT_ROYALTY_REQUEST_CONFLICT: { status: 409, message: 'This out_request_no was used with other parameters' },

@@ -191,7 +191,7 @@ export function createRefundService(context: CapabilityContext, ledger: LedgerSe
         .where('trade_id', '=', tradeId)
         .where('out_request_no', '=', outRequestNo)
         .executeTakeFirst()
-      if (row === undefined) throw new AppError('PAYMENT_REFUND_NOT_FOUND', { field: 'body.out_request_no' })
+      if (row === undefined) throw new AppError('PAYMENT_REFUND_NOT_FOUND', { field: 'params.out_request_no' })
       return refundView(row, trade.refunded_amount)
     },
 

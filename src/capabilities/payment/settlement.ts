@@ -176,7 +176,7 @@ export function createSettlementService(context: CapabilityContext, ledger: Ledg
         .where('receiver_id', '=', receiverId)
         .executeTakeFirst()
       if (deleted.numDeletedRows === 0n)
-        throw new AppError('PAYMENT_ROYALTY_RECEIVER_UNKNOWN', { field: 'params.receiver_id' })
+        throw new AppError('PAYMENT_ROYALTY_RECEIVER_NOT_FOUND', { field: 'params.receiver_id' })
       return { receiver_id: receiverId, unbound: true }
     },
 
