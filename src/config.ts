@@ -33,6 +33,28 @@ export interface Config {
   readonly bodyLimitBytes: number
   readonly testPostgres: TestPostgresMode
   readonly testDatabaseUrl: string
+  /** The Alipay-compatible gateway (src/gateway/alipay). */
+  readonly alipay: AlipayGatewayConfig
+  /**
+   * Tests only, and refused unless NODE_ENV=test: a deliberately broken write path that answers
+   * before its transaction commits. The crash suite (test/reliability) must catch it losing
+   * acknowledged payments; nothing else may ever turn it on.
+   */
+  readonly testMutantAckBeforeCommit: boolean
+  /** Tests only: how much the reliability suite does (short inside `npm test`, full on demand). */
+  readonly testReliability: 'short' | 'full'
+}
+
+export interface AlipayGatewayConfig {
+  /**
+   * The zone of v2 `timestamp` values (`yyyy-MM-dd HH:mm:ss`, no zone of their own), in minutes
+   * east of UTC: 480 (UTC+8) as Alipay assumes.
+   */
+  readonly timezoneOffsetMinutes: number
+  /** How far a gateway request's timestamp may be from the server clock, either way. */
+  readonly timestampWindowS: number
+  /** Threads that RSA-sign gateway responses; 0 signs on the main thread. */
+  readonly signingThreads: number
 }
 
 export class ConfigError extends Error {
@@ -57,8 +79,16 @@ export const knownVariables = {
   BASEPLATE_IDEMPOTENCY_TTL_S: 'how long idempotent responses are kept, seconds (default 86400)',
   BASEPLATE_IDEMPOTENCY_LOCK_S: 'when an unfinished idempotent request may be retried (default 60)',
   BASEPLATE_BODY_LIMIT_BYTES: 'largest accepted request body, bytes (default 1048576)',
+  BASEPLATE_ALIPAY_TIMEZONE_OFFSET_MINUTES:
+    'zone of Alipay gateway timestamps, minutes east of UTC, -720 to 840 (default 480, UTC+8)',
+  BASEPLATE_ALIPAY_TIMESTAMP_WINDOW_S: 'accepted clock skew of Alipay gateway requests, seconds (default 600)',
+  BASEPLATE_ALIPAY_SIGNING_THREADS:
+    'worker threads signing Alipay gateway responses, 0 to 16; 0 signs inline (default 1)',
   BASEPLATE_TEST_PG: 'tests only: auto | required | skip (default auto)',
   BASEPLATE_TEST_DATABASE_URL: 'tests only: PostgreSQL used by the suite',
+  BASEPLATE_TEST_MUTANT_ACK_BEFORE_COMMIT:
+    'tests only (refused unless NODE_ENV=test): 1 answers writes before they commit, a bug the crash suite must catch',
+  BASEPLATE_TEST_RELIABILITY: 'tests only: short (default, inside npm test) | full (npm run test:reliability)',
 } as const
 
 const logLevels: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -75,6 +105,17 @@ export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
     if (raw === undefined || raw === '') return fallback
     if (!/^\d+$/.test(raw)) {
       problems.push(`${name} must be a whole number, got ${JSON.stringify(raw)}`)
+      return fallback
+    }
+    const value = Number(raw)
+    if (value < min || value > max) problems.push(`${name} must be between ${min} and ${max}, got ${value}`)
+    return value
+  }
+  const signedInteger = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = env[name]
+    if (raw === undefined || raw === '') return fallback
+    if (!/^[+-]?\d{1,5}$/.test(raw)) {
+      problems.push(`${name} must be a whole number (a sign is allowed), got ${JSON.stringify(raw)}`)
       return fallback
     }
     const value = Number(raw)
@@ -112,6 +153,12 @@ export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
   const operatorEmail = env.BASEPLATE_OPERATOR_EMAIL || 'operator@baseplate.local'
   if (!/^[^@\s]+@[^@\s]+$/.test(operatorEmail)) problems.push('BASEPLATE_OPERATOR_EMAIL is not an email address')
   const publicUrl = url('BASEPLATE_PUBLIC_URL', ['http:', 'https:']) ?? `http://${host}:${port}`
+  const mutant = oneOf('BASEPLATE_TEST_MUTANT_ACK_BEFORE_COMMIT', ['0', '1'], '0') === '1'
+  if (mutant && env.NODE_ENV !== 'test') {
+    problems.push(
+      'BASEPLATE_TEST_MUTANT_ACK_BEFORE_COMMIT breaks durability on purpose; it is refused unless NODE_ENV=test',
+    )
+  }
 
   const config: Config = {
     host,
@@ -129,6 +176,13 @@ export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
     testPostgres: oneOf('BASEPLATE_TEST_PG', ['auto', 'required', 'skip'], 'auto'),
     testDatabaseUrl:
       url('BASEPLATE_TEST_DATABASE_URL', ['postgres:', 'postgresql:']) ?? 'postgres://postgres@127.0.0.1:5432/test',
+    alipay: Object.freeze({
+      timezoneOffsetMinutes: signedInteger('BASEPLATE_ALIPAY_TIMEZONE_OFFSET_MINUTES', 480, -720, 840),
+      timestampWindowS: integer('BASEPLATE_ALIPAY_TIMESTAMP_WINDOW_S', 600, 1, 24 * 3600),
+      signingThreads: integer('BASEPLATE_ALIPAY_SIGNING_THREADS', 1, 0, 16),
+    }),
+    testMutantAckBeforeCommit: mutant,
+    testReliability: oneOf('BASEPLATE_TEST_RELIABILITY', ['short', 'full'], 'short'),
   }
   // Relations between fields: an abandoned reservation must expire long before its record.
   if (config.idempotencyLockS >= config.idempotencyTtlS) {

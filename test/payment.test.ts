@@ -246,7 +246,7 @@ forEachDialect('payments', (dialect) => {
     expect(queried.royalties[0].amount).toBe(2_000)
   })
 
-  it('finds a retried barcode order without spending the code again, and a repeated precreate after payment', async () => {
+  it('finds a retried barcode order without spending its code, and a repeated precreate after payment', async () => {
     const code = await paymentCode(world)
     const body = { out_trade_no: orderNo('RETRY'), total_amount: 321, subject: 'retry', auth_code: code }
     const first = json(await world.call({ method: 'POST', url: '/v1/trades/pay', body }))

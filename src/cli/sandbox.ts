@@ -14,6 +14,7 @@ import { registerKey } from '../platform/apps/service.js'
 import { grantAuthorization } from '../platform/authorization/index.js'
 import { createOrganization, createUser } from '../platform/identity/service.js'
 import { fen } from '../platform/money/money.js'
+import { rsaPublicKeyPem } from '../platform/signing/platform-keys.js'
 import type { AppPrincipal, UserPrincipal } from '../server/route-kit.js'
 import type { CoreTables } from '../storage/tables.js'
 
@@ -134,7 +135,11 @@ export async function createSandbox(db: Kysely<any>, registry: Registry, config:
     appId,
     appPrivateKey: pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
     platformPublicKey: platformKey.public_key_pem,
+    // For alipay-sdk: `new AlipaySdk({ appId, privateKey: appPrivateKey, keyType: 'PKCS8', alipayPublicKey,
+    // gateway: `${endpoint}/gateway.do`, endpoint })` (docs/guides/alipay-compatibility.md).
+    alipayPublicKey: await rsaPublicKeyPem(db, 'sandbox'),
     appAuthToken: grant.app_auth_token,
+    appRefreshToken: grant.app_refresh_token,
     scopes: grant.scopes,
     isv: { id: isv.organizationId },
     merchant: { id: merchant.organizationId },

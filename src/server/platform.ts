@@ -7,8 +7,11 @@ import type { FastifyInstance } from 'fastify'
 import type { Kysely } from 'kysely'
 import { capabilities as defaultCapabilities } from '../capabilities/index.js'
 import type { CapabilityModule } from '../capabilities/contract.js'
+import type { PaymentServices } from '../capabilities/payment/index.js'
 import { loadRegistry, type Registry } from '../capabilities/registry.js'
 import type { Config } from '../config.js'
+import { createGovernancePolicySource, governanceJobs } from '../governance/index.js'
+import { alipayNotificationFormat } from '../gateway/alipay/index.js'
 import { authorizationTokenResolver, purgeAuthorizationCodes } from '../platform/authorization/index.js'
 import { bootstrapOperator } from '../platform/identity/bootstrap.js'
 import { systemClock, type Clock } from '../platform/ids.js'
@@ -32,7 +35,10 @@ export interface PlatformOptions {
   readonly clock?: Clock
   readonly logger?: boolean | { level: string }
   readonly appAuthTokenResolver?: AppAuthTokenResolver | null
-  /** Where enacted parameter values come from; defaults only when absent. */
+  /**
+   * Where enacted parameter values come from: governance's enacted policy versions unless
+   * given; an explicit null means declared defaults only.
+   */
   readonly policySource?: PolicySource | null
   /** Receives the operator's one-time login on the very first start. */
   readonly onOperatorCreated?: (login: { email: string; password: string }) => void
@@ -62,7 +68,8 @@ export interface Platform {
 /** Opens storage, runs migrations and creates what the first start needs. */
 export async function preparePlatform(config: Config, options: PlatformOptions = {}) {
   const capabilities = options.capabilities ?? defaultCapabilities
-  const registry = loadRegistry(capabilities, config, options.policySource ?? null)
+  const policySource = options.policySource === undefined ? createGovernancePolicySource() : options.policySource
+  const registry = loadRegistry(capabilities, config, policySource)
   const storage = await openStorage(options.target ?? storageTarget(config))
   try {
     await migrateToLatest(storage.db, registry.modules, storage.dialect)
@@ -101,11 +108,22 @@ export async function openPlatform(config: Config, options: PlatformOptions = {}
           storage,
           platformKeys,
           clock,
+          // Alipay-format notifications ride the same worker as native webhooks.
+          formats: registry.modules.some((module) => module.id === 'payment')
+            ? [
+                alipayNotificationFormat({
+                  storage,
+                  payment: registry.service<PaymentServices>('payment'),
+                  platformKeys,
+                  settings: config.alipay,
+                }),
+              ]
+            : [],
           onError: (error) => app.log.error({ err: error }, 'notification worker step failed'),
         })
   // Without timers the runner still exists, so tests and the CLI can run the jobs by hand.
   const jobs = startJobs({
-    jobs: registry.jobs,
+    jobs: [...registry.jobs, ...governanceJobs(registry)],
     storage,
     clock,
     timers: options.workers?.jobs === true,

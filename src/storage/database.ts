@@ -3,7 +3,9 @@
  * `DATABASE_URL` is set. Both go through Kysely, so the rest of the code has one query layer.
  *
  * Durability: SQLite runs in WAL mode with `synchronous=FULL`, so an acknowledged commit
- * survives a power loss, not only a process crash; PostgreSQL keeps `synchronous_commit=on`.
+ * survives a power loss, not only a process crash; the commits of concurrent requests are
+ * grouped (one fsync for many, see group-commit.ts) so that FULL stays fast. PostgreSQL keeps
+ * `synchronous_commit=on`.
  *
  * @example
  * const storage = await openStorage({ kind: 'sqlite', file: 'data/baseplate.db' })
@@ -12,10 +14,11 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import SqliteDatabase from 'better-sqlite3'
-import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely'
+import { Kysely, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import { assert } from '../assert.js'
 import type { Config } from '../config.js'
+import { GroupCommitSqliteDialect } from './group-commit.js'
 import type { CoreTables } from './tables.js'
 
 export type DialectName = 'sqlite' | 'postgres'
@@ -59,7 +62,8 @@ function openSqlite(file: string): Storage {
   // Another process (the CLI next to a running server) may hold the write lock briefly.
   database.pragma('busy_timeout = 5000')
   assert(database.pragma('synchronous', { simple: true }) === 2, 'SQLite must run with synchronous=FULL')
-  const db = new Kysely<CoreTables>({ dialect: new SqliteDialect({ database }) })
+  // Concurrent requests share commits (one fsync per group), so FULL stays fast: group-commit.ts.
+  const db = new Kysely<CoreTables>({ dialect: new GroupCommitSqliteDialect(database) })
   return {
     dialect: 'sqlite',
     db,

@@ -11,11 +11,15 @@ import { collectMigrations } from '../capabilities/registry.js'
 import * as core0001 from './migrations/2026-11-25T00-00_core.js'
 import * as authorizations from './migrations/2026-11-25T01-00_authorizations.js'
 import * as notifications from './migrations/2026-11-25T02-00_notifications.js'
+import * as governance from './migrations/2026-11-25T03-00_governance.js'
+import * as alipayGateway from './migrations/2026-11-26T00-00_alipay_gateway.js'
 
 export const coreMigrations: Readonly<Record<string, Migration>> = {
   '2026-11-25T00-00_core': core0001,
   '2026-11-25T01-00_authorizations': authorizations,
   '2026-11-25T02-00_notifications': notifications,
+  '2026-11-25T03-00_governance': governance,
+  '2026-11-26T00-00_alipay_gateway': alipayGateway,
 }
 
 export class MigrationError extends Error {

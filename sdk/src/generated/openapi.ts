@@ -54,6 +54,422 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/governance/applications/{application_id}/decision": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Admit, waitlist or reject an application, with a reason (operator only) */
+        post: operations["decideApplication"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The governance entries of the hash-chained audit log, with their hashes and the chain head
+         * @description Each entry carries prev_hash and hash, so anyone can recompute sha256(prev_hash + "\n" + JSON([seq, at_ms, actor, action, target, data])) and compare with the head. Secret ballots are recorded without their choice.
+         */
+        get: operations["listGovernanceAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/batches": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Partner recruitment batches with their industries, criteria and dates */
+        get: operations["listRecruitmentBatches"];
+        put?: never;
+        /** Open a partner recruitment batch for some industries, with criteria and dates (operator only) */
+        post: operations["createRecruitmentBatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/batches/{batch_id}/applications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A batch's applications with their profiles and evaluations (operator only) */
+        get: operations["listBatchApplications"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/improvement-requests/{request_id}/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Move a request on the public roadmap, with a changelog note (operator only) */
+        post: operations["moveImprovementRequest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/industries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The industries, each with its own council */
+        get: operations["listGovernanceIndustries"];
+        put?: never;
+        /** Add an industry and its council, with the default proposal types (operator only) */
+        post: operations["createGovernanceIndustry"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/industries/{industry}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An industry's council: its partners (one seat each), proposal types and the parameters in force */
+        get: operations["getGovernanceCouncil"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/industries/{industry}/proposal-types/{type_key}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Create a proposal type or change its rules; proposals already made keep theirs (operator only) */
+        put: operations["putProposalType"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/industries/{industry}/proposals": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Draft a proposal as the operator, where the type's rules allow it (operator only) */
+        post: operations["createOperatorProposal"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/outcomes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Accountability records of enacted decisions that do not execute themselves */
+        get: operations["listOutcomes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/outcomes/{outcome_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Keep an accountability record current: owner, status, progress, milestones, review date (operator only) */
+        patch: operations["updateOutcome"];
+        trace?: never;
+    };
+    "/v1/governance/policy-versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The policy history: every enacted parameter-set version, newest first */
+        get: operations["listPolicyVersions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/policy-versions/{number}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One policy version, by the number trades record (fee_policy_version) */
+        get: operations["getPolicyVersion"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/proposals": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Proposals out of draft, newest first */
+        get: operations["listProposals"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/proposals/{proposal_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A proposal: its current content, diff, pinned rules, tally, veto and enacted policy versions */
+        get: operations["getProposal"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/proposals/{proposal_id}/comments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The discussion of a proposal, oldest first */
+        get: operations["listProposalComments"];
+        put?: never;
+        /** Comment on a proposal as the operator (operator only) */
+        post: operations["commentOnProposalAsOperator"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/proposals/{proposal_id}/open-voting": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Open voting on the current version: the content hash is frozen and the electorate fixed */
+        post: operations["openProposalVoting"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/proposals/{proposal_id}/submit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Open a draft for discussion by the council */
+        post: operations["submitProposal"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/proposals/{proposal_id}/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every version of a proposal with its content hash and diff, oldest first */
+        get: operations["listProposalVersions"];
+        put?: never;
+        /** Amend a draft or a proposal in discussion: a new version with its diff (refused once voting opens) */
+        post: operations["amendProposal"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/proposals/{proposal_id}/veto": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Veto a queued proposal during its window, with a public written reason (operator only) */
+        post: operations["vetoProposal"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/proposals/{proposal_id}/votes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The ballots cast, one per seat; where ballots are secret, only who voted */
+        get: operations["listProposalVotes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/proposals/{proposal_id}/withdraw": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Withdraw a proposal before its vote closes */
+        post: operations["withdrawProposal"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/roadmap": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Partners' improvement requests, most supported first, with each one's changelog */
+        get: operations["getRoadmap"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/governance/training-sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Upcoming office hours, courses and study tours, with places taken */
+        get: operations["listTrainingSessions"];
+        put?: never;
+        /** Schedule office hours, a course or a study tour for partners (operator only) */
+        post: operations["createTrainingSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/me": {
         parameters: {
             query?: never;
@@ -190,6 +606,24 @@ export interface paths {
         /** Read an app */
         get: operations["getApp"];
         put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/apps/{app_id}/alipay-settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The app's Alipay-compatible gateway settings (developer or above) */
+        get: operations["getAlipaySettings"];
+        /** Set the notify URL for Alipay-format notifications of trades that named none (developer or above) */
+        put: operations["setAlipaySettings"];
         post?: never;
         delete?: never;
         options?: never;
@@ -387,6 +821,197 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/organizations/{organization_id}/governance/applications": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The organisation's applications, with the evaluation of each criterion and the decision */
+        get: operations["listOrganizationApplications"];
+        put?: never;
+        /** Apply to a recruitment batch; measurable criteria are evaluated at once */
+        post: operations["applyToRecruitmentBatch"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/governance/improvement-requests": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** File an improvement request against a capability (partners only) */
+        post: operations["fileImprovementRequest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/governance/improvement-requests/{request_id}/support": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Add or withdraw the organisation's support for a request (one per partner) */
+        post: operations["supportImprovementRequest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/governance/inbox": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The organisation's governance notifications, newest first (also sent as webhooks) */
+        get: operations["listGovernanceInbox"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/governance/proposals": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The proposals the organisation made, drafts included, newest first */
+        get: operations["listOrganizationProposals"];
+        put?: never;
+        /** Draft a proposal for one of the organisation's councils; the type's rules are pinned into it */
+        post: operations["createProposal"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/governance/proposals/{proposal_id}/comments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Comment on a proposal in discussion or voting, as a member of a partner */
+        post: operations["commentOnProposal"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/governance/proposals/{proposal_id}/conflicts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Declare a conflict of interest: the seat is recused from this proposal, in public */
+        post: operations["declareGovernanceConflict"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/governance/proposals/{proposal_id}/votes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Cast (or replace) the seat's ballot, bound to the content hash under vote */
+        post: operations["castGovernanceVote"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/governance/seats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The council seats of the organisation and the proxy of each */
+        get: operations["listGovernanceSeats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/governance/seats/{industry}/proxy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Name a member of the organisation to vote for its seat; the owners' direct ballot still prevails */
+        put: operations["setGovernanceProxy"];
+        post?: never;
+        /** Revoke the proxy of a seat */
+        delete: operations["revokeGovernanceProxy"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/organizations/{organization_id}/governance/training-sessions/{session_id}/enrolment": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Take a place in a training session, or join its waitlist when it is full */
+        post: operations["enrolInTraining"];
+        /** Give the place back; the first organisation on the waitlist takes it */
+        delete: operations["cancelTrainingEnrolment"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/organizations/{organization_id}/members": {
         parameters: {
             query?: never;
@@ -412,7 +1037,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The platform's public key for an environment; verify responses and webhooks with it */
+        /**
+         * The platform's public key for an environment; verify responses and webhooks with it
+         * @description Ed25519 (the default) signs native responses and webhooks. algorithm=RSA returns the RSA-2048 key that signs what the Alipay-compatible gateway sends: configure it as alipayPublicKey in alipay-sdk.
+         */
         get: operations["getPlatformKey"];
         put?: never;
         post?: never;
@@ -1070,6 +1698,3640 @@ export interface operations {
                             };
                             version: string;
                         }[];
+                    };
+                };
+            };
+        };
+    };
+    decideApplication: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A gapp_ identifier */
+                application_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    decision: "admit" | "waitlist" | "reject";
+                    reason: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        batch_id: string;
+                        company: {
+                            [key: string]: unknown;
+                        };
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        decided_at: string | null;
+                        decision_reason: string | null;
+                        evaluation: {
+                            criterion: string;
+                            industry: string | null;
+                            measured: number | null;
+                            met: boolean | null;
+                            required: number;
+                        }[];
+                        founder: {
+                            [key: string]: unknown;
+                        };
+                        id: string;
+                        industries: string[];
+                        organization_id: string;
+                        status: string;
+                    };
+                };
+            };
+        };
+    };
+    listGovernanceAudit: {
+        parameters: {
+            query?: {
+                after_seq?: number;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            action: string;
+                            actor: string;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            at: string;
+                            /** @description The time as hashed: epoch milliseconds */
+                            at_ms: number;
+                            /** @description The JSON text exactly as hashed */
+                            data: string;
+                            hash: string;
+                            prev_hash: string;
+                            seq: number;
+                            target: string;
+                        }[];
+                        has_more: boolean;
+                        head: {
+                            hash: string;
+                            seq: number;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    listRecruitmentBatches: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            closes_at: string;
+                            criteria: {
+                                [key: string]: number;
+                            };
+                            id: string;
+                            industries: string[];
+                            name: string;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            opens_at: string;
+                        }[];
+                    };
+                };
+            };
+        };
+    };
+    createRecruitmentBatch: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * Format: date-time
+                     * @description ISO 8601 time, UTC
+                     */
+                    closes_at: string;
+                    criteria: {
+                        live_apps_min?: number;
+                        merchants_served_min?: number;
+                        open_risk_incidents_max?: number;
+                        payment_volume_min?: number;
+                    };
+                    industries: string[];
+                    name: string;
+                    /**
+                     * Format: date-time
+                     * @description ISO 8601 time, UTC
+                     */
+                    opens_at: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        closes_at: string;
+                        criteria: {
+                            [key: string]: number;
+                        };
+                        id: string;
+                        industries: string[];
+                        name: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        opens_at: string;
+                    };
+                };
+            };
+        };
+    };
+    listBatchApplications: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description A gapp_ identifier */
+                starting_after?: string;
+            };
+            header?: never;
+            path: {
+                /** @description A gbat_ identifier */
+                batch_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            batch_id: string;
+                            company: {
+                                [key: string]: unknown;
+                            };
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            decided_at: string | null;
+                            decision_reason: string | null;
+                            evaluation: {
+                                criterion: string;
+                                industry: string | null;
+                                measured: number | null;
+                                met: boolean | null;
+                                required: number;
+                            }[];
+                            founder: {
+                                [key: string]: unknown;
+                            };
+                            id: string;
+                            industries: string[];
+                            organization_id: string;
+                            status: string;
+                        }[];
+                        /** @description True when more items follow the last one returned */
+                        has_more: boolean;
+                    };
+                };
+            };
+        };
+    };
+    moveImprovementRequest: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A greq_ identifier */
+                request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    note: string;
+                    status: "open" | "planned" | "in_progress" | "shipped" | "declined";
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        body: string;
+                        capability: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        id: string;
+                        organization_id: string;
+                        status: string;
+                        support_count: number;
+                        title: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        updated_at: string;
+                    };
+                };
+            };
+        };
+    };
+    listGovernanceIndustries: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            code: string;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            name: {
+                                en: string;
+                                zh: string;
+                            };
+                        }[];
+                    };
+                };
+            };
+        };
+    };
+    createGovernanceIndustry: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description e.g. education */
+                    code: string;
+                    name: {
+                        en: string;
+                        zh: string;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        name: {
+                            en: string;
+                            zh: string;
+                        };
+                    };
+                };
+            };
+        };
+    };
+    getGovernanceCouncil: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description e.g. education */
+                industry: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        industry: {
+                            code: string;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            name: {
+                                en: string;
+                                zh: string;
+                            };
+                        };
+                        operator: {
+                            role: string;
+                        };
+                        parameters: {
+                            key: string;
+                            policy_version: number;
+                            source: string;
+                            value: unknown;
+                        }[];
+                        proposal_types: {
+                            key: string;
+                            name: {
+                                en: string;
+                                zh: string;
+                            };
+                            rules: {
+                                /** @description secret: choices are never published, only who voted and, after the close, the tally */
+                                ballots: "public" | "secret";
+                                /** @description A draft or discussion that does not reach a vote by then expires */
+                                discussion_max_s: number;
+                                discussion_min_s: number;
+                                /** @description After the veto window, how long enactment may still happen before the proposal expires */
+                                execution_window_s: number;
+                                /** @description majority: yes/no/abstain; consent: passes unless someone objects with a reason; approval and ranked: choose among options */
+                                method: "majority" | "consent" | "approval" | "ranked";
+                                proposers: "partners" | "operator" | "partners_and_operator";
+                                /** @description Share of the seats (after recusals) that must cast a ballot, abstentions included; at least */
+                                quorum_bps: number;
+                                reminder_before_s: number;
+                                /** @description majority: the yes share of yes+no must be strictly above it; approval: the winner must be approved by strictly more than this share of ballots; ranked: above max(50%, this); consent: unused */
+                                threshold_bps: number;
+                                veto_window_s: number;
+                                voting_period_s: number;
+                            };
+                            rules_version: number;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            updated_at: string;
+                        }[];
+                        seats: {
+                            name: string;
+                            organization_id: string;
+                        }[];
+                    };
+                };
+            };
+        };
+    };
+    putProposalType: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description e.g. education */
+                industry: string;
+                /** @description e.g. parameter_change */
+                type_key: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    name: {
+                        en: string;
+                        zh: string;
+                    };
+                    rules: {
+                        /** @description secret: choices are never published, only who voted and, after the close, the tally */
+                        ballots: "public" | "secret";
+                        /** @description A draft or discussion that does not reach a vote by then expires */
+                        discussion_max_s: number;
+                        discussion_min_s: number;
+                        /** @description After the veto window, how long enactment may still happen before the proposal expires */
+                        execution_window_s: number;
+                        /** @description majority: yes/no/abstain; consent: passes unless someone objects with a reason; approval and ranked: choose among options */
+                        method: "majority" | "consent" | "approval" | "ranked";
+                        proposers: "partners" | "operator" | "partners_and_operator";
+                        /** @description Share of the seats (after recusals) that must cast a ballot, abstentions included; at least */
+                        quorum_bps: number;
+                        reminder_before_s: number;
+                        /** @description majority: the yes share of yes+no must be strictly above it; approval: the winner must be approved by strictly more than this share of ballots; ranked: above max(50%, this); consent: unused */
+                        threshold_bps: number;
+                        veto_window_s: number;
+                        voting_period_s: number;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        key: string;
+                        name: {
+                            en: string;
+                            zh: string;
+                        };
+                        rules: {
+                            /** @description secret: choices are never published, only who voted and, after the close, the tally */
+                            ballots: "public" | "secret";
+                            /** @description A draft or discussion that does not reach a vote by then expires */
+                            discussion_max_s: number;
+                            discussion_min_s: number;
+                            /** @description After the veto window, how long enactment may still happen before the proposal expires */
+                            execution_window_s: number;
+                            /** @description majority: yes/no/abstain; consent: passes unless someone objects with a reason; approval and ranked: choose among options */
+                            method: "majority" | "consent" | "approval" | "ranked";
+                            proposers: "partners" | "operator" | "partners_and_operator";
+                            /** @description Share of the seats (after recusals) that must cast a ballot, abstentions included; at least */
+                            quorum_bps: number;
+                            reminder_before_s: number;
+                            /** @description majority: the yes share of yes+no must be strictly above it; approval: the winner must be approved by strictly more than this share of ballots; ranked: above max(50%, this); consent: unused */
+                            threshold_bps: number;
+                            veto_window_s: number;
+                            voting_period_s: number;
+                        };
+                        rules_version: number;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        updated_at: string;
+                    };
+                };
+            };
+        };
+    };
+    createOperatorProposal: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description e.g. education */
+                industry: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    actions?: {
+                        /** @description The scope's version this was written against; current when absent */
+                        base_version?: number;
+                        /** @description A org_ identifier */
+                        merchant_id?: string;
+                        op: "set" | "unset";
+                        /** @description A declared parameter, e.g. payment.fee_rate_bps */
+                        parameter: string;
+                        /** @description industry: the proposal's industry; merchant: one merchant of that industry */
+                        scope: "industry" | "merchant";
+                        /** @description For set: checked against the parameter's schema */
+                        value?: unknown;
+                    }[];
+                    body: {
+                        en: string;
+                        zh: string;
+                    };
+                    /**
+                     * Format: date-time
+                     * @description ISO 8601 time, UTC
+                     */
+                    effective_from?: string;
+                    options?: {
+                        actions: {
+                            /** @description The scope's version this was written against; current when absent */
+                            base_version?: number;
+                            /** @description A org_ identifier */
+                            merchant_id?: string;
+                            op: "set" | "unset";
+                            /** @description A declared parameter, e.g. payment.fee_rate_bps */
+                            parameter: string;
+                            /** @description industry: the proposal's industry; merchant: one merchant of that industry */
+                            scope: "industry" | "merchant";
+                            /** @description For set: checked against the parameter's schema */
+                            value?: unknown;
+                        }[];
+                        key: string;
+                        title: {
+                            en: string;
+                            zh: string;
+                        };
+                    }[];
+                    title: {
+                        en: string;
+                        zh: string;
+                    };
+                    /** @description e.g. parameter_change */
+                    type: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        closed_reason: string | null;
+                        content: {
+                            actions: {
+                                base_version: number;
+                                merchant_id: string | null;
+                                op: string;
+                                parameter: string;
+                                scope: string;
+                                scope_key: string;
+                                value?: unknown;
+                            }[];
+                            body: {
+                                en: string;
+                                zh: string;
+                            };
+                            effective_from: string | null;
+                            options: {
+                                actions: {
+                                    base_version: number;
+                                    merchant_id: string | null;
+                                    op: string;
+                                    parameter: string;
+                                    scope: string;
+                                    scope_key: string;
+                                    value?: unknown;
+                                }[];
+                                key: string;
+                                title: {
+                                    en: string;
+                                    zh: string;
+                                };
+                            }[] | null;
+                            title: {
+                                en: string;
+                                zh: string;
+                            };
+                        };
+                        /** @description SHA-256 of the canonical JSON of the content; a vote names it */
+                        content_hash: string;
+                        diff: {
+                            description: {
+                                en: string;
+                                zh: string;
+                            };
+                            merchants_affected: number;
+                            new_value: unknown;
+                            old_policy_version: number;
+                            /** @description default, global, industry:… or merchant:… */
+                            old_source: string;
+                            old_value: unknown;
+                            op: string;
+                            option: string | null;
+                            parameter: string;
+                            scope_key: string;
+                            scope_label: {
+                                en: string;
+                                zh: string;
+                            };
+                            summary: {
+                                en: string;
+                                zh: string;
+                            };
+                        }[];
+                        electorate: string[] | null;
+                        /** @description A prop_ identifier */
+                        id: string;
+                        industry: string;
+                        policy_versions: number[];
+                        proposer: {
+                            operator: boolean;
+                            organization_id: string | null;
+                        };
+                        recused: string[];
+                        rules: {
+                            /** @description secret: choices are never published, only who voted and, after the close, the tally */
+                            ballots: "public" | "secret";
+                            /** @description A draft or discussion that does not reach a vote by then expires */
+                            discussion_max_s: number;
+                            discussion_min_s: number;
+                            /** @description After the veto window, how long enactment may still happen before the proposal expires */
+                            execution_window_s: number;
+                            /** @description majority: yes/no/abstain; consent: passes unless someone objects with a reason; approval and ranked: choose among options */
+                            method: "majority" | "consent" | "approval" | "ranked";
+                            proposers: "partners" | "operator" | "partners_and_operator";
+                            /** @description Share of the seats (after recusals) that must cast a ballot, abstentions included; at least */
+                            quorum_bps: number;
+                            reminder_before_s: number;
+                            /** @description majority: the yes share of yes+no must be strictly above it; approval: the winner must be approved by strictly more than this share of ballots; ranked: above max(50%, this); consent: unused */
+                            threshold_bps: number;
+                            veto_window_s: number;
+                            voting_period_s: number;
+                        };
+                        rules_version: number;
+                        state: string;
+                        tally: {
+                            ballots: number;
+                            counts: {
+                                [key: string]: number;
+                            };
+                            electorate: number;
+                            explanation: {
+                                en: string;
+                                zh: string;
+                            };
+                            method: string;
+                            passed: boolean;
+                            quorum_met: boolean;
+                            rounds: {
+                                [key: string]: number;
+                            }[];
+                            winner: string | null;
+                        } | null;
+                        timeline: {
+                            closed_at: string | null;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            decided_at: string | null;
+                            discussion_at: string | null;
+                            executable_at: string | null;
+                            execution_deadline_at: string | null;
+                            expires_at: string | null;
+                            voting_closes_at: string | null;
+                            voting_opens_at: string | null;
+                        };
+                        type: string;
+                        version: number;
+                        veto: {
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            at: string;
+                            reason: string;
+                        } | null;
+                        winner: string | null;
+                    };
+                };
+            };
+        };
+    };
+    listOutcomes: {
+        parameters: {
+            query?: {
+                /** @description e.g. education */
+                industry?: string;
+                limit?: number;
+                /** @description A gout_ identifier */
+                starting_after?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            id: string;
+                            industry: string;
+                            milestones: {
+                                done_at: string | null;
+                                due_on: string | null;
+                                title: string;
+                            }[];
+                            owner: string | null;
+                            progress_bps: number;
+                            proposal_id: string;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            review_on: string;
+                            status: string;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            updated_at: string;
+                        }[];
+                        /** @description True when more items follow the last one returned */
+                        has_more: boolean;
+                    };
+                };
+            };
+        };
+    };
+    updateOutcome: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A gout_ identifier */
+                outcome_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    milestones?: {
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        done_at?: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        due_on?: string;
+                        title: string;
+                    }[];
+                    owner?: string;
+                    progress_bps?: number;
+                    /**
+                     * Format: date-time
+                     * @description ISO 8601 time, UTC
+                     */
+                    review_on?: string;
+                    status?: "not_started" | "in_progress" | "done" | "blocked";
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        industry: string;
+                        milestones: {
+                            done_at: string | null;
+                            due_on: string | null;
+                            title: string;
+                        }[];
+                        owner: string | null;
+                        progress_bps: number;
+                        proposal_id: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        review_on: string;
+                        status: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        updated_at: string;
+                    };
+                };
+            };
+        };
+    };
+    listPolicyVersions: {
+        parameters: {
+            query?: {
+                before_number?: number;
+                limit?: number;
+                scope_key?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            changes: {
+                                op: string;
+                                parameter: string;
+                                value?: unknown;
+                            }[];
+                            content_hash: string | null;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            effective_from: string;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            enacted_at: string;
+                            number: number;
+                            parameters: {
+                                [key: string]: unknown;
+                            };
+                            proposal_id: string | null;
+                            scope_key: string;
+                            version: number;
+                        }[];
+                        /** @description True when more items follow the last one returned */
+                        has_more: boolean;
+                    };
+                };
+            };
+        };
+    };
+    getPolicyVersion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                number: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        changes: {
+                            op: string;
+                            parameter: string;
+                            value?: unknown;
+                        }[];
+                        content_hash: string | null;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        effective_from: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        enacted_at: string;
+                        number: number;
+                        parameters: {
+                            [key: string]: unknown;
+                        };
+                        proposal_id: string | null;
+                        scope_key: string;
+                        version: number;
+                    };
+                };
+            };
+        };
+    };
+    listProposals: {
+        parameters: {
+            query?: {
+                /** @description e.g. education */
+                industry?: string;
+                limit?: number;
+                /** @description A prop_ identifier */
+                starting_after?: string;
+                state?: "discussion" | "voting" | "defeated" | "queued" | "vetoed" | "enacted" | "stale" | "expired" | "withdrawn";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            closed_reason: string | null;
+                            content: {
+                                actions: {
+                                    base_version: number;
+                                    merchant_id: string | null;
+                                    op: string;
+                                    parameter: string;
+                                    scope: string;
+                                    scope_key: string;
+                                    value?: unknown;
+                                }[];
+                                body: {
+                                    en: string;
+                                    zh: string;
+                                };
+                                effective_from: string | null;
+                                options: {
+                                    actions: {
+                                        base_version: number;
+                                        merchant_id: string | null;
+                                        op: string;
+                                        parameter: string;
+                                        scope: string;
+                                        scope_key: string;
+                                        value?: unknown;
+                                    }[];
+                                    key: string;
+                                    title: {
+                                        en: string;
+                                        zh: string;
+                                    };
+                                }[] | null;
+                                title: {
+                                    en: string;
+                                    zh: string;
+                                };
+                            };
+                            /** @description SHA-256 of the canonical JSON of the content; a vote names it */
+                            content_hash: string;
+                            diff: {
+                                description: {
+                                    en: string;
+                                    zh: string;
+                                };
+                                merchants_affected: number;
+                                new_value: unknown;
+                                old_policy_version: number;
+                                /** @description default, global, industry:… or merchant:… */
+                                old_source: string;
+                                old_value: unknown;
+                                op: string;
+                                option: string | null;
+                                parameter: string;
+                                scope_key: string;
+                                scope_label: {
+                                    en: string;
+                                    zh: string;
+                                };
+                                summary: {
+                                    en: string;
+                                    zh: string;
+                                };
+                            }[];
+                            electorate: string[] | null;
+                            /** @description A prop_ identifier */
+                            id: string;
+                            industry: string;
+                            policy_versions: number[];
+                            proposer: {
+                                operator: boolean;
+                                organization_id: string | null;
+                            };
+                            recused: string[];
+                            rules: {
+                                /** @description secret: choices are never published, only who voted and, after the close, the tally */
+                                ballots: "public" | "secret";
+                                /** @description A draft or discussion that does not reach a vote by then expires */
+                                discussion_max_s: number;
+                                discussion_min_s: number;
+                                /** @description After the veto window, how long enactment may still happen before the proposal expires */
+                                execution_window_s: number;
+                                /** @description majority: yes/no/abstain; consent: passes unless someone objects with a reason; approval and ranked: choose among options */
+                                method: "majority" | "consent" | "approval" | "ranked";
+                                proposers: "partners" | "operator" | "partners_and_operator";
+                                /** @description Share of the seats (after recusals) that must cast a ballot, abstentions included; at least */
+                                quorum_bps: number;
+                                reminder_before_s: number;
+                                /** @description majority: the yes share of yes+no must be strictly above it; approval: the winner must be approved by strictly more than this share of ballots; ranked: above max(50%, this); consent: unused */
+                                threshold_bps: number;
+                                veto_window_s: number;
+                                voting_period_s: number;
+                            };
+                            rules_version: number;
+                            state: string;
+                            tally: {
+                                ballots: number;
+                                counts: {
+                                    [key: string]: number;
+                                };
+                                electorate: number;
+                                explanation: {
+                                    en: string;
+                                    zh: string;
+                                };
+                                method: string;
+                                passed: boolean;
+                                quorum_met: boolean;
+                                rounds: {
+                                    [key: string]: number;
+                                }[];
+                                winner: string | null;
+                            } | null;
+                            timeline: {
+                                closed_at: string | null;
+                                /**
+                                 * Format: date-time
+                                 * @description ISO 8601 time, UTC
+                                 */
+                                created_at: string;
+                                decided_at: string | null;
+                                discussion_at: string | null;
+                                executable_at: string | null;
+                                execution_deadline_at: string | null;
+                                expires_at: string | null;
+                                voting_closes_at: string | null;
+                                voting_opens_at: string | null;
+                            };
+                            type: string;
+                            version: number;
+                            veto: {
+                                /**
+                                 * Format: date-time
+                                 * @description ISO 8601 time, UTC
+                                 */
+                                at: string;
+                                reason: string;
+                            } | null;
+                            winner: string | null;
+                        }[];
+                        /** @description True when more items follow the last one returned */
+                        has_more: boolean;
+                    };
+                };
+            };
+        };
+    };
+    getProposal: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A prop_ identifier */
+                proposal_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        closed_reason: string | null;
+                        content: {
+                            actions: {
+                                base_version: number;
+                                merchant_id: string | null;
+                                op: string;
+                                parameter: string;
+                                scope: string;
+                                scope_key: string;
+                                value?: unknown;
+                            }[];
+                            body: {
+                                en: string;
+                                zh: string;
+                            };
+                            effective_from: string | null;
+                            options: {
+                                actions: {
+                                    base_version: number;
+                                    merchant_id: string | null;
+                                    op: string;
+                                    parameter: string;
+                                    scope: string;
+                                    scope_key: string;
+                                    value?: unknown;
+                                }[];
+                                key: string;
+                                title: {
+                                    en: string;
+                                    zh: string;
+                                };
+                            }[] | null;
+                            title: {
+                                en: string;
+                                zh: string;
+                            };
+                        };
+                        /** @description SHA-256 of the canonical JSON of the content; a vote names it */
+                        content_hash: string;
+                        diff: {
+                            description: {
+                                en: string;
+                                zh: string;
+                            };
+                            merchants_affected: number;
+                            new_value: unknown;
+                            old_policy_version: number;
+                            /** @description default, global, industry:… or merchant:… */
+                            old_source: string;
+                            old_value: unknown;
+                            op: string;
+                            option: string | null;
+                            parameter: string;
+                            scope_key: string;
+                            scope_label: {
+                                en: string;
+                                zh: string;
+                            };
+                            summary: {
+                                en: string;
+                                zh: string;
+                            };
+                        }[];
+                        electorate: string[] | null;
+                        /** @description A prop_ identifier */
+                        id: string;
+                        industry: string;
+                        policy_versions: number[];
+                        proposer: {
+                            operator: boolean;
+                            organization_id: string | null;
+                        };
+                        recused: string[];
+                        rules: {
+                            /** @description secret: choices are never published, only who voted and, after the close, the tally */
+                            ballots: "public" | "secret";
+                            /** @description A draft or discussion that does not reach a vote by then expires */
+                            discussion_max_s: number;
+                            discussion_min_s: number;
+                            /** @description After the veto window, how long enactment may still happen before the proposal expires */
+                            execution_window_s: number;
+                            /** @description majority: yes/no/abstain; consent: passes unless someone objects with a reason; approval and ranked: choose among options */
+                            method: "majority" | "consent" | "approval" | "ranked";
+                            proposers: "partners" | "operator" | "partners_and_operator";
+                            /** @description Share of the seats (after recusals) that must cast a ballot, abstentions included; at least */
+                            quorum_bps: number;
+                            reminder_before_s: number;
+                            /** @description majority: the yes share of yes+no must be strictly above it; approval: the winner must be approved by strictly more than this share of ballots; ranked: above max(50%, this); consent: unused */
+                            threshold_bps: number;
+                            veto_window_s: number;
+                            voting_period_s: number;
+                        };
+                        rules_version: number;
+                        state: string;
+                        tally: {
+                            ballots: number;
+                            counts: {
+                                [key: string]: number;
+                            };
+                            electorate: number;
+                            explanation: {
+                                en: string;
+                                zh: string;
+                            };
+                            method: string;
+                            passed: boolean;
+                            quorum_met: boolean;
+                            rounds: {
+                                [key: string]: number;
+                            }[];
+                            winner: string | null;
+                        } | null;
+                        timeline: {
+                            closed_at: string | null;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            decided_at: string | null;
+                            discussion_at: string | null;
+                            executable_at: string | null;
+                            execution_deadline_at: string | null;
+                            expires_at: string | null;
+                            voting_closes_at: string | null;
+                            voting_opens_at: string | null;
+                        };
+                        type: string;
+                        version: number;
+                        veto: {
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            at: string;
+                            reason: string;
+                        } | null;
+                        winner: string | null;
+                    };
+                };
+            };
+        };
+    };
+    listProposalComments: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description A gcom_ identifier */
+                starting_after?: string;
+            };
+            header?: never;
+            path: {
+                /** @description A prop_ identifier */
+                proposal_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            body: string;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            /** @description A gcom_ identifier */
+                            id: string;
+                            operator: boolean;
+                            organization_id: string | null;
+                            version: number;
+                        }[];
+                        /** @description True when more items follow the last one returned */
+                        has_more: boolean;
+                    };
+                };
+            };
+        };
+    };
+    commentOnProposalAsOperator: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A prop_ identifier */
+                proposal_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    body: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        body: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        /** @description A gcom_ identifier */
+                        id: string;
+                        operator: boolean;
+                        organization_id: string | null;
+                        version: number;
+                    };
+                };
+            };
+        };
+    };
+    openProposalVoting: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A prop_ identifier */
+                proposal_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        closed_reason: string | null;
+                        content: {
+                            actions: {
+                                base_version: number;
+                                merchant_id: string | null;
+                                op: string;
+                                parameter: string;
+                                scope: string;
+                                scope_key: string;
+                                value?: unknown;
+                            }[];
+                            body: {
+                                en: string;
+                                zh: string;
+                            };
+                            effective_from: string | null;
+                            options: {
+                                actions: {
+                                    base_version: number;
+                                    merchant_id: string | null;
+                                    op: string;
+                                    parameter: string;
+                                    scope: string;
+                                    scope_key: string;
+                                    value?: unknown;
+                                }[];
+                                key: string;
+                                title: {
+                                    en: string;
+                                    zh: string;
+                                };
+                            }[] | null;
+                            title: {
+                                en: string;
+                                zh: string;
+                            };
+                        };
+                        /** @description SHA-256 of the canonical JSON of the content; a vote names it */
+                        content_hash: string;
+                        diff: {
+                            description: {
+                                en: string;
+                                zh: string;
+                            };
+                            merchants_affected: number;
+                            new_value: unknown;
+                            old_policy_version: number;
+                            /** @description default, global, industry:… or merchant:… */
+                            old_source: string;
+                            old_value: unknown;
+                            op: string;
+                            option: string | null;
+                            parameter: string;
+                            scope_key: string;
+                            scope_label: {
+                                en: string;
+                                zh: string;
+                            };
+                            summary: {
+                                en: string;
+                                zh: string;
+                            };
+                        }[];
+                        electorate: string[] | null;
+                        /** @description A prop_ identifier */
+                        id: string;
+                        industry: string;
+                        policy_versions: number[];
+                        proposer: {
+                            operator: boolean;
+                            organization_id: string | null;
+                        };
+                        recused: string[];
+                        rules: {
+                            /** @description secret: choices are never published, only who voted and, after the close, the tally */
+                            ballots: "public" | "secret";
+                            /** @description A draft or discussion that does not reach a vote by then expires */
+                            discussion_max_s: number;
+                            discussion_min_s: number;
+                            /** @description After the veto window, how long enactment may still happen before the proposal expires */
+                            execution_window_s: number;
+                            /** @description majority: yes/no/abstain; consent: passes unless someone objects with a reason; approval and ranked: choose among options */
+                            method: "majority" | "consent" | "approval" | "ranked";
+                            proposers: "partners" | "operator" | "partners_and_operator";
+                            /** @description Share of the seats (after recusals) that must cast a ballot, abstentions included; at least */
+                            quorum_bps: number;
+                            reminder_before_s: number;
+                            /** @description majority: the yes share of yes+no must be strictly above it; approval: the winner must be approved by strictly more than this share of ballots; ranked: above max(50%, this); consent: unused */
+                            threshold_bps: number;
+                            veto_window_s: number;
+                            voting_period_s: number;
+                        };
+                        rules_version: number;
+                        state: string;
+                        tally: {
+                            ballots: number;
+                            counts: {
+                                [key: string]: number;
+                            };
+                            electorate: number;
+                            explanation: {
+                                en: string;
+                                zh: string;
+                            };
+                            method: string;
+                            passed: boolean;
+                            quorum_met: boolean;
+                            rounds: {
+                                [key: string]: number;
+                            }[];
+                            winner: string | null;
+                        } | null;
+                        timeline: {
+                            closed_at: string | null;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            decided_at: string | null;
+                            discussion_at: string | null;
+                            executable_at: string | null;
+                            execution_deadline_at: string | null;
+                            expires_at: string | null;
+                            voting_closes_at: string | null;
+                            voting_opens_at: string | null;
+                        };
+                        type: string;
+                        version: number;
+                        veto: {
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            at: string;
+                            reason: string;
+                        } | null;
+                        winner: string | null;
+                    };
+                };
+            };
+        };
+    };
+    submitProposal: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A prop_ identifier */
+                proposal_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        closed_reason: string | null;
+                        content: {
+                            actions: {
+                                base_version: number;
+                                merchant_id: string | null;
+                                op: string;
+                                parameter: string;
+                                scope: string;
+                                scope_key: string;
+                                value?: unknown;
+                            }[];
+                            body: {
+                                en: string;
+                                zh: string;
+                            };
+                            effective_from: string | null;
+                            options: {
+                                actions: {
+                                    base_version: number;
+                                    merchant_id: string | null;
+                                    op: string;
+                                    parameter: string;
+                                    scope: string;
+                                    scope_key: string;
+                                    value?: unknown;
+                                }[];
+                                key: string;
+                                title: {
+                                    en: string;
+                                    zh: string;
+                                };
+                            }[] | null;
+                            title: {
+                                en: string;
+                                zh: string;
+                            };
+                        };
+                        /** @description SHA-256 of the canonical JSON of the content; a vote names it */
+                        content_hash: string;
+                        diff: {
+                            description: {
+                                en: string;
+                                zh: string;
+                            };
+                            merchants_affected: number;
+                            new_value: unknown;
+                            old_policy_version: number;
+                            /** @description default, global, industry:… or merchant:… */
+                            old_source: string;
+                            old_value: unknown;
+                            op: string;
+                            option: string | null;
+                            parameter: string;
+                            scope_key: string;
+                            scope_label: {
+                                en: string;
+                                zh: string;
+                            };
+                            summary: {
+                                en: string;
+                                zh: string;
+                            };
+                        }[];
+                        electorate: string[] | null;
+                        /** @description A prop_ identifier */
+                        id: string;
+                        industry: string;
+                        policy_versions: number[];
+                        proposer: {
+                            operator: boolean;
+                            organization_id: string | null;
+                        };
+                        recused: string[];
+                        rules: {
+                            /** @description secret: choices are never published, only who voted and, after the close, the tally */
+                            ballots: "public" | "secret";
+                            /** @description A draft or discussion that does not reach a vote by then expires */
+                            discussion_max_s: number;
+                            discussion_min_s: number;
+                            /** @description After the veto window, how long enactment may still happen before the proposal expires */
+                            execution_window_s: number;
+                            /** @description majority: yes/no/abstain; consent: passes unless someone objects with a reason; approval and ranked: choose among options */
+                            method: "majority" | "consent" | "approval" | "ranked";
+                            proposers: "partners" | "operator" | "partners_and_operator";
+                            /** @description Share of the seats (after recusals) that must cast a ballot, abstentions included; at least */
+                            quorum_bps: number;
+                            reminder_before_s: number;
+                            /** @description majority: the yes share of yes+no must be strictly above it; approval: the winner must be approved by strictly more than this share of ballots; ranked: above max(50%, this); consent: unused */
+                            threshold_bps: number;
+                            veto_window_s: number;
+                            voting_period_s: number;
+                        };
+                        rules_version: number;
+                        state: string;
+                        tally: {
+                            ballots: number;
+                            counts: {
+                                [key: string]: number;
+                            };
+                            electorate: number;
+                            explanation: {
+                                en: string;
+                                zh: string;
+                            };
+                            method: string;
+                            passed: boolean;
+                            quorum_met: boolean;
+                            rounds: {
+                                [key: string]: number;
+                            }[];
+                            winner: string | null;
+                        } | null;
+                        timeline: {
+                            closed_at: string | null;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            decided_at: string | null;
+                            discussion_at: string | null;
+                            executable_at: string | null;
+                            execution_deadline_at: string | null;
+                            expires_at: string | null;
+                            voting_closes_at: string | null;
+                            voting_opens_at: string | null;
+                        };
+                        type: string;
+                        version: number;
+                        veto: {
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            at: string;
+                            reason: string;
+                        } | null;
+                        winner: string | null;
+                    };
+                };
+            };
+        };
+    };
+    listProposalVersions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A prop_ identifier */
+                proposal_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            content: {
+                                actions: {
+                                    base_version: number;
+                                    merchant_id: string | null;
+                                    op: string;
+                                    parameter: string;
+                                    scope: string;
+                                    scope_key: string;
+                                    value?: unknown;
+                                }[];
+                                body: {
+                                    en: string;
+                                    zh: string;
+                                };
+                                effective_from: string | null;
+                                options: {
+                                    actions: {
+                                        base_version: number;
+                                        merchant_id: string | null;
+                                        op: string;
+                                        parameter: string;
+                                        scope: string;
+                                        scope_key: string;
+                                        value?: unknown;
+                                    }[];
+                                    key: string;
+                                    title: {
+                                        en: string;
+                                        zh: string;
+                                    };
+                                }[] | null;
+                                title: {
+                                    en: string;
+                                    zh: string;
+                                };
+                            };
+                            content_hash: string;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            diff: {
+                                description: {
+                                    en: string;
+                                    zh: string;
+                                };
+                                merchants_affected: number;
+                                new_value: unknown;
+                                old_policy_version: number;
+                                /** @description default, global, industry:… or merchant:… */
+                                old_source: string;
+                                old_value: unknown;
+                                op: string;
+                                option: string | null;
+                                parameter: string;
+                                scope_key: string;
+                                scope_label: {
+                                    en: string;
+                                    zh: string;
+                                };
+                                summary: {
+                                    en: string;
+                                    zh: string;
+                                };
+                            }[];
+                            note: string;
+                            version: number;
+                        }[];
+                    };
+                };
+            };
+        };
+    };
+    amendProposal: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A prop_ identifier */
+                proposal_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    actions?: {
+                        /** @description The scope's version this was written against; current when absent */
+                        base_version?: number;
+                        /** @description A org_ identifier */
+                        merchant_id?: string;
+                        op: "set" | "unset";
+                        /** @description A declared parameter, e.g. payment.fee_rate_bps */
+                        parameter: string;
+                        /** @description industry: the proposal's industry; merchant: one merchant of that industry */
+                        scope: "industry" | "merchant";
+                        /** @description For set: checked against the parameter's schema */
+                        value?: unknown;
+                    }[];
+                    body: {
+                        en: string;
+                        zh: string;
+                    };
+                    /**
+                     * Format: date-time
+                     * @description ISO 8601 time, UTC
+                     */
+                    effective_from?: string;
+                    note: string;
+                    options?: {
+                        actions: {
+                            /** @description The scope's version this was written against; current when absent */
+                            base_version?: number;
+                            /** @description A org_ identifier */
+                            merchant_id?: string;
+                            op: "set" | "unset";
+                            /** @description A declared parameter, e.g. payment.fee_rate_bps */
+                            parameter: string;
+                            /** @description industry: the proposal's industry; merchant: one merchant of that industry */
+                            scope: "industry" | "merchant";
+                            /** @description For set: checked against the parameter's schema */
+                            value?: unknown;
+                        }[];
+                        key: string;
+                        title: {
+                            en: string;
+                            zh: string;
+                        };
+                    }[];
+                    title: {
+                        en: string;
+                        zh: string;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        closed_reason: string | null;
+                        content: {
+                            actions: {
+                                base_version: number;
+                                merchant_id: string | null;
+                                op: string;
+                                parameter: string;
+                                scope: string;
+                                scope_key: string;
+                                value?: unknown;
+                            }[];
+                            body: {
+                                en: string;
+                                zh: string;
+                            };
+                            effective_from: string | null;
+                            options: {
+                                actions: {
+                                    base_version: number;
+                                    merchant_id: string | null;
+                                    op: string;
+                                    parameter: string;
+                                    scope: string;
+                                    scope_key: string;
+                                    value?: unknown;
+                                }[];
+                                key: string;
+                                title: {
+                                    en: string;
+                                    zh: string;
+                                };
+                            }[] | null;
+                            title: {
+                                en: string;
+                                zh: string;
+                            };
+                        };
+                        /** @description SHA-256 of the canonical JSON of the content; a vote names it */
+                        content_hash: string;
+                        diff: {
+                            description: {
+                                en: string;
+                                zh: string;
+                            };
+                            merchants_affected: number;
+                            new_value: unknown;
+                            old_policy_version: number;
+                            /** @description default, global, industry:… or merchant:… */
+                            old_source: string;
+                            old_value: unknown;
+                            op: string;
+                            option: string | null;
+                            parameter: string;
+                            scope_key: string;
+                            scope_label: {
+                                en: string;
+                                zh: string;
+                            };
+                            summary: {
+                                en: string;
+                                zh: string;
+                            };
+                        }[];
+                        electorate: string[] | null;
+                        /** @description A prop_ identifier */
+                        id: string;
+                        industry: string;
+                        policy_versions: number[];
+                        proposer: {
+                            operator: boolean;
+                            organization_id: string | null;
+                        };
+                        recused: string[];
+                        rules: {
+                            /** @description secret: choices are never published, only who voted and, after the close, the tally */
+                            ballots: "public" | "secret";
+                            /** @description A draft or discussion that does not reach a vote by then expires */
+                            discussion_max_s: number;
+                            discussion_min_s: number;
+                            /** @description After the veto window, how long enactment may still happen before the proposal expires */
+                            execution_window_s: number;
+                            /** @description majority: yes/no/abstain; consent: passes unless someone objects with a reason; approval and ranked: choose among options */
+                            method: "majority" | "consent" | "approval" | "ranked";
+                            proposers: "partners" | "operator" | "partners_and_operator";
+                            /** @description Share of the seats (after recusals) that must cast a ballot, abstentions included; at least */
+                            quorum_bps: number;
+                            reminder_before_s: number;
+                            /** @description majority: the yes share of yes+no must be strictly above it; approval: the winner must be approved by strictly more than this share of ballots; ranked: above max(50%, this); consent: unused */
+                            threshold_bps: number;
+                            veto_window_s: number;
+                            voting_period_s: number;
+                        };
+                        rules_version: number;
+                        state: string;
+                        tally: {
+                            ballots: number;
+                            counts: {
+                                [key: string]: number;
+                            };
+                            electorate: number;
+                            explanation: {
+                                en: string;
+                                zh: string;
+                            };
+                            method: string;
+                            passed: boolean;
+                            quorum_met: boolean;
+                            rounds: {
+                                [key: string]: number;
+                            }[];
+                            winner: string | null;
+                        } | null;
+                        timeline: {
+                            closed_at: string | null;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            decided_at: string | null;
+                            discussion_at: string | null;
+                            executable_at: string | null;
+                            execution_deadline_at: string | null;
+                            expires_at: string | null;
+                            voting_closes_at: string | null;
+                            voting_opens_at: string | null;
+                        };
+                        type: string;
+                        version: number;
+                        veto: {
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            at: string;
+                            reason: string;
+                        } | null;
+                        winner: string | null;
+                    };
+                };
+            };
+        };
+    };
+    vetoProposal: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A prop_ identifier */
+                proposal_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    reason: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        closed_reason: string | null;
+                        content: {
+                            actions: {
+                                base_version: number;
+                                merchant_id: string | null;
+                                op: string;
+                                parameter: string;
+                                scope: string;
+                                scope_key: string;
+                                value?: unknown;
+                            }[];
+                            body: {
+                                en: string;
+                                zh: string;
+                            };
+                            effective_from: string | null;
+                            options: {
+                                actions: {
+                                    base_version: number;
+                                    merchant_id: string | null;
+                                    op: string;
+                                    parameter: string;
+                                    scope: string;
+                                    scope_key: string;
+                                    value?: unknown;
+                                }[];
+                                key: string;
+                                title: {
+                                    en: string;
+                                    zh: string;
+                                };
+                            }[] | null;
+                            title: {
+                                en: string;
+                                zh: string;
+                            };
+                        };
+                        /** @description SHA-256 of the canonical JSON of the content; a vote names it */
+                        content_hash: string;
+                        diff: {
+                            description: {
+                                en: string;
+                                zh: string;
+                            };
+                            merchants_affected: number;
+                            new_value: unknown;
+                            old_policy_version: number;
+                            /** @description default, global, industry:… or merchant:… */
+                            old_source: string;
+                            old_value: unknown;
+                            op: string;
+                            option: string | null;
+                            parameter: string;
+                            scope_key: string;
+                            scope_label: {
+                                en: string;
+                                zh: string;
+                            };
+                            summary: {
+                                en: string;
+                                zh: string;
+                            };
+                        }[];
+                        electorate: string[] | null;
+                        /** @description A prop_ identifier */
+                        id: string;
+                        industry: string;
+                        policy_versions: number[];
+                        proposer: {
+                            operator: boolean;
+                            organization_id: string | null;
+                        };
+                        recused: string[];
+                        rules: {
+                            /** @description secret: choices are never published, only who voted and, after the close, the tally */
+                            ballots: "public" | "secret";
+                            /** @description A draft or discussion that does not reach a vote by then expires */
+                            discussion_max_s: number;
+                            discussion_min_s: number;
+                            /** @description After the veto window, how long enactment may still happen before the proposal expires */
+                            execution_window_s: number;
+                            /** @description majority: yes/no/abstain; consent: passes unless someone objects with a reason; approval and ranked: choose among options */
+                            method: "majority" | "consent" | "approval" | "ranked";
+                            proposers: "partners" | "operator" | "partners_and_operator";
+                            /** @description Share of the seats (after recusals) that must cast a ballot, abstentions included; at least */
+                            quorum_bps: number;
+                            reminder_before_s: number;
+                            /** @description majority: the yes share of yes+no must be strictly above it; approval: the winner must be approved by strictly more than this share of ballots; ranked: above max(50%, this); consent: unused */
+                            threshold_bps: number;
+                            veto_window_s: number;
+                            voting_period_s: number;
+                        };
+                        rules_version: number;
+                        state: string;
+                        tally: {
+                            ballots: number;
+                            counts: {
+                                [key: string]: number;
+                            };
+                            electorate: number;
+                            explanation: {
+                                en: string;
+                                zh: string;
+                            };
+                            method: string;
+                            passed: boolean;
+                            quorum_met: boolean;
+                            rounds: {
+                                [key: string]: number;
+                            }[];
+                            winner: string | null;
+                        } | null;
+                        timeline: {
+                            closed_at: string | null;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            decided_at: string | null;
+                            discussion_at: string | null;
+                            executable_at: string | null;
+                            execution_deadline_at: string | null;
+                            expires_at: string | null;
+                            voting_closes_at: string | null;
+                            voting_opens_at: string | null;
+                        };
+                        type: string;
+                        version: number;
+                        veto: {
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            at: string;
+                            reason: string;
+                        } | null;
+                        winner: string | null;
+                    };
+                };
+            };
+        };
+    };
+    listProposalVotes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A prop_ identifier */
+                proposal_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            cast_at: string;
+                            choice: unknown | null;
+                            content_hash: string;
+                            organization_id: string;
+                            reason: string | null;
+                            via_proxy: boolean;
+                        }[];
+                    };
+                };
+            };
+        };
+    };
+    withdrawProposal: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A prop_ identifier */
+                proposal_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    reason: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        closed_reason: string | null;
+                        content: {
+                            actions: {
+                                base_version: number;
+                                merchant_id: string | null;
+                                op: string;
+                                parameter: string;
+                                scope: string;
+                                scope_key: string;
+                                value?: unknown;
+                            }[];
+                            body: {
+                                en: string;
+                                zh: string;
+                            };
+                            effective_from: string | null;
+                            options: {
+                                actions: {
+                                    base_version: number;
+                                    merchant_id: string | null;
+                                    op: string;
+                                    parameter: string;
+                                    scope: string;
+                                    scope_key: string;
+                                    value?: unknown;
+                                }[];
+                                key: string;
+                                title: {
+                                    en: string;
+                                    zh: string;
+                                };
+                            }[] | null;
+                            title: {
+                                en: string;
+                                zh: string;
+                            };
+                        };
+                        /** @description SHA-256 of the canonical JSON of the content; a vote names it */
+                        content_hash: string;
+                        diff: {
+                            description: {
+                                en: string;
+                                zh: string;
+                            };
+                            merchants_affected: number;
+                            new_value: unknown;
+                            old_policy_version: number;
+                            /** @description default, global, industry:… or merchant:… */
+                            old_source: string;
+                            old_value: unknown;
+                            op: string;
+                            option: string | null;
+                            parameter: string;
+                            scope_key: string;
+                            scope_label: {
+                                en: string;
+                                zh: string;
+                            };
+                            summary: {
+                                en: string;
+                                zh: string;
+                            };
+                        }[];
+                        electorate: string[] | null;
+                        /** @description A prop_ identifier */
+                        id: string;
+                        industry: string;
+                        policy_versions: number[];
+                        proposer: {
+                            operator: boolean;
+                            organization_id: string | null;
+                        };
+                        recused: string[];
+                        rules: {
+                            /** @description secret: choices are never published, only who voted and, after the close, the tally */
+                            ballots: "public" | "secret";
+                            /** @description A draft or discussion that does not reach a vote by then expires */
+                            discussion_max_s: number;
+                            discussion_min_s: number;
+                            /** @description After the veto window, how long enactment may still happen before the proposal expires */
+                            execution_window_s: number;
+                            /** @description majority: yes/no/abstain; consent: passes unless someone objects with a reason; approval and ranked: choose among options */
+                            method: "majority" | "consent" | "approval" | "ranked";
+                            proposers: "partners" | "operator" | "partners_and_operator";
+                            /** @description Share of the seats (after recusals) that must cast a ballot, abstentions included; at least */
+                            quorum_bps: number;
+                            reminder_before_s: number;
+                            /** @description majority: the yes share of yes+no must be strictly above it; approval: the winner must be approved by strictly more than this share of ballots; ranked: above max(50%, this); consent: unused */
+                            threshold_bps: number;
+                            veto_window_s: number;
+                            voting_period_s: number;
+                        };
+                        rules_version: number;
+                        state: string;
+                        tally: {
+                            ballots: number;
+                            counts: {
+                                [key: string]: number;
+                            };
+                            electorate: number;
+                            explanation: {
+                                en: string;
+                                zh: string;
+                            };
+                            method: string;
+                            passed: boolean;
+                            quorum_met: boolean;
+                            rounds: {
+                                [key: string]: number;
+                            }[];
+                            winner: string | null;
+                        } | null;
+                        timeline: {
+                            closed_at: string | null;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            decided_at: string | null;
+                            discussion_at: string | null;
+                            executable_at: string | null;
+                            execution_deadline_at: string | null;
+                            expires_at: string | null;
+                            voting_closes_at: string | null;
+                            voting_opens_at: string | null;
+                        };
+                        type: string;
+                        version: number;
+                        veto: {
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            at: string;
+                            reason: string;
+                        } | null;
+                        winner: string | null;
+                    };
+                };
+            };
+        };
+    };
+    getRoadmap: {
+        parameters: {
+            query?: {
+                capability?: string;
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            changelog: {
+                                /**
+                                 * Format: date-time
+                                 * @description ISO 8601 time, UTC
+                                 */
+                                at: string;
+                                note: string;
+                                status: string;
+                            }[];
+                            request: {
+                                body: string;
+                                capability: string;
+                                /**
+                                 * Format: date-time
+                                 * @description ISO 8601 time, UTC
+                                 */
+                                created_at: string;
+                                id: string;
+                                organization_id: string;
+                                status: string;
+                                support_count: number;
+                                title: string;
+                                /**
+                                 * Format: date-time
+                                 * @description ISO 8601 time, UTC
+                                 */
+                                updated_at: string;
+                            };
+                        }[];
+                    };
+                };
+            };
+        };
+    };
+    listTrainingSessions: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            capacity: number;
+                            enrolled: number;
+                            id: string;
+                            industry: string | null;
+                            kind: string;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            starts_at: string;
+                            title: {
+                                en: string;
+                                zh: string;
+                            };
+                        }[];
+                    };
+                };
+            };
+        };
+    };
+    createTrainingSession: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    capacity: number;
+                    /** @description e.g. education */
+                    industry?: string;
+                    kind: "office_hours" | "course" | "study_tour";
+                    /**
+                     * Format: date-time
+                     * @description ISO 8601 time, UTC
+                     */
+                    starts_at: string;
+                    title: {
+                        en: string;
+                        zh: string;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        capacity: number;
+                        enrolled: number;
+                        id: string;
+                        industry: string | null;
+                        kind: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        starts_at: string;
+                        title: {
+                            en: string;
+                            zh: string;
+                        };
                     };
                 };
             };
@@ -1779,6 +6041,149 @@ export interface operations {
                         name: string;
                         /** @description A org_ identifier */
                         organization_id: string;
+                    };
+                };
+            };
+        };
+    };
+    getAlipaySettings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A app_ identifier */
+                app_id: string;
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description A app_ identifier */
+                        app_id: string;
+                        /** @description Where Alipay-format notifications go when the request named no notify_url */
+                        notify_url: string | null;
+                        updated_at: string | null;
+                    };
+                };
+            };
+        };
+    };
+    setAlipaySettings: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A app_ identifier */
+                app_id: string;
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    notify_url: string | null;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description A app_ identifier */
+                        app_id: string;
+                        /** @description Where Alipay-format notifications go when the request named no notify_url */
+                        notify_url: string | null;
+                        updated_at: string | null;
                     };
                 };
             };
@@ -2993,6 +7398,1497 @@ export interface operations {
             };
         };
     };
+    listOrganizationApplications: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description A gapp_ identifier */
+                starting_after?: string;
+            };
+            header?: never;
+            path: {
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            batch_id: string;
+                            company: {
+                                [key: string]: unknown;
+                            };
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            decided_at: string | null;
+                            decision_reason: string | null;
+                            evaluation: {
+                                criterion: string;
+                                industry: string | null;
+                                measured: number | null;
+                                met: boolean | null;
+                                required: number;
+                            }[];
+                            founder: {
+                                [key: string]: unknown;
+                            };
+                            id: string;
+                            industries: string[];
+                            organization_id: string;
+                            status: string;
+                        }[];
+                        /** @description True when more items follow the last one returned */
+                        has_more: boolean;
+                    };
+                };
+            };
+        };
+    };
+    applyToRecruitmentBatch: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description A gbat_ identifier */
+                    batch_id: string;
+                    company: {
+                        description: string;
+                        employees?: number;
+                        founded_year?: number;
+                        name: string;
+                        /** Format: uri */
+                        website?: string;
+                    };
+                    founder: {
+                        links?: string[];
+                        name: string;
+                        /** @description The founder or CEO’s record of innovation and influence */
+                        record: string;
+                        title: string;
+                    };
+                    industries: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        batch_id: string;
+                        company: {
+                            [key: string]: unknown;
+                        };
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        decided_at: string | null;
+                        decision_reason: string | null;
+                        evaluation: {
+                            criterion: string;
+                            industry: string | null;
+                            measured: number | null;
+                            met: boolean | null;
+                            required: number;
+                        }[];
+                        founder: {
+                            [key: string]: unknown;
+                        };
+                        id: string;
+                        industries: string[];
+                        organization_id: string;
+                        status: string;
+                    };
+                };
+            };
+        };
+    };
+    fileImprovementRequest: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    body: string;
+                    capability: string;
+                    title: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        body: string;
+                        capability: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        id: string;
+                        organization_id: string;
+                        status: string;
+                        support_count: number;
+                        title: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        updated_at: string;
+                    };
+                };
+            };
+        };
+    };
+    supportImprovementRequest: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A org_ identifier */
+                organization_id: string;
+                /** @description A greq_ identifier */
+                request_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    support: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        body: string;
+                        capability: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        id: string;
+                        organization_id: string;
+                        status: string;
+                        support_count: number;
+                        title: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        updated_at: string;
+                    };
+                };
+            };
+        };
+    };
+    listGovernanceInbox: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description A gmsg_ identifier */
+                starting_after?: string;
+            };
+            header?: never;
+            path: {
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            id: string;
+                            payload: unknown;
+                            type: string;
+                        }[];
+                        /** @description True when more items follow the last one returned */
+                        has_more: boolean;
+                    };
+                };
+            };
+        };
+    };
+    listOrganizationProposals: {
+        parameters: {
+            query?: {
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            closed_reason: string | null;
+                            content: {
+                                actions: {
+                                    base_version: number;
+                                    merchant_id: string | null;
+                                    op: string;
+                                    parameter: string;
+                                    scope: string;
+                                    scope_key: string;
+                                    value?: unknown;
+                                }[];
+                                body: {
+                                    en: string;
+                                    zh: string;
+                                };
+                                effective_from: string | null;
+                                options: {
+                                    actions: {
+                                        base_version: number;
+                                        merchant_id: string | null;
+                                        op: string;
+                                        parameter: string;
+                                        scope: string;
+                                        scope_key: string;
+                                        value?: unknown;
+                                    }[];
+                                    key: string;
+                                    title: {
+                                        en: string;
+                                        zh: string;
+                                    };
+                                }[] | null;
+                                title: {
+                                    en: string;
+                                    zh: string;
+                                };
+                            };
+                            /** @description SHA-256 of the canonical JSON of the content; a vote names it */
+                            content_hash: string;
+                            diff: {
+                                description: {
+                                    en: string;
+                                    zh: string;
+                                };
+                                merchants_affected: number;
+                                new_value: unknown;
+                                old_policy_version: number;
+                                /** @description default, global, industry:… or merchant:… */
+                                old_source: string;
+                                old_value: unknown;
+                                op: string;
+                                option: string | null;
+                                parameter: string;
+                                scope_key: string;
+                                scope_label: {
+                                    en: string;
+                                    zh: string;
+                                };
+                                summary: {
+                                    en: string;
+                                    zh: string;
+                                };
+                            }[];
+                            electorate: string[] | null;
+                            /** @description A prop_ identifier */
+                            id: string;
+                            industry: string;
+                            policy_versions: number[];
+                            proposer: {
+                                operator: boolean;
+                                organization_id: string | null;
+                            };
+                            recused: string[];
+                            rules: {
+                                /** @description secret: choices are never published, only who voted and, after the close, the tally */
+                                ballots: "public" | "secret";
+                                /** @description A draft or discussion that does not reach a vote by then expires */
+                                discussion_max_s: number;
+                                discussion_min_s: number;
+                                /** @description After the veto window, how long enactment may still happen before the proposal expires */
+                                execution_window_s: number;
+                                /** @description majority: yes/no/abstain; consent: passes unless someone objects with a reason; approval and ranked: choose among options */
+                                method: "majority" | "consent" | "approval" | "ranked";
+                                proposers: "partners" | "operator" | "partners_and_operator";
+                                /** @description Share of the seats (after recusals) that must cast a ballot, abstentions included; at least */
+                                quorum_bps: number;
+                                reminder_before_s: number;
+                                /** @description majority: the yes share of yes+no must be strictly above it; approval: the winner must be approved by strictly more than this share of ballots; ranked: above max(50%, this); consent: unused */
+                                threshold_bps: number;
+                                veto_window_s: number;
+                                voting_period_s: number;
+                            };
+                            rules_version: number;
+                            state: string;
+                            tally: {
+                                ballots: number;
+                                counts: {
+                                    [key: string]: number;
+                                };
+                                electorate: number;
+                                explanation: {
+                                    en: string;
+                                    zh: string;
+                                };
+                                method: string;
+                                passed: boolean;
+                                quorum_met: boolean;
+                                rounds: {
+                                    [key: string]: number;
+                                }[];
+                                winner: string | null;
+                            } | null;
+                            timeline: {
+                                closed_at: string | null;
+                                /**
+                                 * Format: date-time
+                                 * @description ISO 8601 time, UTC
+                                 */
+                                created_at: string;
+                                decided_at: string | null;
+                                discussion_at: string | null;
+                                executable_at: string | null;
+                                execution_deadline_at: string | null;
+                                expires_at: string | null;
+                                voting_closes_at: string | null;
+                                voting_opens_at: string | null;
+                            };
+                            type: string;
+                            version: number;
+                            veto: {
+                                /**
+                                 * Format: date-time
+                                 * @description ISO 8601 time, UTC
+                                 */
+                                at: string;
+                                reason: string;
+                            } | null;
+                            winner: string | null;
+                        }[];
+                    };
+                };
+            };
+        };
+    };
+    createProposal: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    actions?: {
+                        /** @description The scope's version this was written against; current when absent */
+                        base_version?: number;
+                        /** @description A org_ identifier */
+                        merchant_id?: string;
+                        op: "set" | "unset";
+                        /** @description A declared parameter, e.g. payment.fee_rate_bps */
+                        parameter: string;
+                        /** @description industry: the proposal's industry; merchant: one merchant of that industry */
+                        scope: "industry" | "merchant";
+                        /** @description For set: checked against the parameter's schema */
+                        value?: unknown;
+                    }[];
+                    body: {
+                        en: string;
+                        zh: string;
+                    };
+                    /**
+                     * Format: date-time
+                     * @description ISO 8601 time, UTC
+                     */
+                    effective_from?: string;
+                    /** @description e.g. education */
+                    industry: string;
+                    options?: {
+                        actions: {
+                            /** @description The scope's version this was written against; current when absent */
+                            base_version?: number;
+                            /** @description A org_ identifier */
+                            merchant_id?: string;
+                            op: "set" | "unset";
+                            /** @description A declared parameter, e.g. payment.fee_rate_bps */
+                            parameter: string;
+                            /** @description industry: the proposal's industry; merchant: one merchant of that industry */
+                            scope: "industry" | "merchant";
+                            /** @description For set: checked against the parameter's schema */
+                            value?: unknown;
+                        }[];
+                        key: string;
+                        title: {
+                            en: string;
+                            zh: string;
+                        };
+                    }[];
+                    title: {
+                        en: string;
+                        zh: string;
+                    };
+                    /** @description e.g. parameter_change */
+                    type: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        closed_reason: string | null;
+                        content: {
+                            actions: {
+                                base_version: number;
+                                merchant_id: string | null;
+                                op: string;
+                                parameter: string;
+                                scope: string;
+                                scope_key: string;
+                                value?: unknown;
+                            }[];
+                            body: {
+                                en: string;
+                                zh: string;
+                            };
+                            effective_from: string | null;
+                            options: {
+                                actions: {
+                                    base_version: number;
+                                    merchant_id: string | null;
+                                    op: string;
+                                    parameter: string;
+                                    scope: string;
+                                    scope_key: string;
+                                    value?: unknown;
+                                }[];
+                                key: string;
+                                title: {
+                                    en: string;
+                                    zh: string;
+                                };
+                            }[] | null;
+                            title: {
+                                en: string;
+                                zh: string;
+                            };
+                        };
+                        /** @description SHA-256 of the canonical JSON of the content; a vote names it */
+                        content_hash: string;
+                        diff: {
+                            description: {
+                                en: string;
+                                zh: string;
+                            };
+                            merchants_affected: number;
+                            new_value: unknown;
+                            old_policy_version: number;
+                            /** @description default, global, industry:… or merchant:… */
+                            old_source: string;
+                            old_value: unknown;
+                            op: string;
+                            option: string | null;
+                            parameter: string;
+                            scope_key: string;
+                            scope_label: {
+                                en: string;
+                                zh: string;
+                            };
+                            summary: {
+                                en: string;
+                                zh: string;
+                            };
+                        }[];
+                        electorate: string[] | null;
+                        /** @description A prop_ identifier */
+                        id: string;
+                        industry: string;
+                        policy_versions: number[];
+                        proposer: {
+                            operator: boolean;
+                            organization_id: string | null;
+                        };
+                        recused: string[];
+                        rules: {
+                            /** @description secret: choices are never published, only who voted and, after the close, the tally */
+                            ballots: "public" | "secret";
+                            /** @description A draft or discussion that does not reach a vote by then expires */
+                            discussion_max_s: number;
+                            discussion_min_s: number;
+                            /** @description After the veto window, how long enactment may still happen before the proposal expires */
+                            execution_window_s: number;
+                            /** @description majority: yes/no/abstain; consent: passes unless someone objects with a reason; approval and ranked: choose among options */
+                            method: "majority" | "consent" | "approval" | "ranked";
+                            proposers: "partners" | "operator" | "partners_and_operator";
+                            /** @description Share of the seats (after recusals) that must cast a ballot, abstentions included; at least */
+                            quorum_bps: number;
+                            reminder_before_s: number;
+                            /** @description majority: the yes share of yes+no must be strictly above it; approval: the winner must be approved by strictly more than this share of ballots; ranked: above max(50%, this); consent: unused */
+                            threshold_bps: number;
+                            veto_window_s: number;
+                            voting_period_s: number;
+                        };
+                        rules_version: number;
+                        state: string;
+                        tally: {
+                            ballots: number;
+                            counts: {
+                                [key: string]: number;
+                            };
+                            electorate: number;
+                            explanation: {
+                                en: string;
+                                zh: string;
+                            };
+                            method: string;
+                            passed: boolean;
+                            quorum_met: boolean;
+                            rounds: {
+                                [key: string]: number;
+                            }[];
+                            winner: string | null;
+                        } | null;
+                        timeline: {
+                            closed_at: string | null;
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            created_at: string;
+                            decided_at: string | null;
+                            discussion_at: string | null;
+                            executable_at: string | null;
+                            execution_deadline_at: string | null;
+                            expires_at: string | null;
+                            voting_closes_at: string | null;
+                            voting_opens_at: string | null;
+                        };
+                        type: string;
+                        version: number;
+                        veto: {
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            at: string;
+                            reason: string;
+                        } | null;
+                        winner: string | null;
+                    };
+                };
+            };
+        };
+    };
+    commentOnProposal: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A org_ identifier */
+                organization_id: string;
+                /** @description A prop_ identifier */
+                proposal_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    body: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        body: string;
+                        /**
+                         * Format: date-time
+                         * @description ISO 8601 time, UTC
+                         */
+                        created_at: string;
+                        /** @description A gcom_ identifier */
+                        id: string;
+                        operator: boolean;
+                        organization_id: string | null;
+                        version: number;
+                    };
+                };
+            };
+        };
+    };
+    declareGovernanceConflict: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A org_ identifier */
+                organization_id: string;
+                /** @description A prop_ identifier */
+                proposal_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    reason: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        proposal_id: string;
+                        recused: boolean;
+                    };
+                };
+            };
+        };
+    };
+    castGovernanceVote: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A org_ identifier */
+                organization_id: string;
+                /** @description A prop_ identifier */
+                proposal_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    approve?: string[];
+                    content_hash: string;
+                    ranking?: string[];
+                    reason?: string;
+                    vote?: "yes" | "no" | "abstain" | "consent" | "object";
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        proposal_id: string;
+                        replaced: boolean;
+                        via_proxy: boolean;
+                    };
+                };
+            };
+        };
+    };
+    listGovernanceSeats: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        data: {
+                            /**
+                             * Format: date-time
+                             * @description ISO 8601 time, UTC
+                             */
+                            admitted_at: string;
+                            industry: string;
+                            proxy_user_id: string | null;
+                            status: string;
+                        }[];
+                    };
+                };
+            };
+        };
+    };
+    setGovernanceProxy: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description e.g. education */
+                industry: string;
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** Format: email */
+                    email: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        industry: string;
+                        proxy_user_id: string;
+                    };
+                };
+            };
+        };
+    };
+    revokeGovernanceProxy: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description e.g. education */
+                industry: string;
+                /** @description A org_ identifier */
+                organization_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        revoked: boolean;
+                    };
+                };
+            };
+        };
+    };
+    enrolInTraining: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A org_ identifier */
+                organization_id: string;
+                /** @description A gtrn_ identifier */
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        status: string;
+                        waitlist_position: number | null;
+                    };
+                };
+            };
+        };
+    };
+    cancelTrainingEnrolment: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Retries with the same key return the first result (kept 24 h) */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description A org_ identifier */
+                organization_id: string;
+                /** @description A gtrn_ identifier */
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        code: string;
+                        field?: string;
+                        message: string;
+                        requestId: string;
+                        /** @description On AUTH_SIGNATURE_INVALID: what the server verified */
+                        signedString?: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        cancelled: boolean;
+                        promoted_organization_id: string | null;
+                    };
+                };
+            };
+        };
+    };
     listMembers: {
         parameters: {
             query?: never;
@@ -3146,7 +9042,9 @@ export interface operations {
     };
     getPlatformKey: {
         parameters: {
-            query?: never;
+            query?: {
+                algorithm?: "Ed25519" | "RSA";
+            };
             header?: never;
             path: {
                 environment: string;
@@ -3198,8 +9096,7 @@ export interface operations {
                 };
                 content: {
                     "application/json": {
-                        /** @enum {string} */
-                        algorithm: "Ed25519";
+                        algorithm: "Ed25519" | "RSA";
                         environment: "sandbox" | "live";
                         key_id: string;
                         public_key_pem: string;

@@ -183,18 +183,33 @@ export function appRoutes(platformKeys: () => ReadonlyMap<AppEnvironment, Platfo
       auth: 'public',
       tags,
       summary: "The platform's public key for an environment; verify responses and webhooks with it",
+      description:
+        'Ed25519 (the default) signs native responses and webhooks. algorithm=RSA returns the RSA-2048 key ' +
+        'that signs what the Alipay-compatible gateway sends: configure it as alipayPublicKey in alipay-sdk.',
       schema: {
         params: Type.Object({ environment: Type.String({ maxLength: 20 }) }),
+        querystring: Type.Object(
+          { algorithm: Type.Optional(Type.Union([Type.Literal('Ed25519'), Type.Literal('RSA')])) },
+          { additionalProperties: false },
+        ),
         response: Type.Object({
           environment: Environment,
           key_id: Type.String(),
-          algorithm: Type.Literal('Ed25519'),
+          algorithm: Type.Union([Type.Literal('Ed25519'), Type.Literal('RSA')]),
           public_key_pem: Type.String(),
         }),
       },
-      handler: async ({ params }) => {
+      handler: async ({ params, query }) => {
         const key = platformKeys().get(params.environment as AppEnvironment)
         if (key === undefined) throw new AppError('PLATFORM_ENVIRONMENT_UNKNOWN', { field: 'params.environment' })
+        if (query.algorithm === 'RSA') {
+          return {
+            environment: key.environment,
+            key_id: key.rsa.keyId,
+            algorithm: 'RSA' as const,
+            public_key_pem: key.rsa.publicKeyPem,
+          }
+        }
         return {
           environment: key.environment,
           key_id: key.keyId,

@@ -22,7 +22,27 @@ const insertRowsMax = 500
 export interface DispatchOptions {
   readonly now: number
   readonly batchSizeMax: number
+  /**
+   * Other delivery formats (the Alipay-compatible notifications): each queues its own
+   * deliveries for the batch, in the same transaction that marks the events dispatched, so
+   * that every format sees every event exactly once.
+   */
+  readonly fanOuts?: readonly FanOut[]
 }
+
+/** An outbox event as the dispatcher hands it to other delivery formats. */
+export interface DispatchedEvent {
+  readonly id: string
+  readonly type: string
+  readonly organization_id: string
+  readonly app_id: string | null
+  /** The payload as stored: JSON text. */
+  readonly payload: string
+  readonly created_at: number
+}
+
+/** Queues one delivery format's deliveries for a batch of events, inside the dispatcher's transaction. */
+export type FanOut = (tx: Kysely<any>, events: readonly DispatchedEvent[], now: number) => Promise<void>
 
 /** Fans out up to `batchSizeMax` undispatched events; returns how many it fanned out. */
 export async function dispatchEvents(
@@ -35,7 +55,7 @@ export async function dispatchEvents(
     // those another worker holds, so no event is fanned out twice. SQLite has one writer.
     const events = await tx
       .selectFrom('outbox_events')
-      .select(['id', 'organization_id', 'app_id'])
+      .select(['id', 'type', 'organization_id', 'app_id', 'payload', 'created_at'])
       .where('dispatched_at', 'is', null)
       .orderBy('created_at')
       .orderBy('id')
@@ -58,6 +78,7 @@ export async function dispatchEvents(
         .values(rows.slice(start, start + insertRowsMax))
         .execute()
     }
+    for (const fanOut of options.fanOuts ?? []) await fanOut(tx, events, options.now)
     await tx
       .updateTable('outbox_events')
       .set({ dispatched_at: options.now })

@@ -14,6 +14,7 @@ export {
   retryDelaysMsDefault,
   retryDelayMs,
   startNotificationWorker,
+  type NotificationFormat,
   type NotificationWorker,
   type NotificationWorkerOptions,
   type NotificationWorkerSettings,
@@ -21,4 +22,5 @@ export {
 export { notificationRoutes } from './routes.js'
 export { notificationEvents, testEventType } from './events.js'
 export { deliveryHeaderNames, webhookBody } from './deliverer.js'
+export type { DispatchedEvent, FanOut } from './dispatcher.js'
 export type { DeliveryStatus, NotificationTables, WebhookDeliveriesTable, WebhookEndpointsTable } from './tables.js'

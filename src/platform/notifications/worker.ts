@@ -23,7 +23,7 @@ import type { AppEnvironment } from '../../storage/tables.js'
 import { systemClock, type Clock } from '../ids.js'
 import type { PlatformKey } from '../signing/platform-keys.js'
 import { deliverDue } from './deliverer.js'
-import { dispatchEvents } from './dispatcher.js'
+import { dispatchEvents, type FanOut } from './dispatcher.js'
 
 const minuteMs = 60_000
 const hourMs = 60 * minuteMs
@@ -67,6 +67,17 @@ export interface NotificationWorkerSettings {
   readonly leaseMarginMs?: number
 }
 
+/**
+ * A second delivery format beside native webhooks (the Alipay-compatible notifications): it
+ * queues its deliveries when events are fanned out, and attempts them on every step.
+ */
+export interface NotificationFormat {
+  readonly name: string
+  readonly fanOut: FanOut
+  /** Attempts a batch of this format's due deliveries; returns how many it attempted. */
+  deliverDue(context: { readonly now: number; readonly clock: Clock; readonly fetch: typeof fetch }): Promise<number>
+}
+
 export interface NotificationWorkerOptions extends NotificationWorkerSettings {
   readonly storage: Pick<Storage, 'db' | 'dialect'>
   readonly platformKeys: ReadonlyMap<AppEnvironment, PlatformKey>
@@ -76,6 +87,8 @@ export interface NotificationWorkerOptions extends NotificationWorkerSettings {
   readonly random?: () => number
   /** Called with any error a background step throws (default: stderr); the loop carries on after a pause. */
   readonly onError?: (error: unknown) => void
+  /** Delivery formats beside native webhooks. */
+  readonly formats?: readonly NotificationFormat[]
 }
 
 export interface NotificationWorker {
@@ -117,8 +130,13 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
   assert(pollIntervalMs >= 10, 'pollIntervalMs is at least 10')
   assert(retryDelaysMs.length > 0 && retryDelaysMs.every((delay) => delay > 0), 'retry delays are positive')
 
+  const formats = options.formats ?? []
   const runOnce = async (): Promise<number> => {
-    const dispatched = await dispatchEvents(options.storage, { now: clock.now(), batchSizeMax })
+    const dispatched = await dispatchEvents(options.storage, {
+      now: clock.now(),
+      batchSizeMax,
+      fanOuts: formats.map((format) => format.fanOut),
+    })
     const attempted = await deliverDue(options.storage, {
       now: clock.now(),
       clock,
@@ -130,7 +148,9 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
       attemptsMax,
       retryDelayMs: (attempt) => retryDelayMs(attempt, retryDelaysMs, random),
     })
-    return dispatched + attempted
+    let others = 0
+    for (const format of formats) others += await format.deliverDue({ now: clock.now(), clock, fetch: fetchImpl })
+    return dispatched + attempted + others
   }
 
   let stopped = false

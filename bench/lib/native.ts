@@ -1,0 +1,149 @@
+/**
+ * Baseplate's own figure: signed native barcode payments (`POST /v1/trades/pay`, create + pay
+ * in one call, with an Idempotency-Key, ledger posting and outbox event) against a real
+ * `baseplate serve` process on SQLite or PostgreSQL, with the world `baseplate sandbox` makes.
+ * Closed-loop peak first, then open-loop latency at a given fraction of that peak.
+ *
+ * @example
+ * const result = await benchNative('sqlite', { closedS: 6, openS: 8, warmupS: 2, connections: 50 })
+ */
+import { freePort, startServer } from '../../test/reliability/support/server.js'
+import {
+  databaseEnv,
+  freshDatabase,
+  openDatabase,
+  prepareWorld,
+  walletBalance,
+} from '../../test/reliability/support/world.js'
+import type { Kysely } from 'kysely'
+import { verifyLedger } from '../../src/capabilities/ledger/index.js'
+import { closedLoop, type ClosedLoopResult } from './closed-loop.js'
+import { openLoop, type OpenLoopResult } from './open-loop.js'
+import { presign } from './presign.js'
+
+export interface NativeResult {
+  readonly api: 'native' | 'gateway'
+  readonly database: 'sqlite' | 'postgres'
+  /** Requests answered 2xx in all phases (warm-up included), against trades found paid. */
+  readonly answered2xx: number
+  readonly closed: ClosedLoopResult
+  readonly open: OpenLoopResult | null
+  readonly peakRssBytes: number | null
+  readonly serverStartMs: number
+  readonly paidTrades: number
+  readonly ledgerOk: boolean
+  readonly walletDriftFen: number
+}
+
+export interface NativeOptions {
+  readonly closedS: number
+  readonly openS: number
+  readonly warmupS: number
+  readonly connections: number
+  /** Open-loop rate as a fraction of the closed-loop peak; 0 skips the open-loop run. */
+  readonly openFraction: number
+  readonly postgresUrl?: string
+  readonly serverEnv?: Record<string, string>
+  readonly serverNodeArgs?: readonly string[]
+  /** Largest number of requests signed for the closed-loop run. */
+  readonly closedRequestsMax?: number
+  readonly log?: (line: string) => void
+  /** native: POST /v1/trades/pay; gateway: alipay.trade.pay through /gateway.do. */
+  readonly api?: 'native' | 'gateway'
+}
+
+export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOptions): Promise<NativeResult> {
+  const log = options.log ?? (() => undefined)
+  const api = options.api ?? 'native'
+  const database = await freshDatabase(kind, options.postgresUrl)
+  const port = await freePort()
+  const world = await prepareWorld(database, { balanceFen: 1_000_000_000_000, publicUrl: `http://127.0.0.1:${port}` })
+  const server = await startServer({
+    env: { ...databaseEnv(database), BASEPLATE_LOG_LEVEL: 'warn', ...options.serverEnv },
+    port,
+    ...(options.serverNodeArgs === undefined ? {} : { nodeArgs: options.serverNodeArgs }),
+  })
+  try {
+    log(`  ${api} ${kind}: server up in ${Math.round(server.startMs)} ms; warming up`)
+    const warm = await presign(world, { count: 2_000, prefix: 'WARM', kind: api })
+    const warmRun = await closedLoop({
+      url: server.url,
+      connections: options.connections,
+      durationS: 20,
+      requests: warm,
+    })
+    const estimate = Math.max(500, warmRun.perSecond)
+    const closedCount = Math.min(options.closedRequestsMax ?? 40_000, Math.ceil(estimate * 1.6 * options.closedS))
+    log(`  ${api} ${kind}: warm-up ${Math.round(warmRun.perSecond)}/s; signing ${closedCount} requests`)
+    const closedRequests = await presign(world, { count: closedCount, prefix: 'CLOSED', kind: api })
+    const closed = await closedLoop({
+      url: server.url,
+      connections: options.connections,
+      durationS: options.closedS,
+      requests: closedRequests,
+    })
+    log(
+      `  ${api} ${kind}: closed loop ${Math.round(closed.perSecond)}/s, ` +
+        `p99 ${closed.latencyMs.p99} ms, non2xx ${closed.non2xx}`,
+    )
+    let open: OpenLoopResult | null = null
+    if (options.openFraction > 0) {
+      const rate = Math.max(50, Math.round(closed.perSecond * options.openFraction))
+      const openRequests = await presign(world, {
+        count: Math.ceil(rate * (options.openS + options.warmupS)) + 10,
+        prefix: 'OPEN',
+        kind: api,
+      })
+      open = await openLoop({
+        url: server.url,
+        rate,
+        durationS: options.openS,
+        warmupS: options.warmupS,
+        next: (index) => openRequests[index]!,
+      })
+      log(`  ${api} ${kind}: open loop at ${rate}/s: p99 ${open.latencyMs.p99} ms, p99.9 ${open.latencyMs.p999} ms`)
+    }
+    const peakRssBytes = server.peakRssBytes()
+    await server.stop()
+    const storage = await openDatabase(database)
+    const db = storage.db as Kysely<any>
+    try {
+      const paid = await db
+        .selectFrom('payment_trades')
+        .select((eb) => eb.fn.countAll<number>().as('count'))
+        .where('status', '=', 'paid')
+        .executeTakeFirstOrThrow()
+      const paidTrades = Number(paid.count)
+      const sum = await db
+        .selectFrom('payment_trades')
+        .select((eb) => eb.fn.sum<number>('total_amount').as('total'))
+        .where('status', '=', 'paid')
+        .where('buyer_id', '=', world.buyerId)
+        .executeTakeFirstOrThrow()
+      const balance = await walletBalance(storage.db, world.buyerId)
+      const verification = await verifyLedger(storage.db)
+      const answered2xx =
+        warmRun.requests -
+        warmRun.non2xx +
+        (closed.requests - closed.non2xx) +
+        (open === null ? 0 : open.sent - open.failed)
+      return {
+        api,
+        answered2xx,
+        database: kind,
+        closed,
+        open,
+        peakRssBytes,
+        serverStartMs: server.startMs,
+        paidTrades,
+        ledgerOk: verification.ok,
+        walletDriftFen: world.openingBalanceFen - Number(sum.total ?? 0) - balance,
+      }
+    } finally {
+      await storage.close()
+    }
+  } finally {
+    await server.stop()
+    await database.dispose()
+  }
+}

@@ -1,0 +1,16 @@
+import type { Kysely } from 'kysely'
+import type { PaymentServices } from '../../capabilities/payment/index.js'
+import type { Config } from '../../config.js'
+import type { AppAuthTokenResolver } from '../../server/authenticate.js'
+import type { RsaSigner } from './signer.js'
+
+/** What both protocol versions need to answer a request. */
+export interface GatewayDeps {
+  readonly config: Config
+  /** The root database; methods open their own transactions. */
+  readonly db: Kysely<any>
+  /** Null without the payment capability: methods that need it are then unknown. */
+  readonly payment: PaymentServices | null
+  readonly resolver: AppAuthTokenResolver | null
+  readonly signer: RsaSigner
+}

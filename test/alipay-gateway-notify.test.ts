@@ -1,0 +1,197 @@
+/**
+ * Alipay-format asynchronous notifications, received by a merchant endpoint and verified with
+ * the real `alipay-sdk`: `checkNotifySignV2` for every notification (a subject with `%` and
+ * Chinese included), `checkNotifySign` for one without `%` (it decodes values again and throws
+ * on a `%`, which the guide documents). Retries follow Alipay's schedule until the receiver
+ * answers `success`; the notify URL comes from the request, else from the app's setting.
+ */
+import { describe, expect, it } from 'vitest'
+import type { Kysely } from 'kysely'
+import { alipayAttemptsMax, alipayRetryDelaysMs } from '../src/gateway/alipay/index.js'
+import { addMember } from '../src/platform/identity/service.js'
+import type { AlipayNotificationsTable } from '../src/gateway/alipay/tables.js'
+import type { UserPrincipal } from '../src/server/route-kit.js'
+import type { CoreTables } from '../src/storage/tables.js'
+import { useAlipayWorld, type AlipayWorld } from './alipay-gateway-world.js'
+import { json, session, signUp } from './fixtures.js'
+import { forEachDialect } from './harness.js'
+import { expectLedgerConsistent } from './ledger-helpers.js'
+
+async function deliverAll(w: AlipayWorld): Promise<void> {
+  const worker = w.platform.workers.notifications!
+  while ((await worker.runOnce()) > 0) {
+    // Fan out and attempt until nothing is due.
+  }
+}
+
+async function notification(w: AlipayWorld, tradeNo: string): Promise<AlipayNotificationsTable[]> {
+  return (w.platform.storage.db as unknown as Kysely<{ alipay_notifications: AlipayNotificationsTable }>)
+    .selectFrom('alipay_notifications')
+    .selectAll()
+    .where('trade_id', '=', tradeNo)
+    .orderBy('created_at')
+    .execute()
+}
+
+forEachDialect('alipay notifications', (dialect) => {
+  const world = useAlipayWorld(dialect)
+
+  describe('trade_status_sync', () => {
+    it('notifies a payment, signed for checkNotifySignV2, retried until the receiver answers success', async () => {
+      const w = world()
+      const { received, answers, url } = w.receiver
+      received.length = 0
+      const subject = '100% 纯棉 T恤 & 袜子'
+      const precreated = await w.v2(
+        'alipay.trade.precreate',
+        { outTradeNo: 'N-1', totalAmount: '59.90', subject, passbackParams: 'order%3D42' },
+        { notifyUrl: url },
+      )
+      await w.payOnPage(precreated.qrCode)
+      answers.push('fail')
+      await deliverAll(w)
+      expect(received).toHaveLength(1)
+      const first = received[0]!
+      expect(first.contentType).toMatch(/^application\/x-www-form-urlencoded/)
+      expect(first.fields).toMatchObject({
+        notify_type: 'trade_status_sync',
+        app_id: w.sandbox.appId,
+        auth_app_id: w.sandbox.merchant.id,
+        out_trade_no: 'N-1',
+        trade_status: 'TRADE_SUCCESS',
+        total_amount: '59.90',
+        receipt_amount: '59.90',
+        buyer_id: w.sandbox.buyer.id,
+        subject,
+        passback_params: 'order%3D42',
+        charset: 'utf-8',
+        sign_type: 'RSA2',
+      })
+      expect(JSON.parse(first.fields.fund_bill_list!)).toEqual([{ amount: '59.90', fundChannel: 'ALIPAYACCOUNT' }])
+      // No empty field is ever sent.
+      expect(Object.values(first.fields).every((value) => value !== '')).toBe(true)
+      expect(w.sdk.checkNotifySignV2(first.fields)).toBe(true)
+      // The older checkNotifySign decodes every value once more and throws on the `%`.
+      expect(() => w.sdk.checkNotifySign(first.fields)).toThrow(URIError)
+      // A changed field no longer verifies.
+      expect(w.sdk.checkNotifySignV2({ ...first.fields, total_amount: '0.01' })).toBe(false)
+
+      // 'fail' is not success: nothing more until the first retry is due, 4 minutes on.
+      await deliverAll(w)
+      expect(received).toHaveLength(1)
+      const [pending] = await notification(w, first.fields.trade_no!)
+      expect(pending).toMatchObject({ status: 'pending', attempts: 1, last_error: 'HTTP 200: fail' })
+      // Four minutes after the attempt ended (it started last_attempt_at).
+      const wait = pending!.next_attempt_at! - pending!.last_attempt_at!
+      expect(wait).toBeGreaterThanOrEqual(alipayRetryDelaysMs[0]!)
+      expect(wait).toBeLessThan(alipayRetryDelaysMs[0]! + 5_000)
+      w.skew = alipayRetryDelaysMs[0]! + 1_000
+      try {
+        await deliverAll(w)
+      } finally {
+        w.skew = 0
+      }
+      expect(received).toHaveLength(2)
+      const retry = received[1]!
+      expect(retry.fields.notify_id).toBe(first.fields.notify_id)
+      expect(retry.fields.notify_time! > first.fields.notify_time!).toBe(true)
+      expect(w.sdk.checkNotifySignV2(retry.fields)).toBe(true)
+      const [delivered] = await notification(w, first.fields.trade_no!)
+      expect(delivered).toMatchObject({ status: 'delivered', attempts: 2, next_attempt_at: null })
+      expect(alipayAttemptsMax).toBe(8)
+      await expectLedgerConsistent(w.platform.storage.db)
+    })
+
+    it('verifies with checkNotifySign too when no value holds a %, and notifies refunds', async () => {
+      const w = world()
+      const { received, url } = w.receiver
+      received.length = 0
+      const paid = await w.v3('alipay.trade.pay', {
+        out_trade_no: 'N-2',
+        total_amount: '18.00',
+        subject: '停车费 浙A12345',
+        auth_code: w.sandbox.buyer.paymentCode,
+        notify_url: url,
+      })
+      await deliverAll(w)
+      expect(received).toHaveLength(1)
+      const payment = received[0]!.fields
+      expect(payment).toMatchObject({
+        trade_no: paid.data.trade_no,
+        trade_status: 'TRADE_SUCCESS',
+        subject: '停车费 浙A12345',
+      })
+      expect(w.sdk.checkNotifySign(payment)).toBe(true)
+      expect(w.sdk.checkNotifySignV2(payment)).toBe(true)
+
+      await w.v2('alipay.trade.refund', { tradeNo: paid.data.trade_no, refundAmount: '8.00', outRequestNo: 'NR-1' })
+      await w.v3('alipay.trade.refund', {
+        trade_no: paid.data.trade_no,
+        refund_amount: '10.00',
+        out_request_no: 'NR-2',
+      })
+      await deliverAll(w)
+      expect(received).toHaveLength(3)
+      // The two refunds' notifications are attempted concurrently: they may arrive in either order.
+      const byRequest = (outBizNo: string) => received.find((item) => item.fields.out_biz_no === outBizNo)!.fields
+      const [partial, full] = [byRequest('NR-1'), byRequest('NR-2')]
+      expect(partial).toMatchObject({ trade_status: 'TRADE_SUCCESS', out_biz_no: 'NR-1', refund_fee: '8.00' })
+      expect(partial.gmt_refund).toMatch(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/)
+      expect(full).toMatchObject({ trade_status: 'TRADE_CLOSED', out_biz_no: 'NR-2', refund_fee: '18.00' })
+      expect(full.gmt_close).toBe(full.gmt_refund)
+      for (const fields of [partial, full]) {
+        expect(w.sdk.checkNotifySign(fields)).toBe(true)
+        expect(w.sdk.checkNotifySignV2(fields)).toBe(true)
+      }
+      await expectLedgerConsistent(w.platform.storage.db)
+    })
+
+    it("falls back to the app's notify URL, and notifies a closed trade", async () => {
+      const w = world()
+      const { received, url } = w.receiver
+      received.length = 0
+      // Without a notify URL anywhere, nothing is sent.
+      const quiet = await w.v2('alipay.trade.precreate', { outTradeNo: 'N-3', totalAmount: '1.00', subject: 'quiet' })
+      await w.v2('alipay.trade.close', { outTradeNo: 'N-3' })
+      await deliverAll(w)
+      expect(quiet.code).toBe('10000')
+      expect(received).toHaveLength(0)
+
+      // The app's notify URL is set in the console by a developer of the ISV.
+      const app = w.platform.app
+      const developer = await signUp(app, 'isv')
+      const settingsUrl = `/v1/organizations/${w.sandbox.isv.id}/apps/${w.sandbox.appId}/alipay-settings`
+      const put = (body: unknown) => session(app, 'PUT', settingsUrl, developer.token, body)
+      // Another tenant's app is not found, as everywhere.
+      expect((await put({ notify_url: `${url}?via=app` })).statusCode).toBe(404)
+      const db = w.platform.storage.db as Kysely<CoreTables>
+      const owner = await db
+        .selectFrom('memberships')
+        .select('user_id')
+        .where('organization_id', '=', w.sandbox.isv.id)
+        .executeTakeFirstOrThrow()
+      const principal: UserPrincipal = { kind: 'user', userId: owner.user_id, isOperator: false, sessionToken: '' }
+      await db
+        .transaction()
+        .execute((tx) => addMember(tx, principal, w.sandbox.isv.id, developer.email, 'developer', Date.now()))
+      expect(json(await put({ notify_url: 'ftp://isv.example/notify' }))).toMatchObject({ code: 'WEBHOOK_URL_INVALID' })
+      const saved = await put({ notify_url: `${url}?via=app` })
+      expect(saved.statusCode, saved.body).toBe(200)
+      expect(json(await session(app, 'GET', settingsUrl, developer.token))).toMatchObject({
+        app_id: w.sandbox.appId,
+        notify_url: `${url}?via=app`,
+      })
+      await w.v3('alipay.trade.precreate', { out_trade_no: 'N-4', total_amount: '2.00', subject: '到期 Closing' })
+      await w.v3('alipay.trade.close', { out_trade_no: 'N-4' })
+      await deliverAll(w)
+      expect(received).toHaveLength(1)
+      expect(received[0]!.fields).toMatchObject({
+        out_trade_no: 'N-4',
+        trade_status: 'TRADE_CLOSED',
+        total_amount: '2.00',
+      })
+      expect(received[0]!.fields.gmt_payment).toBeUndefined()
+      expect(w.sdk.checkNotifySignV2(received[0]!.fields)).toBe(true)
+    })
+  })
+})

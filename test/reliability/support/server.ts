@@ -1,0 +1,129 @@
+/**
+ * A real Baseplate server in a child process, on loopback: the same `baseplate serve` that
+ * `npm start` runs (through tsx, so no build step is needed), or another entry file. The
+ * child gets exactly the environment given and nothing inherited, so a test's settings are
+ * all in the test. `kill('SIGKILL')` is the crash of the crash suite.
+ *
+ * @example
+ * const server = await startServer({ env: { BASEPLATE_DATA_DIR: dir }, port: await freePort() })
+ * await fetch(`${server.url}/healthz`)
+ * await server.kill('SIGKILL')
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
+import net from 'node:net'
+import { fileURLToPath } from 'node:url'
+
+export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url))
+
+export interface ServerProcess {
+  readonly url: string
+  readonly port: number
+  readonly pid: number
+  /** Milliseconds from spawn to the "listening" line. */
+  readonly startMs: number
+  /** What the child printed so far (last 64 KiB). */
+  output(): string
+  /** Peak resident memory of the child so far (VmHWM), in bytes; null once it has exited. */
+  peakRssBytes(): number | null
+  /** Sends the signal and waits for the process to exit. */
+  kill(signal: NodeJS.Signals): Promise<void>
+  /** SIGTERM, then SIGKILL after `graceMs`. */
+  stop(graceMs?: number): Promise<void>
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+export interface ServerOptions {
+  readonly env: Record<string, string>
+  /** Fixed port, so a restarted server answers at the same URL. */
+  readonly port: number
+  /** Node arguments after `--import tsx`; default the CLI's `serve`. */
+  readonly entry?: readonly string[]
+  readonly startTimeoutMs?: number
+  /** Extra Node flags, e.g. `--cpu-prof` to profile the server. */
+  readonly nodeArgs?: readonly string[]
+}
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as net.AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+const outputMax = 64 * 1024
+
+// A run that dies (a failed assertion, ^C) must not leave servers behind.
+const children = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL')
+})
+
+export async function startServer(options: ServerOptions): Promise<ServerProcess> {
+  const entry = options.entry ?? ['src/cli/main.ts', 'serve', '--port', String(options.port), '--host', '127.0.0.1']
+  const started = performance.now()
+  const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', ...entry], {
+    cwd: repoRoot,
+    env: { NODE_ENV: 'test', BASEPLATE_LOG_LEVEL: 'warn', ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  children.add(child)
+  let output = ''
+  const append = (chunk: Buffer) => {
+    output = (output + chunk.toString('utf8')).slice(-outputMax)
+  }
+  child.stdout!.on('data', append)
+  child.stderr!.on('data', append)
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  )
+  let running = true
+  void exited.then(() => {
+    running = false
+    children.delete(child)
+  })
+  const deadline = Date.now() + (options.startTimeoutMs ?? 30_000)
+  const url = `http://127.0.0.1:${options.port}`
+  for (;;) {
+    if (/listening on http/i.test(output)) break
+    if (!running) throw new Error(`server exited before listening:\n${output}`)
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL')
+      throw new Error(`server not listening after ${options.startTimeoutMs ?? 30_000} ms:\n${output}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  const startMs = performance.now() - started
+  const kill = async (signal: NodeJS.Signals) => {
+    if (running) child.kill(signal)
+    await exited
+  }
+  return {
+    url,
+    port: options.port,
+    pid: child.pid!,
+    startMs,
+    output: () => output,
+    peakRssBytes: () => {
+      if (!running) return null
+      try {
+        const status = fs.readFileSync(`/proc/${child.pid}/status`, 'utf8')
+        const match = /VmHWM:\s+(\d+) kB/.exec(status)
+        return match === null ? null : Number(match[1]) * 1024
+      } catch {
+        return null
+      }
+    },
+    kill,
+    async stop(graceMs = 10_000) {
+      if (!running) return
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
+      await exited
+      clearTimeout(timer)
+    },
+    exited,
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * The world a reliability run or a benchmark drives: a fresh database (a temporary SQLite
+ * folder or a new PostgreSQL schema) prepared the way `baseplate sandbox --json` prepares
+ * one — an ISV's sandbox app with an RSA-2048 key, a merchant that authorised it, a buyer
+ * with a reusable payment code — and the buyer topped up so that a long run never runs dry.
+ * The server then runs in another process against the same database.
+ *
+ * @example
+ * const database = await freshDatabase('sqlite')
+ * const world = await prepareWorld(database, { balanceFen: 1e9, publicUrl: 'http://127.0.0.1:9000' })
+ */
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { sql, type Kysely } from 'kysely'
+import pg from 'pg'
+import type { PaymentServices } from '../../../src/capabilities/payment/index.js'
+import { createSandbox } from '../../../src/cli/sandbox.js'
+import { parseConfig } from '../../../src/config.js'
+import { registerKey } from '../../../src/platform/apps/service.js'
+import { fen } from '../../../src/platform/money/money.js'
+import { preparePlatform } from '../../../src/server/platform.js'
+import type { AppPrincipal } from '../../../src/server/route-kit.js'
+import { openStorage, type Storage, type StorageTarget } from '../../../src/storage/database.js'
+
+export type WorldDatabase =
+  | { readonly kind: 'sqlite'; readonly dir: string; dispose(): Promise<void> }
+  | { readonly kind: 'postgres'; readonly url: string; readonly schema: string; dispose(): Promise<void> }
+
+export interface World {
+  readonly appId: string
+  readonly privateKey: crypto.KeyObject
+  readonly platformPublicKey: crypto.KeyObject
+  readonly appAuthToken: string
+  readonly isvId: string
+  readonly merchantId: string
+  readonly buyerId: string
+  readonly paymentCode: string
+  /** The buyer's wallet balance once prepared, in fen. */
+  readonly openingBalanceFen: number
+}
+
+/** A fresh, empty database of the given kind. */
+export async function freshDatabase(kind: 'sqlite' | 'postgres', postgresUrl?: string): Promise<WorldDatabase> {
+  if (kind === 'sqlite') {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baseplate-reliability-'))
+    return { kind, dir, dispose: async () => fs.rmSync(dir, { recursive: true, force: true }) }
+  }
+  if (postgresUrl === undefined) throw new Error('PostgreSQL needs a URL')
+  const schema = `bp_rel_${crypto.randomBytes(6).toString('hex')}`
+  const admin = new pg.Client({ connectionString: postgresUrl })
+  await admin.connect()
+  await admin.query(`create schema ${schema}`)
+  await admin.end()
+  return {
+    kind,
+    url: postgresUrl,
+    schema,
+    dispose: async () => {
+      const client = new pg.Client({ connectionString: postgresUrl })
+      await client.connect()
+      await client.query(`drop schema ${schema} cascade`)
+      await client.end()
+    },
+  }
+}
+
+/** The environment that points a server (or the CLI) at the database. */
+export function databaseEnv(database: WorldDatabase): Record<string, string> {
+  if (database.kind === 'sqlite') return { BASEPLATE_DATA_DIR: database.dir }
+  const url = new URL(database.url)
+  url.searchParams.set('options', `-c search_path=${database.schema}`)
+  return { DATABASE_URL: url.toString() }
+}
+
+export function storageTargetOf(database: WorldDatabase): StorageTarget {
+  if (database.kind === 'sqlite') return { kind: 'sqlite', file: path.join(database.dir, 'baseplate.db') }
+  return { kind: 'postgres', url: database.url, schema: database.schema, poolSizeMax: 4 }
+}
+
+/** Opens the database in this process, for checks after (or between) server runs. */
+export function openDatabase(database: WorldDatabase): Promise<Storage> {
+  return openStorage(storageTargetOf(database))
+}
+
+/** Migrates the database and creates the sandbox, then closes it again. */
+export async function prepareWorld(
+  database: WorldDatabase,
+  options: { readonly balanceFen: number; readonly publicUrl: string },
+): Promise<World> {
+  const config = parseConfig({
+    BASEPLATE_LOG_LEVEL: 'silent',
+    BASEPLATE_PUBLIC_URL: options.publicUrl,
+    ...databaseEnv(database),
+  })
+  const { storage, registry } = await preparePlatform(config)
+  try {
+    const now = Date.now()
+    const sandbox = await createSandbox(storage.db, registry, config, now)
+    const payment = registry.service<PaymentServices>('payment')
+    const principal: AppPrincipal = {
+      kind: 'app',
+      appId: sandbox.appId,
+      organizationId: sandbox.isv.id,
+      environment: 'sandbox',
+      actingFor: null,
+      tenantId: sandbox.isv.id,
+    }
+    const balance = await storage.db.transaction().execute(async (tx) => {
+      const current = await payment.consumers.get(tx, principal, sandbox.buyer.id)
+      if (current.balance < options.balanceFen) {
+        await payment.consumers.topUp(tx, principal, sandbox.buyer.id, fen(options.balanceFen - current.balance), now)
+      }
+      return (await payment.consumers.get(tx, principal, sandbox.buyer.id)).balance
+    })
+    return {
+      appId: sandbox.appId,
+      privateKey: crypto.createPrivateKey(sandbox.appPrivateKey),
+      platformPublicKey: crypto.createPublicKey(sandbox.platformPublicKey),
+      appAuthToken: sandbox.appAuthToken,
+      isvId: sandbox.isv.id,
+      merchantId: sandbox.merchant.id,
+      buyerId: sandbox.buyer.id,
+      paymentCode: sandbox.buyer.paymentCode,
+      openingBalanceFen: balance,
+    }
+  } finally {
+    await storage.close()
+  }
+}
+
+/**
+ * Registers an Ed25519 key beside the app's RSA key (both stay valid for `overlapS`) and
+ * returns the world signing with it: 10× cheaper to sign than RSA-2048, for suites that sign
+ * tens of thousands of requests in the test process itself.
+ */
+export async function withEd25519Key(database: WorldDatabase, world: World, overlapS = 6 * 3600): Promise<World> {
+  const storage = await openDatabase(database)
+  try {
+    const owner = await (storage.db as Kysely<any>)
+      .selectFrom('memberships')
+      .select('user_id')
+      .where('organization_id', '=', world.isvId)
+      .executeTakeFirstOrThrow()
+    const pair = crypto.generateKeyPairSync('ed25519')
+    const principal = { kind: 'user', userId: owner.user_id as string, isOperator: false, sessionToken: '' } as const
+    await storage.db
+      .transaction()
+      .execute((tx) =>
+        registerKey(
+          tx,
+          principal,
+          world.isvId,
+          world.appId,
+          { publicKeyPem: pair.publicKey.export({ type: 'spki', format: 'pem' }).toString(), overlapS },
+          Date.now(),
+        ),
+      )
+    return { ...world, privateKey: pair.privateKey }
+  } finally {
+    await storage.close()
+  }
+}
+
+/** What the database says about the buyer's wallet and the merchant's trades. */
+export async function walletBalance(db: Kysely<any>, buyerId: string): Promise<number> {
+  const row = await db
+    .selectFrom('ledger_accounts')
+    .select(sql<number>`credits_posted - debits_posted`.as('balance'))
+    .where('kind', '=', 'consumer_wallet')
+    .where('owner_id', '=', buyerId)
+    .executeTakeFirst()
+  return Number(row?.balance ?? 0)
+}
