@@ -89,14 +89,12 @@ class Pay implements fc.AsyncCommand<Model, Real> {
   async run(model: Model, real: Real) {
     const trade = model.trades[this.index % model.trades.length]!
     expire(model, real.now())
-    const response = await real
-      .platform()
-      .app.inject({
-        method: 'POST',
-        url: trade.path,
-        headers: form,
-        payload: `code=${await paymentCode(real.world, false, real.now())}`,
-      })
+    const response = await real.platform().app.inject({
+      method: 'POST',
+      url: trade.path,
+      headers: form,
+      payload: `code=${await paymentCode(real.world, false, real.now())}`,
+    })
     if (trade.status === 'wait_buyer_pay') {
       expect(response.statusCode).toBe(200)
       trade.status = 'paid'

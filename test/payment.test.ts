@@ -255,8 +255,12 @@ forEachDialect('payments', (dialect) => {
     expect(json(again)).toMatchObject({ id: first.id, status: 'paid' })
     const qrBody = { out_trade_no: orderNo('QR-AGAIN'), total_amount: 500, subject: 'qr' }
     const qr = json(await world.call({ method: 'POST', url: '/v1/trades/precreate', body: qrBody }))
-    await bp().app.inject({ method: 'POST', url: new URL(qr.qr_code).pathname,
-      headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `code=${await paymentCode(world)}` })
+    await bp().app.inject({
+      method: 'POST',
+      url: new URL(qr.qr_code).pathname,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `code=${await paymentCode(world)}`,
+    })
     const repeated = json(await world.call({ method: 'POST', url: '/v1/trades/precreate', body: qrBody }))
     expect(repeated).toMatchObject({ id: qr.id, status: 'paid' })
   })
@@ -271,20 +275,31 @@ forEachDialect('payments', (dialect) => {
     expect(json(await world.call({ method: 'GET', url: `/v1/trades/${waiting.id}` })).status).toBe('paid')
   })
 
-  it('never refunds profit already shared, so no trade is refunded with another one\'s money', async () => {
+  it("never refunds profit already shared, so no trade is refunded with another one's money", async () => {
     const receiver = world.isvApp.tenant.organizationId
     await world.call({ method: 'POST', url: '/v1/royalty-receivers', body: { receiver_id: receiver, name: 'ISV' } })
     const trade = json(await pay(10_000))
-    const unpaid = json(await world.call({ method: 'POST', url: '/v1/trades/precreate',
-      body: { out_trade_no: orderNo('UNPAID'), total_amount: 100, subject: 'x' } }))
-    const early = await world.call({ method: 'POST', url: `/v1/trades/${unpaid.id}/royalties`,
-      body: { out_request_no: 'R', royalties: [{ receiver_id: receiver, amount: 10 }] } })
+    const unpaid = json(
+      await world.call({
+        method: 'POST',
+        url: '/v1/trades/precreate',
+        body: { out_trade_no: orderNo('UNPAID'), total_amount: 100, subject: 'x' },
+      }),
+    )
+    const early = await world.call({
+      method: 'POST',
+      url: `/v1/trades/${unpaid.id}/royalties`,
+      body: { out_request_no: 'R', royalties: [{ receiver_id: receiver, amount: 10 }] },
+    })
     expect(json(early).code).toBe('PAYMENT_TRADE_NOT_PAID')
-    await world.call({ method: 'POST', url: `/v1/trades/${trade.id}/royalties`,
-      body: { out_request_no: 'SHARE', royalties: [{ receiver_id: receiver, amount: 3_000 }] } })
+    await world.call({
+      method: 'POST',
+      url: `/v1/trades/${trade.id}/royalties`,
+      body: { out_request_no: 'SHARE', royalties: [{ receiver_id: receiver, amount: 3_000 }] },
+    })
     // 10,000 paid, fee 60, 3,000 shared: the merchant holds 6,940 of this trade.
-    const refund = (no: string, amount: number) => world.call({ method: 'POST', url: `/v1/trades/${trade.id}/refunds`,
-      body: { out_request_no: no, amount } })
+    const refund = (no: string, amount: number) =>
+      world.call({ method: 'POST', url: `/v1/trades/${trade.id}/refunds`, body: { out_request_no: no, amount } })
     expect(json(await refund('ALL', 10_000)).code).toBe('PAYMENT_REFUND_BLOCKED_BY_ROYALTY')
     expect((await refund('PART', 6_900)).statusCode).toBe(201)
     expect(json(await refund('MORE', 100)).code).toBe('PAYMENT_REFUND_BLOCKED_BY_ROYALTY')

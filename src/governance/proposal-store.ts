@@ -42,6 +42,23 @@ export async function lockProposal(db: Kysely<any>, id: string, now: number): Pr
   return (db as Db).selectFrom('gov_proposals').selectAll().where('id', '=', id).executeTakeFirstOrThrow()
 }
 
+/**
+ * Locks a proposal for a participant speaking for `organizationId`: someone else's draft is
+ * not found, exactly as an id that names nothing, so drafts stay with their authors.
+ */
+export async function lockProposalFor(
+  db: Kysely<any>,
+  id: string,
+  organizationId: string,
+  now: number,
+): Promise<GovProposalsTable> {
+  const row = await lockProposal(db, id, now)
+  if (row.state === 'draft' && row.proposer_org_id !== organizationId) {
+    throw new AppError('GOV_PROPOSAL_NOT_FOUND', { field: 'params.proposal_id' })
+  }
+  return row
+}
+
 export async function findProposal(db: Kysely<any>, id: string): Promise<GovProposalsTable> {
   const row = await (db as Db).selectFrom('gov_proposals').selectAll().where('id', '=', id).executeTakeFirst()
   if (row === undefined) throw new AppError('GOV_PROPOSAL_NOT_FOUND', { field: 'params.proposal_id' })

@@ -568,6 +568,10 @@ function recordRoutes(): RouteSpec[] {
           .selectAll()
           .where('seq', '>', query.after_seq ?? 0)
           .where((eb) => eb.or(publicAuditActions.map((prefix) => eb('action', 'like', `${prefix}%`))))
+          // A draft stays with its authors until submitted; its entries appear with it then.
+          .where((eb) =>
+            eb.not(eb('target', 'in', eb.selectFrom('gov_proposals').select('id').where('state', '=', 'draft'))),
+          )
           .orderBy('seq')
           .limit(limit + 1)
           .execute()

@@ -19,6 +19,7 @@ import {
   contentOf,
   electorateOf,
   lockProposal,
+  lockProposalFor,
   objectionReasonLengthMin,
   requireState,
   rulesOf,
@@ -98,8 +99,10 @@ export async function castVote(
   input: VoteInput,
   now: number,
 ): Promise<{ replaced: boolean; via_proxy: boolean }> {
-  const row = await lockProposal(db, proposalId, now)
+  const row = await lockProposalFor(db, proposalId, organizationId, now)
   const role = await voterRole(db, principal, organizationId, row.industry)
+  // Standing before state: a stranger learns nothing about where a proposal stands.
+  await requireSeat(db, organizationId, row.industry)
   requireState(row, ['voting'])
   if (now >= row.voting_closes_at!) {
     throw new AppError('GOV_VOTING_CLOSED', {
@@ -178,7 +181,7 @@ export async function declareConflict(
   reason: string,
   now: number,
 ): Promise<void> {
-  const proposal = await lockProposal(db, proposalId, now)
+  const proposal = await lockProposalFor(db, proposalId, organizationId, now)
   await voterRole(db, principal, organizationId, proposal.industry)
   await requireSeat(db, organizationId, proposal.industry)
   requireState(proposal, ['draft', 'discussion', 'voting'])
@@ -225,7 +228,10 @@ export async function addComment(
   body: string,
   now: number,
 ): Promise<GovCommentsTable> {
-  const proposal = await lockProposal(db, proposalId, now)
+  const proposal =
+    organizationId === null
+      ? await lockProposal(db, proposalId, now)
+      : await lockProposalFor(db, proposalId, organizationId, now)
   if (organizationId === null) {
     requireOperator(principal)
   } else {

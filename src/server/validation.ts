@@ -10,7 +10,7 @@
  * safe-integer range, and every number to finite values, and both answer as
  * REQUEST_VALIDATION_FAILED.
  */
-import { Ajv, type Options } from 'ajv'
+import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import type { FastifySchemaCompiler } from 'fastify'
 
@@ -93,6 +93,50 @@ export function createValidatorCompiler(): FastifySchemaCompiler<unknown> {
     const ajv = httpPart === 'body' ? bodyAjv : parameterAjv
     // Schemas that need no bounds are compiled as given, so Ajv's cache still applies.
     const bounded = hasUnboundedNumber(schema) ? boundNumbers(schema) : schema
-    return ajv.compile(bounded as object) as ReturnType<FastifySchemaCompiler<unknown>>
+    const validate = ajv.compile(bounded as object)
+    if (httpPart === 'body') return validate as ReturnType<FastifySchemaCompiler<unknown>>
+    return strictIntegers(validate, integerProperties(bounded)) as ReturnType<FastifySchemaCompiler<unknown>>
   }
+}
+
+/** The names of a parameter schema's integer properties. */
+function integerProperties(schema: unknown): string[] {
+  const properties = (schema as { properties?: Record<string, { type?: unknown }> }).properties ?? {}
+  return Object.entries(properties)
+    .filter(([, property]) => property.type === 'integer')
+    .map(([name]) => name)
+}
+
+const decimalInteger = /^-?(0|[1-9][0-9]*)$/
+
+/**
+ * Path and query values arrive as text and are coerced to the declared type; JavaScript's
+ * number rules would read `1 `, `01`, `0x1` or `1e0` as 1. Only plain decimal digits count.
+ */
+function strictIntegers(validate: ValidateFunction, names: readonly string[]) {
+  if (names.length === 0) return validate
+  const strict = (data: unknown): boolean => {
+    const values = (data ?? {}) as Record<string, unknown>
+    for (const name of names) {
+      const raw = values[name]
+      const texts = Array.isArray(raw) ? raw : [raw]
+      if (texts.some((text) => typeof text === 'string' && !decimalInteger.test(text))) {
+        strict.errors = [
+          {
+            instancePath: `/${name}`,
+            schemaPath: '#/type',
+            keyword: 'type',
+            params: { type: 'integer' },
+            message: 'must be an integer written in decimal digits',
+          },
+        ]
+        return false
+      }
+    }
+    const valid = validate(data) as boolean
+    strict.errors = validate.errors ?? null
+    return valid
+  }
+  strict.errors = null as ErrorObject[] | null | undefined
+  return strict
 }
