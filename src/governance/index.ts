@@ -15,6 +15,9 @@
  * const registry = loadRegistry(capabilities, config, source)
  * const routes = governanceRoutes(registry)
  */
+import type { PaymentServices } from '../capabilities/payment/index.js'
+import type { CoreTables } from '../storage/tables.js'
+import type { Kysely } from 'kysely'
 import type { JobSpec } from '../capabilities/contract.js'
 import type { Registry } from '../capabilities/registry.js'
 import type { RouteSpec } from '../server/route-kit.js'
@@ -43,12 +46,37 @@ export interface GovernanceOptions {
   readonly metrics?: PartnerMetrics
 }
 
+/**
+ * Payment volume comes from the payment capability, through its service, when it is loaded;
+ * governance never reads its tables. Open risk incidents wait for the risk capability.
+ */
+function withPaymentVolume(metrics: PartnerMetrics, registry: Registry): PartnerMetrics {
+  if (!registry.modules.some((module) => module.id === 'payment')) return metrics
+  const payment = registry.service<PaymentServices>('payment')
+  return {
+    ...metrics,
+    async paymentVolume(db, organizationId, industry) {
+      const merchants = await (db as Kysely<CoreTables>)
+        .selectFrom('organizations')
+        .select('id')
+        .where('kind', '=', 'merchant')
+        .where('industry', '=', industry)
+        .execute()
+      return payment.trades.isvVolume(
+        db,
+        organizationId,
+        merchants.map((merchant) => merchant.id),
+      )
+    },
+  }
+}
+
 function dependencies(registry: Registry, options: GovernanceOptions): GovernanceDependencies {
   return {
     // Its own source instance: diffs and council views need to know which scope a value
     // comes from, and a second cache costs nothing but one head read per lookup.
     env: { declarations: registry.policy.declarations(), source: createGovernancePolicySource() },
-    metrics: options.metrics ?? platformMetrics,
+    metrics: options.metrics ?? withPaymentVolume(platformMetrics, registry),
     capabilities: registry.modules.map((module) => module.id),
   }
 }

@@ -488,6 +488,27 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
     },
 
     lockByQrToken,
+
+    /**
+     * Live volume an ISV's apps processed for these merchants, in fen, net of refunds: the
+     * figure partner recruitment measures. Sandbox trades never count.
+     */
+    async isvVolume(db: Kysely<any>, isvId: string, merchantIds: readonly string[]): Promise<number> {
+      if (merchantIds.length === 0) return 0
+      const row = await (db as Db)
+        .selectFrom('payment_trades')
+        .select((eb) =>
+          eb.fn.sum<number | string | null>(eb('total_amount', '-', eb.ref('refunded_amount'))).as('volume'),
+        )
+        .where('isv_id', '=', isvId)
+        .where('environment', '=', 'live')
+        .where('status', 'in', ['paid', 'fully_refunded'])
+        .where('merchant_id', 'in', merchantIds)
+        .executeTakeFirstOrThrow()
+      const volume = Number(row.volume ?? 0)
+      assert(Number.isSafeInteger(volume) && volume >= 0, 'volume is whole fen')
+      return volume
+    },
   }
 }
 
