@@ -26,6 +26,7 @@ import type { AlipayGatewayConfig } from '../../config.js'
 import { assert } from '../../assert.js'
 import { newId } from '../../platform/ids.js'
 import type { DispatchedEvent, NotificationFormat } from '../../platform/notifications/index.js'
+import { markClaimed } from '../../platform/notifications/deliverer.js'
 import type { PlatformKey } from '../../platform/signing/platform-keys.js'
 import type { AppPrincipal } from '../../server/route-kit.js'
 import type { Storage } from '../../storage/database.js'
@@ -158,18 +159,7 @@ async function claim(options: AlipayNotificationOptions, now: number, batchSizeM
       .execute()
     if (due.length === 0) return []
     const ids = due.map((row) => row.id)
-    await tx
-      .updateTable('alipay_notifications')
-      .set((eb) => ({
-        status: 'delivering',
-        attempts: eb('attempts', '+', 1),
-        locked_until: lockedUntil,
-        next_attempt_at: lockedUntil,
-        lock_token: token,
-        last_attempt_at: now,
-      }))
-      .where('id', 'in', ids)
-      .execute()
+    await markClaimed(tx, 'alipay_notifications', ids, { now, lockedUntil, token })
     const rows = await tx
       .selectFrom('alipay_notifications as n')
       .innerJoin('outbox_events as e', 'e.id', 'n.event_id')

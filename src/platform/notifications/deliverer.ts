@@ -66,6 +66,38 @@ interface Outcome {
 }
 
 /** Claims one batch of due deliveries and attempts them all, concurrently. Returns how many. */
+/** The claim a worker puts on the rows it will attempt. */
+export interface Claim {
+  readonly now: number
+  readonly lockedUntil: number
+  readonly token: string
+}
+
+/**
+ * Marks claimed rows of a delivery queue (native webhooks, Alipay notifications) as being
+ * attempted: counted at claim time, so a delivery that keeps crashing workers still runs out;
+ * due again when the claim lapses, so a dead worker's rows are picked up.
+ */
+export async function markClaimed(
+  tx: Transaction<any>,
+  table: 'webhook_deliveries' | 'alipay_notifications',
+  ids: readonly string[],
+  claim: Claim,
+): Promise<void> {
+  await tx
+    .updateTable(table)
+    .set((eb: any) => ({
+      status: 'delivering',
+      attempts: eb('attempts', '+', 1),
+      locked_until: claim.lockedUntil,
+      next_attempt_at: claim.lockedUntil,
+      lock_token: claim.token,
+      last_attempt_at: claim.now,
+    }))
+    .where('id', 'in', ids)
+    .execute()
+}
+
 export async function deliverDue(storage: Pick<Storage, 'db' | 'dialect'>, options: DeliverOptions): Promise<number> {
   const claimed = await claim(storage, options)
   // Settle every attempt before reporting a failure, so that no attempt outlives the step
@@ -101,18 +133,7 @@ async function claim(storage: Pick<Storage, 'db' | 'dialect'>, options: DeliverO
       .execute()
     if (due.length === 0) return []
     const ids = due.map((row) => row.id)
-    await tx
-      .updateTable('webhook_deliveries')
-      .set((eb) => ({
-        status: 'delivering',
-        attempts: eb('attempts', '+', 1),
-        locked_until: lockedUntil,
-        next_attempt_at: lockedUntil,
-        lock_token: token,
-        last_attempt_at: now,
-      }))
-      .where('id', 'in', ids)
-      .execute()
+    await markClaimed(tx, 'webhook_deliveries', ids, { now, lockedUntil, token })
     const rows = await tx
       .selectFrom('webhook_deliveries as d')
       .innerJoin('outbox_events as e', 'e.id', 'd.event_id')
