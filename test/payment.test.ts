@@ -156,7 +156,11 @@ forEachDialect('payments', (dialect) => {
       'PAYMENT_TRADE_NOT_CLOSABLE',
     )
     const toExpire = await precreate()
+    const seenOnlyOnItsPage = await precreate()
     clock.advance(121_000)
+    // The consumer's page is the first to look: it closes the expired trade, under its lock.
+    const expiredPage = await bp().app.inject({ method: 'GET', url: new URL(seenOnlyOnItsPage.qr_code).pathname })
+    expect(expiredPage.body).toContain('交易已关闭 Closed')
     expect(json(await world.call({ method: 'GET', url: `/v1/trades/${toExpire.id}` }))).toMatchObject({
       status: 'closed',
       close_reason: 'expired',

@@ -64,8 +64,13 @@ export function pages(trades: TradeService, context: CapabilityContext): PageSpe
       handler: async ({ db, params, now }) => {
         const found = await trades.findByQrToken(db, params.token ?? '')
         if (found === null) return notFound
-        // Under the row lock, like every other transition: expiry decided here must not race a
-        // payment committing at the same moment.
+        // A trade that time and the channel have not moved is shown as read, without a lock.
+        const stale =
+          found.status === 'wait_buyer_pay' &&
+          (found.expires_at <= now || found.channel_state === 'pending' || found.channel_state === 'unknown')
+        if (!stale) return render(found, await merchantName(db, found), null)
+        // Otherwise under the row lock, like every other transition: expiry decided here must
+        // not race a payment committing at the same moment.
         const trade = await db.transaction().execute(async (tx) => {
           const locked = await trades.lockByQrToken(tx, found.qr_token!, now)
           return locked === null ? found : trades.refresh(tx, locked, now)
