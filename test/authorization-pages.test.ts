@@ -3,7 +3,6 @@
  * redirect, and change nothing without the session's CSRF token; the ISV's redirect URIs are
  * checked when registered. Runs on SQLite and PostgreSQL.
  */
-import type { FastifyInstance } from 'fastify'
 import type { Kysely } from 'kysely'
 import { beforeAll, expect, it } from 'vitest'
 import stores from '../src/capabilities/stores/index.js'
@@ -16,10 +15,9 @@ import {
   testPassword,
   type Tenant,
   type TestApp,
+  type Injected,
 } from './fixtures.js'
 import { forEachDialect, useTestPlatform } from './harness.js'
-
-type Injected = Awaited<ReturnType<FastifyInstance['inject']>>
 
 const callback = 'https://isv.example.com/cb'
 

@@ -3,7 +3,6 @@
  * token endpoint, scoped calls with the app auth token, refresh, revocation, and the consoles
  * of both sides. Runs on SQLite and PostgreSQL with a hand-moved clock.
  */
-import type { FastifyInstance } from 'fastify'
 import type { Kysely } from 'kysely'
 import { sql } from 'kysely'
 import { beforeAll, describe, expect, it } from 'vitest'
@@ -21,10 +20,9 @@ import {
   testPassword,
   type Tenant,
   type TestApp,
+  type Injected,
 } from './fixtures.js'
 import { forEachDialect, manualClock, useTestPlatform } from './harness.js'
-
-type Injected = Awaited<ReturnType<FastifyInstance['inject']>>
 
 const callback = 'https://isv.example.com/oauth/callback?from=baseplate'
 const loopback = 'http://127.0.0.1:8765/cb'

@@ -46,7 +46,17 @@ import { signRequest } from '../sdk/src/index.js'
 import { errorTable } from '../src/errors.js'
 import { createValidatorCompiler } from '../src/server/validation.js'
 import type { DialectName } from '../src/storage/database.js'
-import { ed25519KeyPair, json, session, signUp, testPassword, type Tenant, type TestApp } from './fixtures.js'
+import {
+  ed25519KeyPair,
+  json,
+  session,
+  signUp,
+  testPassword,
+  type Tenant,
+  type TestApp,
+  eachOperation,
+  type Injected,
+} from './fixtures.js'
 import { forEachDialect, useTestPlatform } from './harness.js'
 import {
   admitPartners,
@@ -60,7 +70,6 @@ import {
   type TenantWorld,
 } from './isolation-fixtures.js'
 
-type Injected = Awaited<ReturnType<FastifyInstance['inject']>>
 type AuthMode = 'public' | 'session' | 'app'
 
 interface Schema {
@@ -358,28 +367,22 @@ function matches(schema: Schema, value: unknown, httpPart: 'body' | 'params' = '
 }
 
 function operationsOf(document: { paths: Record<string, Record<string, OpenApiOperation>> }): Operation[] {
-  const operations: Operation[] = []
-  for (const [template, item] of Object.entries(document.paths)) {
-    for (const method of ['get', 'post', 'put', 'patch', 'delete'] as const) {
-      const operation = item[method]
-      if (operation === undefined) continue
-      const parameters = operation.parameters ?? []
-      operations.push({
-        method: method.toUpperCase(),
-        template,
-        operationId: operation.operationId,
-        auth: operation['x-baseplate-auth'],
-        pathParams: parameters.filter((p) => p.in === 'path'),
-        queryParams: parameters.filter((p) => p.in === 'query'),
-        takesIdempotencyKey: parameters.some((p) => p.in === 'header' && p.name === 'idempotency-key'),
-        requiresIdempotencyKey: parameters.some(
-          (p) => p.in === 'header' && p.name === 'idempotency-key' && p.required === true,
-        ),
-        bodySchema: operation.requestBody?.content['application/json']?.schema ?? null,
-      })
+  return eachOperation(document).map(({ method, template, operation }) => {
+    const parameters = operation.parameters ?? []
+    return {
+      method,
+      template,
+      operationId: operation.operationId,
+      auth: operation['x-baseplate-auth'],
+      pathParams: parameters.filter((p) => p.in === 'path'),
+      queryParams: parameters.filter((p) => p.in === 'query'),
+      takesIdempotencyKey: parameters.some((p) => p.in === 'header' && p.name === 'idempotency-key'),
+      requiresIdempotencyKey: parameters.some(
+        (p) => p.in === 'header' && p.name === 'idempotency-key' && p.required === true,
+      ),
+      bodySchema: operation.requestBody?.content['application/json']?.schema ?? null,
     }
-  }
-  return operations
+  })
 }
 
 // ---- Body mutations derived from the schema -------------------------------------------

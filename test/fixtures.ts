@@ -43,6 +43,23 @@ export function uniqueEmail(prefix = 'user'): string {
 
 export const testPassword = 'correct horse battery staple'
 
+const httpMethods = ['get', 'post', 'put', 'patch', 'delete'] as const
+
+/**
+ * Every operation of an OpenAPI document with its method and path template: the one walk the
+ * suites that enumerate routes share, so none can skip a method the others see.
+ */
+export function eachOperation<O>(document: {
+  paths: Record<string, Partial<Record<string, O>>>
+}): Array<{ method: string; template: string; operation: O }> {
+  return Object.entries(document.paths).flatMap(([template, item]) =>
+    httpMethods.flatMap((method) => {
+      const operation = item[method]
+      return operation === undefined ? [] : [{ method: method.toUpperCase(), template, operation }]
+    }),
+  )
+}
+
 export function json<T = any>(response: Injected): T {
   return JSON.parse(response.body) as T
 }

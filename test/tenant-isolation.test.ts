@@ -48,6 +48,8 @@ import {
   testPassword,
   type Tenant,
   type TestApp,
+  eachOperation,
+  type Injected,
 } from './fixtures.js'
 import { forEachDialect, useTestPlatform } from './harness.js'
 import {
@@ -65,7 +67,6 @@ import {
   type TenantWorld,
 } from './isolation-fixtures.js'
 
-type Injected = Awaited<ReturnType<FastifyInstance['inject']>>
 type AuthMode = 'public' | 'session' | 'app'
 
 interface OpenApiOperation {
@@ -496,33 +497,23 @@ const operatorReads = [
   'listOrganizationApplications',
 ]
 
-const methods = ['get', 'post', 'put', 'patch', 'delete'] as const
-
 function operationsOf(document: { paths: Record<string, Record<string, OpenApiOperation>> }): Operation[] {
-  const operations: Operation[] = []
-  for (const [template, item] of Object.entries(document.paths)) {
-    for (const method of methods) {
-      const operation = item[method]
-      if (operation === undefined) continue
-      operations.push({
-        method: method.toUpperCase(),
-        template,
-        operationId: operation.operationId,
-        auth: operation['x-baseplate-auth'],
-        scope: operation['x-baseplate-scope'],
-        idempotency: operation['x-baseplate-idempotency'] ?? 'none',
-        pathParams: [...template.matchAll(/\{([^}]+)\}/g)].map((match) => match[1]!),
-        requiredQuery: (operation.parameters ?? [])
-          .filter((p) => p.in === 'query' && p.required === true)
-          .map((p) => p.name),
-        optionalQuery: (operation.parameters ?? [])
-          .filter((p) => p.in === 'query' && p.required !== true)
-          .map((p) => p.name),
-        hasBody: operation.requestBody !== undefined,
-      })
-    }
-  }
-  return operations
+  return eachOperation(document).map(({ method, template, operation }): Operation => ({
+    method,
+    template,
+    operationId: operation.operationId,
+    auth: operation['x-baseplate-auth'],
+    scope: operation['x-baseplate-scope'],
+    idempotency: operation['x-baseplate-idempotency'] ?? 'none',
+    pathParams: [...template.matchAll(/\{([^}]+)\}/g)].map((match) => match[1]!),
+    requiredQuery: (operation.parameters ?? [])
+      .filter((p) => p.in === 'query' && p.required === true)
+      .map((p) => p.name),
+    optionalQuery: (operation.parameters ?? [])
+      .filter((p) => p.in === 'query' && p.required !== true)
+      .map((p) => p.name),
+    hasBody: operation.requestBody !== undefined,
+  }))
 }
 
 /** Why the suite cannot judge an operation, or null when it has every rule it needs. */
