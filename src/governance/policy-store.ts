@@ -80,19 +80,34 @@ export interface GovernancePolicySource extends PolicySource {
 const emptySnapshot: Snapshot = { token: 'genesis', scopes: new Map() }
 
 /**
- * The policy source governance provides. Each call reads the one-row head (a primary-key
- * lookup, in the caller's transaction); the enacted versions are cached per process and
- * reloaded only when the head's token changed, so a trade costs one tiny query per parameter.
+ * The head read once per transaction: a payment resolves three parameters, and they come from
+ * one consistent policy head. Keyed by Kysely's transaction object (a new one per
+ * transaction); an enactment forgets its transaction's entry, since it moved the head.
+ */
+const headsByTransaction = new WeakMap<Kysely<any>, Promise<{ number: number; token: string } | undefined>>()
+
+function readHead(db: Kysely<any>): Promise<{ number: number; token: string } | undefined> {
+  const read = () =>
+    (db as Db).selectFrom('gov_policy_head').select(['number', 'token']).where('id', '=', 1).executeTakeFirst()
+  if (!db.isTransaction) return read()
+  let head = headsByTransaction.get(db)
+  if (head === undefined) {
+    head = read()
+    headsByTransaction.set(db, head)
+  }
+  return head
+}
+
+/**
+ * The policy source governance provides. It reads the one-row head (a primary-key lookup, in
+ * the caller's transaction, once per transaction); the enacted versions are cached per process
+ * and reloaded only when the head's token changed, so a trade costs one tiny query.
  */
 export function createGovernancePolicySource(): GovernancePolicySource {
   let cache: Snapshot = emptySnapshot
 
   async function snapshot(db: Kysely<any>): Promise<Snapshot> {
-    const head = await (db as Db)
-      .selectFrom('gov_policy_head')
-      .select(['number', 'token'])
-      .where('id', '=', 1)
-      .executeTakeFirst()
+    const head = await readHead(db)
     assert(head !== undefined, 'gov_policy_head is missing: the governance migration did not run')
     if (head.number === 0) return emptySnapshot
     if (head.token === cache.token) return cache
@@ -274,6 +289,7 @@ export async function enactChanges(
     assert(bumped.numUpdatedRows === 1n, `parameter set ${scope.scopeKey} moved while locked`)
     versions.push(row)
   }
+  headsByTransaction.delete(db)
   return { kind: 'enacted', versions }
 }
 

@@ -219,14 +219,22 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
   }
 
   /** Books the payment and marks the trade paid; call with the trade locked and waiting. */
+  /**
+   * Pays a waiting trade. The ledger posting comes last: on PostgreSQL it locks the merchant's
+   * hot accounts (pending, fee), which every payment of that merchant updates, so the fewer
+   * statements run between it and the COMMIT, the less concurrent payments queue. If the
+   * posting is refused, the caller's transaction (trade update and event included) rolls back.
+   */
   async function completePayment(
     db: Kysely<any>,
     trade: TradesTable,
     channelId: 'wallet' | 'sandbox',
     buyerId: string | null,
     now: number,
+    knownMerchant?: OrganizationProfile,
   ): Promise<TradesTable> {
     assert(trade.status === 'wait_buyer_pay', 'only a waiting trade can be paid')
+    assert(knownMerchant === undefined || knownMerchant.id === trade.merchant_id, 'the trade belongs to the merchant')
     const paying = { ...trade, channel: channelId, buyer_id: buyerId }
     const funding = channels[channelId].fundingAccount(paying)
     const transfers: Transfer[] = [
@@ -239,18 +247,7 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
         amount: fen(trade.fee_amount),
       })
     }
-    try {
-      await ledger.post(
-        db,
-        { reference: { type: 'trade.pay', id: trade.id }, description: `payment of ${trade.out_trade_no}`, transfers },
-        now,
-      )
-    } catch (error) {
-      if (isAppError(error) && error.code === 'LEDGER_INSUFFICIENT_FUNDS')
-        throw new AppError('PAYMENT_BALANCE_INSUFFICIENT')
-      throw error
-    }
-    const merchant = await context.directory.organization(db, trade.merchant_id)
+    const merchant = knownMerchant ?? (await context.directory.organization(db, trade.merchant_id))
     const delay = await context.policy.get<number>(db, parameterKeys.settlementDelayS, {
       industry: merchant?.industry ?? null,
       merchantId: trade.merchant_id,
@@ -280,6 +277,17 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
       .executeTakeFirst()
     assert(updated.numUpdatedRows === 1n, 'the locked trade was waiting for payment')
     await emit(db, 'payment.trade.paid', paid, view(paid), now)
+    try {
+      await ledger.post(
+        db,
+        { reference: { type: 'trade.pay', id: trade.id }, description: `payment of ${trade.out_trade_no}`, transfers },
+        now,
+      )
+    } catch (error) {
+      if (isAppError(error) && error.code === 'LEDGER_INSUFFICIENT_FUNDS')
+        throw new AppError('PAYMENT_BALANCE_INSUFFICIENT')
+      throw error
+    }
     return paid
   }
 
@@ -374,7 +382,7 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
       const outcome = await channels[channelId].initiate(trade, source, now)
       switch (outcome.state) {
         case 'succeeded':
-          return view(await completePayment(db, trade, channelId, buyerId, now))
+          return view(await completePayment(db, trade, channelId, buyerId, now, merchant))
         case 'declined':
           throw new AppError('PAYMENT_DECLINED', { message: outcome.reason })
         default: {
