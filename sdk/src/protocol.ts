@@ -92,9 +92,23 @@ export function signText(text: string, privateKey: crypto.KeyObject): string {
   return crypto.sign(algorithm, Buffer.from(text, 'utf8'), privateKey).toString('base64')
 }
 
+const base64Pattern = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+
+/**
+ * Decodes canonical standard base64 (RFC 4648 §4, padded), or returns null. Node's own decoder
+ * is lenient (it takes base64url, skips whitespace and junk, ignores stray bits), so one
+ * signature would have many spellings; here each signature has exactly one.
+ */
+export function decodeBase64Strict(text: string): Buffer | null {
+  if (!base64Pattern.test(text)) return null
+  const bytes = Buffer.from(text, 'base64')
+  // Non-zero bits after the last full byte ('QR==' for 'QQ==') decode to the same bytes.
+  return bytes.toString('base64') === text ? bytes : null
+}
+
 export function verifyText(text: string, signatureBase64: string, publicKey: crypto.KeyObject): boolean {
-  const signature = Buffer.from(signatureBase64, 'base64')
-  if (signature.length === 0) return false
+  const signature = decodeBase64Strict(signatureBase64)
+  if (signature === null || signature.length === 0) return false
   const algorithm = publicKey.asymmetricKeyType === 'ed25519' ? null : 'sha256'
   try {
     return crypto.verify(algorithm, Buffer.from(text, 'utf8'), publicKey, signature)

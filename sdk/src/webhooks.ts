@@ -14,6 +14,7 @@
  * if (await alreadyHandled(event.id)) return // delivery is at-least-once: dedupe on the id
  */
 import crypto from 'node:crypto'
+import { decodeBase64Strict } from './protocol.js'
 
 export const webhookHeaderNames = {
   id: 'webhook-id',
@@ -159,8 +160,8 @@ export function verifyWebhook<T = unknown>(input: VerifyWebhookInput): WebhookEv
   const valid = signatures.split(' ').some((entry) => {
     const [version, value] = entry.split(',', 2)
     if (version !== 'v1a' || value === undefined) return false
-    const signature = Buffer.from(value, 'base64')
-    if (signature.length !== ed25519SignatureBytes) return false
+    const signature = decodeBase64Strict(value)
+    if (signature === null || signature.length !== ed25519SignatureBytes) return false
     try {
       return crypto.verify(null, bytes, key, signature)
     } catch {

@@ -3,9 +3,8 @@
  * changed after signing in one of many ways (body bytes, JSON spacing and key order, unicode
  * escapes, amounts, path and query, method, every signed header, the signature itself, a key
  * of another app, canonicalisation tricks), plus timestamps outside the window and exact
- * replays. None may be accepted; none may leave a trade behind. (Re-encoding a valid signature
- * in base64url is not a forgery — the server decodes both alphabets and the request is the one
- * the app signed, so it is accepted once and its nonce burnt; docs/reliability.md notes it.)
+ * replays. None may be accepted; none may leave a trade behind. A valid signature respelled
+ * (base64url, no padding, whitespace, stray bits) is refused too: a signature has one spelling.
  * Signatures are checked before nonces are recorded, so after the storm every original request
  * still goes through once — and a replay of it is refused. test/signing.test.ts covers each rule once; this is volume.
  */
@@ -81,6 +80,15 @@ const mutationsByName: Record<string, Mutation> = {
     bytes[Math.floor(random() * bytes.length)]! ^= 1 << Math.floor(random() * 8)
     return withHeader(r, headerNames.signature, bytes.toString('base64'))
   },
+  signatureBase64Url: (r) =>
+    withHeader(
+      r,
+      headerNames.signature,
+      Buffer.from(r.headers[headerNames.signature]!, 'base64').toString('base64url'),
+    ),
+  signatureWhitespace: (r) =>
+    withHeader(r, headerNames.signature, r.headers[headerNames.signature]!.replace(/^(.{8})/, '$1\t')),
+  signatureUnpadded: (r) => withHeader(r, headerNames.signature, r.headers[headerNames.signature]!.replace(/=+$/, '')),
   signatureTruncated: (r) => withHeader(r, headerNames.signature, r.headers[headerNames.signature]!.slice(0, 40)),
   signatureEmpty: (r) => withHeader(r, headerNames.signature, ''),
   signatureGarbage: (r, random) =>

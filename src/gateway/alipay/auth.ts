@@ -11,6 +11,7 @@
  */
 import crypto from 'node:crypto'
 import type { Kysely } from 'kysely'
+import { decodeBase64Strict } from '../../../sdk/src/protocol.js'
 import { activeKeys } from '../../platform/apps/service.js'
 import { cachedPublicKey } from '../../platform/apps/public-keys.js'
 import type { AppAuthTokenResolver } from '../../server/authenticate.js'
@@ -40,10 +41,15 @@ export async function findApp(db: Kysely<any>, appId: string | undefined): Promi
   return { id: row.id, organizationId: row.organization_id, environment: row.environment }
 }
 
-/** SHA256withRSA over the UTF-8 text, base64 signature; a malformed signature does not verify. */
+/**
+ * SHA256withRSA over the UTF-8 text, canonical standard base64 signature; a malformed
+ * signature (another alphabet, whitespace, stray bits) does not verify.
+ */
 export function verifyRsa2(text: string, signature: string, key: crypto.KeyObject): boolean {
+  const bytes = decodeBase64Strict(signature)
+  if (bytes === null) return false
   try {
-    return crypto.createVerify('RSA-SHA256').update(text, 'utf8').verify(key, signature, 'base64')
+    return crypto.createVerify('RSA-SHA256').update(text, 'utf8').verify(key, bytes)
   } catch {
     return false
   }
