@@ -1,8 +1,8 @@
 /**
  * A real Baseplate server in a child process, on loopback: the same `baseplate serve` that
- * `npm start` runs (through tsx, so no build step is needed), or another entry file. The
- * child gets exactly the environment given and nothing inherited, so a test's settings are
- * all in the test. `kill('SIGKILL')` is the crash of the crash suite.
+ * `npm start` runs (through tsx, so no build step is needed; or compiled, see build.ts), or
+ * another entry file. The child gets exactly the environment given and nothing inherited, so
+ * a test's settings are all in the test. `kill('SIGKILL')` is the crash of the crash suite.
  *
  * @example
  * const server = await startServer({ env: { BASEPLATE_DATA_DIR: dir }, port: await freePort() })
@@ -42,6 +42,11 @@ export interface ServerOptions {
   readonly startTimeoutMs?: number
   /** Extra Node flags, e.g. `--cpu-prof` to profile the server. */
   readonly nodeArgs?: readonly string[]
+  /**
+   * The CLI compiled to JavaScript (`buildServer()` in build.ts), run by plain Node as
+   * `npm start` runs dist/: no tsx, so no compiling at start. Default: src/cli/main.ts through tsx.
+   */
+  readonly builtMain?: string
 }
 
 /** A port that was free a moment ago on 127.0.0.1. */
@@ -62,9 +67,11 @@ process.once('exit', () => {
 })
 
 export async function startServer(options: ServerOptions): Promise<ServerProcess> {
-  const entry = options.entry ?? ['src/cli/main.ts', 'serve', '--port', String(options.port), '--host', '127.0.0.1']
+  const main = options.builtMain ?? 'src/cli/main.ts'
+  const entry = options.entry ?? [main, 'serve', '--port', String(options.port), '--host', '127.0.0.1']
+  const loader = options.builtMain === undefined ? ['--import', 'tsx'] : []
   const started = performance.now()
-  const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', ...entry], {
+  const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), ...loader, ...entry], {
     cwd: repoRoot,
     env: { NODE_ENV: 'test', BASEPLATE_LOG_LEVEL: 'warn', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -17,6 +17,8 @@ export const settings = {
   seed: 20261125,
   crash: {
     rounds: full ? 20 : 5,
+    /** PostgreSQL's rounds: fewer in the short run, which `npm test` pays for. */
+    postgresRounds: full ? 20 : 3,
     mutantRoundsMax: 6,
     connections: 32,
     killAfterMsMin: 300,
