@@ -18,7 +18,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import { assert } from '../assert.js'
 import type { Config } from '../config.js'
-import { GroupCommitSqliteDialect } from './group-commit.js'
+import { GroupCommitSqliteDialect, type PendingCommits } from './group-commit.js'
 import type { CoreTables } from './tables.js'
 
 export type DialectName = 'sqlite' | 'postgres'
@@ -30,6 +30,14 @@ export type StorageTarget =
 export interface Storage {
   readonly dialect: DialectName
   readonly db: Kysely<CoreTables>
+  /**
+   * Runs `work` on one connection whose commit is owed rather than awaited: on SQLite the
+   * writes join the current commit group and `owed` records it; the caller must
+   * `await owed.settle()` before anything built on them (an answer above all) leaves. On
+   * PostgreSQL every statement commits by itself, so there is nothing to owe. `work` must use
+   * the `db` it is given (the connection is held: `storage.db` would wait for it forever).
+   */
+  deferDurability<T>(owed: PendingCommits, work: (db: Kysely<CoreTables>) => Promise<T>): Promise<T>
   close(): Promise<void>
 }
 
@@ -63,10 +71,16 @@ function openSqlite(file: string): Storage {
   database.pragma('busy_timeout = 5000')
   assert(database.pragma('synchronous', { simple: true }) === 2, 'SQLite must run with synchronous=FULL')
   // Concurrent requests share commits (one fsync per group), so FULL stays fast: group-commit.ts.
-  const db = new Kysely<CoreTables>({ dialect: new GroupCommitSqliteDialect(database) })
+  const dialect = new GroupCommitSqliteDialect(database)
+  const db = new Kysely<CoreTables>({ dialect })
   return {
     dialect: 'sqlite',
     db,
+    deferDurability: (owed, work) =>
+      db.connection().execute((held) => {
+        dialect.deferCurrentHolder(owed)
+        return work(held)
+      }),
     close: () => db.destroy(),
   }
 }
@@ -85,7 +99,13 @@ async function openPostgres(target: Extract<StorageTarget, { kind: 'postgres' }>
   const db = new Kysely<CoreTables>({ dialect: new PostgresDialect({ pool }) })
   const setting = await sql<{ synchronous_commit: string }>`show synchronous_commit`.execute(db)
   assert(setting.rows[0]?.synchronous_commit !== 'off', 'PostgreSQL must run with synchronous_commit on')
-  return { dialect: 'postgres', db, close: () => db.destroy() }
+  return {
+    dialect: 'postgres',
+    db,
+    // Nothing owed; one pooled connection for the whole step rather than one per statement.
+    deferDurability: (_owed, work) => db.connection().execute(work),
+    close: () => db.destroy(),
+  }
 }
 
 /** True when a database error is a unique-constraint violation, on either dialect. */

@@ -60,6 +60,32 @@ interface Group {
 
 const requestSavepoint = 'bp_request'
 
+/**
+ * Commits a request still owes its client. A holder that runs under
+ * {@link GroupCommitSqliteDialect.deferCurrentHolder} does not wait for its group's commit when
+ * it lets the connection go; its group is recorded here instead, and the request settles the
+ * debt once, before it answers. A signed write then waits for one commit instead of three (its
+ * nonce, its idempotency reservation, its work), and its early writes still never reach the
+ * client before they are durable.
+ *
+ * @example
+ * const owed = new PendingCommits()
+ * await storage.deferDurability(owed, (db) => authenticate(db))
+ * await owed.settle() // before any answer leaves
+ */
+export class PendingCommits {
+  readonly #groups: Array<Promise<void>> = []
+
+  add(done: Promise<void>): void {
+    if (!this.#groups.includes(done)) this.#groups.push(done)
+  }
+
+  /** Resolves once every recorded group has committed; rejects if one of them failed. */
+  async settle(): Promise<void> {
+    while (this.#groups.length > 0) await this.#groups.shift()
+  }
+}
+
 export class GroupCommitSqliteDialect extends SqliteDialect {
   readonly #database: BetterSqlite3.Database
   readonly #options: GroupCommitOptions
@@ -79,6 +105,15 @@ export class GroupCommitSqliteDialect extends SqliteDialect {
   stats(): GroupCommitStats {
     return this.#driver?.stats() ?? { commits: 0, durableHolders: 0 }
   }
+
+  /**
+   * Called by the current holder of the connection (inside `db.connection().execute(...)`):
+   * when it lets the connection go, the commit it needs goes to `owed` instead of being awaited.
+   */
+  deferCurrentHolder(owed: PendingCommits): void {
+    assert(this.#driver !== null, 'the dialect has no driver yet')
+    this.#driver.deferCurrentHolder(owed)
+  }
 }
 
 class GroupCommitDriver implements Driver {
@@ -93,6 +128,8 @@ class GroupCommitDriver implements Driver {
   /** The current holder wrote, or read while the group was dirty: it must wait for the commit. */
   #holderNeedsCommit = false
   #holderGroup: Group | null = null
+  /** Where the current holder's commit goes instead of being awaited; null: it is awaited. */
+  #holderDeferredTo: PendingCommits | null = null
   #inRequestTransaction = false
   /** The group died under the current request transaction: its further statements must fail. */
   #requestTransactionBroken: unknown = null
@@ -120,7 +157,13 @@ class GroupCommitDriver implements Driver {
     else this.#locked = true
     this.#holderNeedsCommit = false
     this.#holderGroup = null
+    this.#holderDeferredTo = null
     return this.#connection
+  }
+
+  deferCurrentHolder(owed: PendingCommits): void {
+    assert(this.#locked, 'only the holder of the connection can defer its commit')
+    this.#holderDeferredTo = owed
   }
 
   async beginTransaction(): Promise<void> {
@@ -163,6 +206,8 @@ class GroupCommitDriver implements Driver {
   async releaseConnection(): Promise<void> {
     assert(!this.#inRequestTransaction, 'a transaction released the connection without ending')
     const group = this.#holderNeedsCommit ? this.#holderGroup : null
+    const deferredTo = this.#holderDeferredTo
+    this.#holderDeferredTo = null
     if (group !== null) {
       group.waiters += 1
       this.#durableHolders += 1
@@ -181,7 +226,9 @@ class GroupCommitDriver implements Driver {
       this.#locked = false
       this.#scheduleCommit()
     }
-    if (group !== null) await group.done
+    if (group === null) return
+    if (deferredTo !== null) deferredTo.add(group.done)
+    else await group.done
   }
 
   async destroy(): Promise<void> {

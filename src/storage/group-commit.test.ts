@@ -1,0 +1,109 @@
+import Database from 'better-sqlite3'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { Kysely, sql } from 'kysely'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { GroupCommitSqliteDialect, PendingCommits } from './group-commit.js'
+
+interface Tables {
+  t: { id: string }
+}
+
+describe('group commit', () => {
+  let dir: string
+  let dialect: GroupCommitSqliteDialect
+  let db: Kysely<Tables>
+  /** A second connection: it sees only what has committed. */
+  let observer: Database.Database
+
+  beforeEach(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bp-group-'))
+    const file = path.join(dir, 'g.db')
+    const raw = new Database(file)
+    raw.pragma('journal_mode = WAL')
+    raw.pragma('synchronous = FULL')
+    raw.exec('create table t (id text primary key)')
+    dialect = new GroupCommitSqliteDialect(raw)
+    db = new Kysely<Tables>({ dialect })
+    observer = new Database(file, { readonly: true })
+  })
+  afterEach(async () => {
+    observer.close()
+    await db.destroy()
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  const committed = () =>
+    (observer.prepare('select id from t order by id').all() as Array<{ id: string }>).map((r) => r.id)
+  const insert = (executor: Kysely<Tables>, id: string) => executor.insertInto('t').values({ id }).execute()
+
+  it('answers a write only once it has committed, and commits concurrent writes together', async () => {
+    await Promise.all([
+      db
+        .transaction()
+        .execute((tx) => insert(tx, 'a'))
+        .then(() => expect(committed()).toContain('a')),
+      insert(db, 'b').then(() => expect(committed()).toContain('b')),
+      insert(db, 'c').then(() => expect(committed()).toContain('c')),
+    ])
+    expect(dialect.stats().commits).toBe(1)
+  })
+
+  it('a failing transaction undoes its own writes and nobody else’s', async () => {
+    const failing = db.transaction().execute(async (tx) => {
+      await insert(tx, 'x')
+      throw new Error('no')
+    })
+    await Promise.all([insert(db, 'a'), expect(failing).rejects.toThrow('no'), insert(db, 'b')])
+    expect(committed()).toEqual(['a', 'b'])
+  })
+
+  it('a deferred holder goes on before the commit; settling waits for it', async () => {
+    const owed = new PendingCommits()
+    await db.connection().execute(async (held) => {
+      dialect.deferCurrentHolder(owed)
+      await insert(held, 'early')
+      // The held connection also runs transactions, in the same deferred holder.
+      await held.transaction().execute((tx) => insert(tx, 'early-tx'))
+    })
+    expect(committed(), 'not durable yet when the holder returns').toEqual([])
+    await owed.settle()
+    expect(committed()).toEqual(['early', 'early-tx'])
+  })
+
+  it('a reader of uncommitted writes owes their commit as well', async () => {
+    const owed = new PendingCommits()
+    const writer = insert(db, 'w')
+    const seen = await db.connection().execute(async (held) => {
+      dialect.deferCurrentHolder(owed)
+      return held.selectFrom('t').select('id').execute()
+    })
+    expect(seen.map((row) => row.id)).toEqual(['w'])
+    expect(committed()).toEqual([])
+    await owed.settle()
+    expect(committed()).toEqual(['w'])
+    await writer
+  })
+
+  it('a commit that fails fails everyone who owed it, and keeps none of the group', async () => {
+    // A deferred foreign key is checked at COMMIT: the one way to make a COMMIT itself fail here.
+    await sql`create table child (id text primary key, parent text references t (id) deferrable initially deferred)`.execute(
+      db,
+    )
+    await sql`pragma foreign_keys = on`.execute(db)
+    const owed = new PendingCommits()
+    await db.connection().execute(async (held) => {
+      dialect.deferCurrentHolder(owed)
+      await insert(held, 'lost')
+      await sql`insert into child (id, parent) values ('orphan', 'nobody')`.execute(held)
+    })
+    const bystander = insert(db, 'bystander')
+    await expect(owed.settle()).rejects.toThrow(/FOREIGN KEY/)
+    await expect(bystander).rejects.toThrow(/FOREIGN KEY/)
+    expect(committed()).toEqual([])
+    // The next group starts afresh.
+    await insert(db, 'after')
+    expect(committed()).toEqual(['after'])
+  })
+})
