@@ -23,7 +23,7 @@ import { answerV3 } from './v3.js'
 
 export interface AlipayGatewayOptions {
   readonly config: Config
-  readonly storage: Pick<Storage, 'db'>
+  readonly storage: Pick<Storage, 'db' | 'deferDurability'>
   /** Null when the platform runs without the payment capability: only the token methods answer. */
   readonly payment: PaymentServices | null
   readonly platformKeys: ReadonlyMap<AppEnvironment, PlatformKey>
@@ -41,6 +41,7 @@ export async function registerAlipayGateway(app: FastifyInstance, options: Alipa
   const deps: GatewayDeps = {
     config: options.config,
     db: options.storage.db,
+    deferDurability: (owed, work) => options.storage.deferDurability(owed, work),
     payment: options.payment,
     resolver: options.resolver,
     signer,

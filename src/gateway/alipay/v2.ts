@@ -8,6 +8,7 @@
  * const { body } = await answerV2(deps, { rawQuery, rawBody, now })
  */
 import type { AppEnvironment } from '../../storage/tables.js'
+import { PendingCommits } from '../../storage/group-commit.js'
 import { checkTimestamp, findApp, principalFor, verifyAppSignature, verifyRsa2, type GatewayApp } from './auth.js'
 import { AlipayError, gatewayCodes, toAlipayError } from './errors.js'
 import type { GatewayDeps } from './gateway-deps.js'
@@ -111,16 +112,20 @@ export async function answerV2(deps: GatewayDeps, request: V2Request): Promise<V
   let environment: AppEnvironment = 'sandbox'
   let inner: Record<string, unknown>
   let unexpected: unknown = null
+  const owed = new PendingCommits()
   try {
     const { params, duplicate } = readFormParameters(request.rawQuery, request.rawBody)
     const method = params.get('method')
     if (isMethodName(method)) key = responseKey(method)
     if (duplicate !== null) throw new AlipayError('isv.invalid-parameter', `${duplicate} is given more than once`)
     if (method === undefined || method === '') throw new AlipayError('isv.missing-method')
-    const app = await findApp(deps.db, params.get('app_id'))
-    // Known as soon as the app is: even a signature failure is signed with its environment's key.
-    environment = app.environment
-    const { spec, principal } = await authenticate(deps, params, app, method, now)
+    // The nonce's commit is owed, not awaited: settled below, before the answer leaves (ADR 0013).
+    const { spec, principal } = await deps.deferDurability(owed, async (db) => {
+      const app = await findApp(db, params.get('app_id'))
+      // Known as soon as the app is: even a signature failure is signed with its environment's key.
+      environment = app.environment
+      return authenticate({ ...deps, db }, params, app, method, now)
+    })
     const notifyUrl = params.get('notify_url')
     if (notifyUrl !== undefined && notifyUrl.length > urlLengthMax) throw new AlipayError('isv.invalid-notify-url')
     const result = await spec.run({
@@ -143,6 +148,7 @@ export async function answerV2(deps: GatewayDeps, request: V2Request): Promise<V
     inner = { code: failure.code, msg: gatewayCodes[failure.code], sub_code: failure.subCode, sub_msg: failure.message }
   }
   const innerJson = JSON.stringify(inner)
-  const signature = await deps.signer.sign(environment, innerJson)
+  // Signing (on a worker thread) overlaps the wait for the owed commits.
+  const [signature] = await Promise.all([deps.signer.sign(environment, innerJson), owed.settle()])
   return { body: v2Envelope(key, innerJson, signature), unexpected }
 }
