@@ -88,9 +88,8 @@ describe('group commit', () => {
 
   it('a commit that fails fails everyone who owed it, and keeps none of the group', async () => {
     // A deferred foreign key is checked at COMMIT: the one way to make a COMMIT itself fail here.
-    await sql`create table child (id text primary key, parent text references t (id) deferrable initially deferred)`.execute(
-      db,
-    )
+    const parent = sql`references t (id) deferrable initially deferred`
+    await sql`create table child (id text primary key, parent text ${parent})`.execute(db)
     await sql`pragma foreign_keys = on`.execute(db)
     const owed = new PendingCommits()
     await db.connection().execute(async (held) => {
