@@ -31,6 +31,8 @@ export interface Config {
   /** An in-progress idempotency reservation older than this is considered abandoned. */
   readonly idempotencyLockS: number
   readonly bodyLimitBytes: number
+  /** Admission control under overload and per-app rate limits (src/server/admission.ts). */
+  readonly admission: AdmissionConfig
   readonly testPostgres: TestPostgresMode
   readonly testDatabaseUrl: string
   /** The Alipay-compatible gateway (src/gateway/alipay). */
@@ -43,6 +45,12 @@ export interface Config {
   readonly testMutantAckBeforeCommit: boolean
   /** Tests only: how much the reliability suite does (short inside `npm test`, full on demand). */
   readonly testReliability: 'short' | 'full'
+  /**
+   * Tests only, and refused unless NODE_ENV=test: `serve` runs its clock `speedup` times faster
+   * than real time from `originMs` (null: when it starts), so that a test covers the webhook
+   * retry schedule (about three days) in seconds. See src/platform/clock.ts.
+   */
+  readonly testClock: { readonly speedup: number; readonly originMs: number | null }
 }
 
 export interface AlipayGatewayConfig {
@@ -55,6 +63,21 @@ export interface AlipayGatewayConfig {
   readonly timestampWindowS: number
   /** Threads that RSA-sign gateway responses; 0 signs on the main thread. */
   readonly signingThreads: number
+}
+
+export interface AdmissionConfig {
+  /** Requests served at once; 0 turns admission control off. */
+  readonly maxInFlight: number
+  /** Requests that may wait for a slot; beyond, a newcomer is refused with 503. */
+  readonly maxQueued: number
+  /** Waiting requests always taken, whatever their expected wait: a short burst is queued. */
+  readonly queueBurst: number
+  /** A newcomer expected to wait longer than this for a slot is refused with 503. */
+  readonly queueWaitMs: number
+  /** Requests a second each app may make, per server process; 0 turns the limit off. */
+  readonly appRatePerS: number
+  /** Size of each app's token bucket: what an idle app may send at once. */
+  readonly appBurstRequests: number
 }
 
 export class ConfigError extends Error {
@@ -79,6 +102,17 @@ export const knownVariables = {
   BASEPLATE_IDEMPOTENCY_TTL_S: 'how long idempotent responses are kept, seconds (default 86400)',
   BASEPLATE_IDEMPOTENCY_LOCK_S: 'when an unfinished idempotent request may be retried (default 60)',
   BASEPLATE_BODY_LIMIT_BYTES: 'largest accepted request body, bytes (default 1048576)',
+  BASEPLATE_ADMISSION_MAX_IN_FLIGHT:
+    'requests served at once, 0 to 100000; more wait briefly or get 503; 0 turns admission control off (default 16)',
+  BASEPLATE_ADMISSION_MAX_QUEUED: 'requests that may wait for a slot, 0 to 100000; more get 503 at once (default 1024)',
+  BASEPLATE_ADMISSION_QUEUE_BURST:
+    'waiting requests always taken, whatever their expected wait, 0 to MAX_QUEUED (default 512, or MAX_QUEUED if less)',
+  BASEPLATE_ADMISSION_QUEUE_WAIT_MS:
+    'milliseconds a request may expect to wait for a slot, 1 to 60000; longer gets 503 at once (default 1000)',
+  BASEPLATE_APP_RATE_LIMIT_PER_S:
+    'requests a second each app may make, per server process, 0 to 1000000; more get 429; 0 is no limit (default 1000)',
+  BASEPLATE_APP_RATE_BURST_REQUESTS:
+    "requests an idle app may make at once (its token bucket), 1 to 10000000 (default twice the app's rate a second)",
   BASEPLATE_ALIPAY_TIMEZONE_OFFSET_MINUTES:
     'zone of Alipay gateway timestamps, minutes east of UTC, -720 to 840 (default 480, UTC+8)',
   BASEPLATE_ALIPAY_TIMESTAMP_WINDOW_S: 'accepted clock skew of Alipay gateway requests, seconds (default 600)',
@@ -89,6 +123,10 @@ export const knownVariables = {
   BASEPLATE_TEST_MUTANT_ACK_BEFORE_COMMIT:
     'tests only (refused unless NODE_ENV=test): 1 answers writes before they commit, a bug the crash suite must catch',
   BASEPLATE_TEST_RELIABILITY: 'tests only: short (default, inside npm test) | full (npm run test:reliability)',
+  BASEPLATE_TEST_CLOCK_SPEEDUP:
+    'tests only (refused unless NODE_ENV=test): serve runs its clock this many times faster, 1 to 1000000 (default 1)',
+  BASEPLATE_TEST_CLOCK_ORIGIN_MS:
+    'tests only (refused unless NODE_ENV=test): Unix ms from which the fast clock runs (default: when serve starts)',
 } as const
 
 const logLevels: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -159,6 +197,16 @@ export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
       'BASEPLATE_TEST_MUTANT_ACK_BEFORE_COMMIT breaks durability on purpose; it is refused unless NODE_ENV=test',
     )
   }
+  const clockSpeedup = integer('BASEPLATE_TEST_CLOCK_SPEEDUP', 1, 1, 1_000_000)
+  const clockOrigin = env.BASEPLATE_TEST_CLOCK_ORIGIN_MS
+  const clockOriginMs =
+    clockOrigin === undefined || clockOrigin === '' ? null : integer('BASEPLATE_TEST_CLOCK_ORIGIN_MS', 0, 0, 8.64e15)
+  if ((clockSpeedup !== 1 || clockOriginMs !== null) && env.NODE_ENV !== 'test') {
+    problems.push('BASEPLATE_TEST_CLOCK_SPEEDUP and BASEPLATE_TEST_CLOCK_ORIGIN_MS are refused unless NODE_ENV=test')
+  }
+
+  const maxQueued = integer('BASEPLATE_ADMISSION_MAX_QUEUED', 1024, 0, 100_000)
+  const appRatePerS = integer('BASEPLATE_APP_RATE_LIMIT_PER_S', 1000, 0, 1_000_000)
 
   const config: Config = {
     host,
@@ -173,6 +221,14 @@ export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
     idempotencyTtlS: integer('BASEPLATE_IDEMPOTENCY_TTL_S', 24 * 3600, 60, 30 * 24 * 3600),
     idempotencyLockS: integer('BASEPLATE_IDEMPOTENCY_LOCK_S', 60, 1, 3600),
     bodyLimitBytes: integer('BASEPLATE_BODY_LIMIT_BYTES', 1024 * 1024, 1024, 64 * 1024 * 1024),
+    admission: Object.freeze({
+      maxInFlight: integer('BASEPLATE_ADMISSION_MAX_IN_FLIGHT', 16, 0, 100_000),
+      maxQueued,
+      queueBurst: integer('BASEPLATE_ADMISSION_QUEUE_BURST', Math.min(512, maxQueued), 0, 100_000),
+      queueWaitMs: integer('BASEPLATE_ADMISSION_QUEUE_WAIT_MS', 1000, 1, 60_000),
+      appRatePerS,
+      appBurstRequests: integer('BASEPLATE_APP_RATE_BURST_REQUESTS', Math.max(1, 2 * appRatePerS), 1, 10_000_000),
+    }),
     testPostgres: oneOf('BASEPLATE_TEST_PG', ['auto', 'required', 'skip'], 'auto'),
     testDatabaseUrl:
       url('BASEPLATE_TEST_DATABASE_URL', ['postgres:', 'postgresql:']) ?? 'postgres://postgres@127.0.0.1:5432/test',
@@ -183,8 +239,12 @@ export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
     }),
     testMutantAckBeforeCommit: mutant,
     testReliability: oneOf('BASEPLATE_TEST_RELIABILITY', ['short', 'full'], 'short'),
+    testClock: Object.freeze({ speedup: clockSpeedup, originMs: clockOriginMs }),
   }
   // Relations between fields: an abandoned reservation must expire long before its record.
+  if (config.admission.queueBurst > config.admission.maxQueued) {
+    problems.push('BASEPLATE_ADMISSION_QUEUE_BURST must not exceed BASEPLATE_ADMISSION_MAX_QUEUED')
+  }
   if (config.idempotencyLockS >= config.idempotencyTtlS) {
     problems.push('BASEPLATE_IDEMPOTENCY_LOCK_S must be shorter than BASEPLATE_IDEMPOTENCY_TTL_S')
   }

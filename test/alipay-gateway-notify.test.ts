@@ -102,6 +102,44 @@ forEachDialect('alipay notifications', (dialect) => {
       await expectLedgerConsistent(w.platform.storage.db)
     })
 
+    it('retires a notification whose last attempt died with its worker instead of claiming it forever', async () => {
+      const w = world()
+      const { received, answers, url } = w.receiver
+      received.length = 0
+      const precreated = await w.v2(
+        'alipay.trade.precreate',
+        { outTradeNo: 'N-CRASH', totalAmount: '1.00', subject: 'crash' },
+        { notifyUrl: url },
+      )
+      await w.payOnPage(precreated.qrCode)
+      // The worker makes the notification from the trade's event; its first attempt is refused.
+      answers.push('fail')
+      await deliverAll(w)
+      expect(received).toHaveLength(1)
+      const [row] = await notification(w, received[0]!.fields.trade_no!)
+      const db = w.platform.storage.db as unknown as Kysely<{ alipay_notifications: AlipayNotificationsTable }>
+      // As a worker that claimed the last allowed attempt and died in the POST leaves it: lease lapsed.
+      const lapsed = Date.now() - 1_000
+      await db
+        .updateTable('alipay_notifications')
+        .set({
+          status: 'delivering',
+          attempts: alipayAttemptsMax,
+          locked_until: lapsed,
+          next_attempt_at: lapsed,
+          lock_token: 'lock_dead',
+        })
+        .where('id', '=', row!.id)
+        .execute()
+      answers.push('success')
+      await deliverAll(w)
+      answers.length = 0
+      expect(received, 'no ninth attempt').toHaveLength(1)
+      const [retired] = await notification(w, row!.trade_id)
+      expect(retired).toMatchObject({ status: 'dead', attempts: alipayAttemptsMax, next_attempt_at: null })
+      expect(retired!.last_error).toMatch(/worker stopped/)
+    })
+
     it('verifies with checkNotifySign too when no value holds a %, and notifies refunds', async () => {
       const w = world()
       const { received, url } = w.receiver

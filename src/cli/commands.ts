@@ -9,6 +9,8 @@ import { Command, InvalidArgumentError, Option } from 'commander'
 import { verifyLedger } from '../capabilities/ledger/index.js'
 import { loadConfig, type Config } from '../config.js'
 import { verifyAuditLog } from '../platform/audit/audit-log.js'
+import { acceleratedClock, acceleratedPollIntervalMs } from '../platform/clock.js'
+import { pollIntervalMsDefault } from '../platform/notifications/worker.js'
 import { openPlatform, preparePlatform } from '../server/platform.js'
 import { createSandbox } from './sandbox.js'
 
@@ -51,9 +53,18 @@ export function createCli(io: CliIo): Command {
       if (options.port !== undefined) Object.assign(overrides, { PORT: options.port, BASEPLATE_PORT: undefined })
       if (options.host !== undefined) overrides.BASEPLATE_HOST = options.host
       const settings = config(overrides)
+      // Tests only (NODE_ENV=test): a clock running `speedup` times faster, and a worker that
+      // polls as often in clock time as it would at normal speed (src/platform/clock.ts).
+      const { speedup, originMs } = settings.testClock
+      const fast = speedup === 1 ? null : acceleratedClock({ speedup, originMs: originMs ?? Date.now() })
       const platform = await openPlatform(settings, {
         logger: { level: settings.logLevel },
-        workers: { notifications: true, jobs: true },
+        ...(fast === null ? {} : { clock: fast }),
+        workers: {
+          notifications:
+            fast === null ? true : { pollIntervalMs: acceleratedPollIntervalMs(speedup, pollIntervalMsDefault) },
+          jobs: true,
+        },
         onOperatorCreated: (login) =>
           io.out(
             `\nOperator account created. Log in once with the password below and change it:\n` +

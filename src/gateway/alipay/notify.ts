@@ -26,7 +26,7 @@ import type { AlipayGatewayConfig } from '../../config.js'
 import { assert } from '../../assert.js'
 import { newId } from '../../platform/ids.js'
 import type { DispatchedEvent, NotificationFormat } from '../../platform/notifications/index.js'
-import { markClaimed } from '../../platform/notifications/deliverer.js'
+import { claimDue } from '../../platform/notifications/deliverer.js'
 import type { PlatformKey } from '../../platform/signing/platform-keys.js'
 import type { AppPrincipal } from '../../server/route-kit.js'
 import type { Storage } from '../../storage/database.js'
@@ -150,16 +150,15 @@ async function claim(options: AlipayNotificationOptions, now: number, batchSizeM
     const tx = transaction as unknown as Transaction<GatewayTables>
     const due = await tx
       .selectFrom('alipay_notifications')
-      .select('id')
+      .select(['id', 'status', 'attempts'])
       .where(sql<boolean>`status in ('pending', 'delivering')`)
       .where('next_attempt_at', '<=', now)
       .orderBy('next_attempt_at')
       .limit(batchSizeMax)
       .$if(options.storage.dialect === 'postgres', (query) => query.forUpdate().skipLocked())
       .execute()
-    if (due.length === 0) return []
-    const ids = due.map((row) => row.id)
-    await markClaimed(tx, 'alipay_notifications', ids, { now, lockedUntil, token })
+    const { ids } = await claimDue(tx, 'alipay_notifications', due, alipayAttemptsMax, { now, lockedUntil, token })
+    if (ids.length === 0) return []
     const rows = await tx
       .selectFrom('alipay_notifications as n')
       .innerJoin('outbox_events as e', 'e.id', 'n.event_id')

@@ -65,7 +65,6 @@ interface Outcome {
   readonly error: string | null
 }
 
-/** Claims one batch of due deliveries and attempts them all, concurrently. Returns how many. */
 /** The claim a worker puts on the rows it will attempt. */
 export interface Claim {
   readonly now: number
@@ -98,8 +97,56 @@ export async function markClaimed(
     .execute()
 }
 
+/** What a delivery that ran out of attempts inside a dead worker is left with in the log. */
+export const lastAttemptLostError = 'No outcome: the worker stopped during the last attempt'
+
+/** A due row of a delivery queue, as the claim step reads it. */
+export interface DueRow {
+  readonly id: string
+  readonly status: string
+  readonly attempts: number
+}
+
+/**
+ * The part of a claim both delivery queues share. A due row still `delivering` lost its
+ * attempt with its worker (the lease lapsed): that attempt counts as failed, and if it was the
+ * last allowed one the row is made `dead` here instead of being claimed again — otherwise a
+ * delivery that crashes every worker trying it would loop one lease after another. The other
+ * rows are marked claimed. Returns the claimed ids and how many rows were retired.
+ */
+export async function claimDue(
+  tx: Transaction<any>,
+  table: 'webhook_deliveries' | 'alipay_notifications',
+  due: readonly DueRow[],
+  attemptsMax: number,
+  claim: Claim,
+): Promise<{ ids: string[]; exhausted: number }> {
+  const exhausted = due.filter((row) => row.status === 'delivering' && row.attempts >= attemptsMax).map((row) => row.id)
+  if (exhausted.length > 0) {
+    await tx
+      .updateTable(table)
+      .set({
+        status: 'dead',
+        next_attempt_at: null,
+        locked_until: null,
+        lock_token: null,
+        last_status_code: null,
+        last_error: lastAttemptLostError,
+      })
+      .where('id', 'in', exhausted)
+      .execute()
+  }
+  const ids = due.filter((row) => !exhausted.includes(row.id)).map((row) => row.id)
+  if (ids.length > 0) await markClaimed(tx, table, ids, claim)
+  return { ids, exhausted: exhausted.length }
+}
+
+/**
+ * Claims one batch of due deliveries and attempts them all, concurrently. Returns how many
+ * it attempted, plus those it found dead (see {@link claim}).
+ */
 export async function deliverDue(storage: Pick<Storage, 'db' | 'dialect'>, options: DeliverOptions): Promise<number> {
-  const claimed = await claim(storage, options)
+  const { claimed, exhausted } = await claim(storage, options)
   // Settle every attempt before reporting a failure, so that no attempt outlives the step
   // (stop() waits for the step, and storage may close right after).
   const settled = await Promise.allSettled(
@@ -110,10 +157,19 @@ export async function deliverDue(storage: Pick<Storage, 'db' | 'dialect'>, optio
   )
   const failure = settled.find((result) => result.status === 'rejected')
   if (failure !== undefined) throw (failure as PromiseRejectedResult).reason
-  return claimed.length
+  return claimed.length + exhausted
 }
 
-async function claim(storage: Pick<Storage, 'db' | 'dialect'>, options: DeliverOptions): Promise<Claimed[]> {
+/**
+ * Claims the due rows. A row still `delivering` whose lease lapsed lost its attempt with its
+ * worker: that attempt counts as failed, and if it was the last allowed one the row is made
+ * `dead` here instead of being claimed again, so that a delivery that crashes every worker
+ * that tries it runs out of attempts rather than looping one lease after another.
+ */
+async function claim(
+  storage: Pick<Storage, 'db' | 'dialect'>,
+  options: DeliverOptions,
+): Promise<{ claimed: Claimed[]; exhausted: number }> {
   const { now } = options
   const token = newId('lock')
   const lockedUntil = now + options.leaseMs
@@ -121,7 +177,7 @@ async function claim(storage: Pick<Storage, 'db' | 'dialect'>, options: DeliverO
     const tx = transaction as unknown as Transaction<NotificationTables>
     const due = await tx
       .selectFrom('webhook_deliveries')
-      .select('id')
+      .select(['id', 'status', 'attempts'])
       // Literal, not bound: both planners then match the partial index webhook_deliveries_due.
       .where(sql<boolean>`status in ('pending', 'delivering')`)
       .where('next_attempt_at', '<=', now)
@@ -131,9 +187,12 @@ async function claim(storage: Pick<Storage, 'db' | 'dialect'>, options: DeliverO
       .limit(options.batchSizeMax)
       .$if(storage.dialect === 'postgres', (query) => query.forUpdate().skipLocked())
       .execute()
-    if (due.length === 0) return []
-    const ids = due.map((row) => row.id)
-    await markClaimed(tx, 'webhook_deliveries', ids, { now, lockedUntil, token })
+    const { ids, exhausted } = await claimDue(tx, 'webhook_deliveries', due, options.attemptsMax, {
+      now,
+      lockedUntil,
+      token,
+    })
+    if (ids.length === 0) return { claimed: [], exhausted }
     const rows = await tx
       .selectFrom('webhook_deliveries as d')
       .innerJoin('outbox_events as e', 'e.id', 'd.event_id')
@@ -153,7 +212,7 @@ async function claim(storage: Pick<Storage, 'db' | 'dialect'>, options: DeliverO
       .where('d.id', 'in', ids)
       .execute()
     assert(rows.length === ids.length, 'every claimed delivery has its event, endpoint and app')
-    return rows.map((row) => ({ ...row, lock_token: token }))
+    return { claimed: rows.map((row) => ({ ...row, lock_token: token })), exhausted }
   })
 }
 
