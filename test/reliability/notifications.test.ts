@@ -41,6 +41,7 @@ import { startReceiver, type Answer, type Hit, type Receiver } from './support/w
 import {
   databaseEnv,
   freshDatabase,
+  isvOwner,
   openDatabase,
   prepareWorld,
   type World,
@@ -506,12 +507,7 @@ async function openWork(db: Kysely<any>): Promise<number> {
 async function registerEndpoint(database: WorldDatabase, world: World, url: string, now: number): Promise<Set<string>> {
   const storage = await openDatabase(database)
   try {
-    const owner = await (storage.db as Kysely<any>)
-      .selectFrom('memberships')
-      .select('user_id')
-      .where('organization_id', '=', world.isvId)
-      .executeTakeFirstOrThrow()
-    const principal = { kind: 'user', userId: owner.user_id as string, isOperator: false, sessionToken: '' } as const
+    const principal = await isvOwner(storage.db, world)
     return await storage.db.transaction().execute(async (tx) => {
       await createEndpoint(tx, principal, world.isvId, world.appId, { url }, now)
       const dispatched = await (tx as Kysely<any>)

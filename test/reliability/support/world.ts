@@ -130,6 +130,16 @@ export async function prepareWorld(
   }
 }
 
+/** The ISV's owner, as a console principal: who may change the ISV's apps directly in the database. */
+export async function isvOwner(db: Kysely<any>, world: World) {
+  const owner = await db
+    .selectFrom('memberships')
+    .select('user_id')
+    .where('organization_id', '=', world.isvId)
+    .executeTakeFirstOrThrow()
+  return { kind: 'user', userId: owner.user_id as string, isOperator: false, sessionToken: '' } as const
+}
+
 /**
  * Registers an Ed25519 key beside the app's RSA key (both stay valid for `overlapS`) and
  * returns the world signing with it: 10× cheaper to sign than RSA-2048, for suites that sign
@@ -138,13 +148,8 @@ export async function prepareWorld(
 export async function withEd25519Key(database: WorldDatabase, world: World, overlapS = 6 * 3600): Promise<World> {
   const storage = await openDatabase(database)
   try {
-    const owner = await (storage.db as Kysely<any>)
-      .selectFrom('memberships')
-      .select('user_id')
-      .where('organization_id', '=', world.isvId)
-      .executeTakeFirstOrThrow()
+    const principal = await isvOwner(storage.db, world)
     const pair = crypto.generateKeyPairSync('ed25519')
-    const principal = { kind: 'user', userId: owner.user_id as string, isOperator: false, sessionToken: '' } as const
     await storage.db
       .transaction()
       .execute((tx) =>
