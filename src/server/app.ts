@@ -36,7 +36,9 @@ import {
 } from '../platform/idempotency/idempotency.js'
 import type { PlatformKey } from '../platform/signing/platform-keys.js'
 import type { Storage } from '../storage/database.js'
+import { PendingCommits } from '../storage/group-commit.js'
 import type { AppEnvironment } from '../storage/tables.js'
+import { createAdmission, type Admission } from './admission.js'
 import {
   authenticateApp,
   authenticateSession,
@@ -67,6 +69,8 @@ interface RequestState {
   principal: Principal
   signing: SignatureContext | null
   readonly now: number
+  /** Commits of this request's early writes (nonce, reservation), settled before it answers. */
+  readonly owed: PendingCommits
 }
 
 export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
@@ -98,7 +102,13 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   const state = (request: FastifyRequest): RequestState => {
     let current = states.get(request)
     if (current === undefined) {
-      current = { rawBody: '', principal: { kind: 'anonymous' }, signing: null, now: clock.now() }
+      current = {
+        rawBody: '',
+        principal: { kind: 'anonymous' },
+        signing: null,
+        now: clock.now(),
+        owed: new PendingCommits(),
+      }
       states.set(request, current)
     }
     return current
@@ -118,6 +128,12 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     state(request)
     reply.header(headerNames.requestId, request.id)
   })
+  // Admission control: under overload a request is refused here, before its body is read or
+  // the database touched, rather than queued without bound (ADR 0012, admission.ts).
+  const admission = createAdmission(config.admission, {
+    report: (refused) => app.log.warn({ admission: refused }, 'refusing requests: overloaded (503), over rate (429)'),
+  })
+  if (admission.onRequest !== null) app.addHook('onRequest', admission.onRequest)
   app.addHook('onSend', async (request, reply, payload) => {
     const signing = states.get(request)?.signing
     if (signing === undefined || signing === null || typeof payload !== 'string') return payload
@@ -180,7 +196,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       `public write ${spec.operationId} must declare idempotency 'none'`,
     )
     operationIds.add(spec.operationId)
-    registerRoute(app, spec, { deps, state })
+    registerRoute(app, spec, { deps, state, admission })
   }
 
   await registerPages(app, registry.pages, storage, clock)
@@ -222,6 +238,7 @@ function idempotencyHeaderError(error: unknown): AppError | null {
 interface RouteContext {
   readonly deps: AppDependencies
   readonly state: (request: FastifyRequest) => RequestState
+  readonly admission: Admission
 }
 
 function principalKey(principal: Principal): string {
@@ -288,33 +305,38 @@ function routeSchema(spec: RouteSpec) {
 }
 
 function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteContext): void {
-  const { deps, state } = context
+  const { deps, state, admission } = context
   const { config, storage } = deps
   app.route({
     method: spec.method,
     url: spec.url,
     schema: routeSchema(spec),
-    preValidation: async (request) => {
+    preValidation: async (request, reply) => {
       const current = state(request)
       if (spec.auth === 'session') {
         current.principal = await authenticateSession(storage.db, request.headers, request.cookies, current.now)
       } else if (spec.auth === 'app') {
-        current.principal = await authenticateApp(
-          storage.db,
-          config,
-          {
-            headers: request.headers,
-            method: request.method,
-            pathWithQuery: request.url,
-            rawBody: current.rawBody,
-          },
-          current.now,
-          spec.scope,
-          deps.appAuthTokenResolver ?? null,
-          (signing) => {
-            current.signing = signing
-          },
+        // The nonce's commit is owed, not awaited: the answer settles it (ADR 0013).
+        current.principal = await storage.deferDurability(current.owed, (db) =>
+          authenticateApp(
+            db,
+            config,
+            {
+              headers: request.headers,
+              method: request.method,
+              pathWithQuery: request.url,
+              rawBody: current.rawBody,
+            },
+            current.now,
+            spec.scope,
+            deps.appAuthTokenResolver ?? null,
+            (signing) => {
+              current.signing = signing
+            },
+          ),
         )
+        // Per-app rate limit: once the app is proven, before validation, idempotency and work.
+        admission.throttle(current.principal, reply)
       }
       if (spec.schema.body === undefined && current.rawBody !== '') {
         throw new AppError('REQUEST_VALIDATION_FAILED', { field: 'body', message: 'This route takes no body' })
@@ -344,7 +366,11 @@ function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteCont
         reply.code(status)
         return reply.serialize(data) as string
       }
-      const send = (code: number, body: string) => reply.code(code).type('application/json; charset=utf-8').send(body)
+      // Nothing leaves before every write the request made, or read uncommitted, is durable.
+      const send = async (code: number, body: string) => {
+        await current.owed.settle()
+        return reply.code(code).type('application/json; charset=utf-8').send(body)
+      }
 
       if (!isWrite(spec.method)) return send(status, serialize(await spec.handler({ ...input, db: storage.db })))
       const rawKey = request.headers['idempotency-key']
@@ -374,7 +400,7 @@ function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteCont
         ttlS: config.idempotencyTtlS,
         lockS: config.idempotencyLockS,
       }
-      const reservation = await reserve(storage.db, idempotency)
+      const reservation = await storage.deferDurability(current.owed, (db) => reserve(db, idempotency))
       if (reservation.kind === 'replay') {
         reply.header(headerNames.idempotentReplayed, 'true')
         return send(reservation.response.status, reservation.response.body)
