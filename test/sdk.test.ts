@@ -68,6 +68,36 @@ forEachDialect('SDK against the running app', (dialect) => {
     expect(rows).toEqual([{ id: store.id }])
   })
 
+  it('waits as long as Retry-After asks before retrying a 503, and gives up if that is too long', async () => {
+    const attempts: number[] = []
+    const shedOnce: typeof fetch = async (input, init) => {
+      attempts.push(performance.now())
+      if (attempts.length > 1) return fetch(input, init)
+      const body = JSON.stringify({ code: 'SERVICE_UNAVAILABLE', message: 'Try again shortly', requestId: 'req_x' })
+      return new Response(body, { status: 503, headers: { 'retry-after': '1', 'content-type': 'application/json' } })
+    }
+    const impatient = await client({ fetch: shedOnce })
+      .post('/v1/stores', { body: { out_store_no: 'SDK-SHED-1', name: 'Shed', address: 'x' } })
+      .catch((caught: unknown) => caught)
+    expect(error503(impatient)).toMatchObject({ code: 'SERVICE_UNAVAILABLE', retryAfterMs: 1000 })
+    expect(attempts).toHaveLength(1)
+
+    attempts.length = 0
+    const patient = createClient({
+      endpoint,
+      appId: testApp.appId,
+      privateKey: testApp.keyPair.privateKeyPem,
+      platformPublicKey,
+      retryDelayMsMin: 1,
+      retryDelayMsMax: 2_000,
+      fetch: shedOnce,
+    })
+    const store = await patient.post('/v1/stores', { body: { out_store_no: 'SDK-SHED-2', name: 'Shed', address: 'x' } })
+    expect(store.status).toBe('open')
+    expect(attempts).toHaveLength(2)
+    expect(attempts[1]! - attempts[0]!).toBeGreaterThanOrEqual(990)
+  })
+
   it('raises typed errors with the request id', async () => {
     const error = await client()
       .get('/v1/stores/{store_id}', { params: { store_id: 'store_00000000000000000000' } })
@@ -115,3 +145,8 @@ describe('generated SDK sources', () => {
     }
   })
 })
+
+function error503(value: unknown): BaseplateError {
+  expect(value).toBeInstanceOf(BaseplateError)
+  return value as BaseplateError
+}

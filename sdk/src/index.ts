@@ -41,9 +41,17 @@ export class BaseplateError extends Error {
      * called (a missing header, an unknown app): trust its code for debugging only.
      */
     readonly verified = true,
+    /** The pause the platform asked for (`Retry-After` on 429 and 503), in milliseconds. */
+    readonly retryAfterMs?: number,
   ) {
     super(message)
   }
+}
+
+/** `Retry-After` in whole seconds (the platform never sends a date), or undefined. */
+function retryAfterMsOf(response: Response): number | undefined {
+  const value = response.headers.get('retry-after')
+  return value !== null && /^\d{1,6}$/.test(value) ? Number(value) * 1000 : undefined
 }
 
 export interface ClientOptions {
@@ -55,7 +63,10 @@ export interface ClientOptions {
   readonly platformPublicKey: string | crypto.KeyObject
   /** Act for this merchant on every call (can be overridden per call). */
   readonly appAuthToken?: string
-  /** Retries after a network error, 409 in-progress, 429 or 5xx. Default 2. */
+  /**
+   * Retries after a network error, 409 in-progress, 429 or 5xx. Default 2. A 429 or 503 is
+   * retried no sooner than its `Retry-After`, and not at all if that is over `retryDelayMsMax`.
+   */
   readonly retriesMax?: number
   readonly retryDelayMsMin?: number
   readonly retryDelayMsMax?: number
@@ -297,6 +308,7 @@ export function createClient(options: ClientOptions): BaseplateClient {
       error.field,
       error.signedString,
       verified,
+      retryAfterMsOf(response),
     )
   }
 
@@ -326,9 +338,13 @@ export function createClient(options: ClientOptions): BaseplateClient {
           error instanceof BaseplateError &&
           (error.code === 'SDK_NETWORK_ERROR' || retryableCodes.has(error.code))
         if (!retryable || retry >= retriesMax) throw error
-        // Exponential backoff with full jitter, capped; the key and body stay the same.
+        // A server that asks for a longer pause than this client waits gets its answer back.
+        const asked = error.retryAfterMs ?? 0
+        if (asked > delayMax) throw error
+        // Exponential backoff with full jitter, capped, and never sooner than the server asked;
+        // the key and body stay the same.
         const ceiling = Math.min(delayMax, delayMin * 2 ** retry)
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * ceiling))
+        await new Promise((resolve) => setTimeout(resolve, Math.max(asked, Math.random() * ceiling)))
       }
     }
   }
