@@ -122,6 +122,8 @@ forEachDialect('merchant authorisation', (dialect) => {
     const code = (await approve(tenant, { appId: testApp.appId, ...consent })).get('app_auth_code')!
     const response = await exchange(testApp, code)
     expect(response.statusCode, response.body).toBe(200)
+    // Tokens in clear: no cache (RFC 6749 §5.1) may keep the answer.
+    expect(response.headers['cache-control']).toBe('no-store')
     return json(response)
   }
 

@@ -127,6 +127,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   app.addHook('onRequest', async (request, reply) => {
     state(request)
     reply.header(headerNames.requestId, request.id)
+    // Answers carry tokens, balances and trades: no shared or private cache may keep them.
+    reply.header('cache-control', 'no-store')
   })
   // Admission control: under overload a request is refused here, before its body is read or
   // the database touched, rather than queued without bound (ADR 0012, admission.ts).
