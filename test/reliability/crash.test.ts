@@ -34,6 +34,7 @@ import { freePort, startServer, type ServerProcess } from './support/server.js'
 import { budgetMs, full, mode, postgresUrl, settings } from './support/settings.js'
 import {
   databaseEnv,
+  oneAppDrivesTheLoad,
   freshDatabase,
   openDatabase,
   prepareWorld,
@@ -97,6 +98,7 @@ async function crashRounds(options: {
   let sequence = 0
   const env = {
     ...databaseEnv(database),
+    ...oneAppDrivesTheLoad,
     // A reservation whose work died with the process may be taken over after a second.
     BASEPLATE_IDEMPOTENCY_LOCK_S: '1',
     ...options.env,

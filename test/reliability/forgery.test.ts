@@ -17,6 +17,7 @@ import { freePort, startServer, type ServerProcess } from './support/server.js'
 import { budgetMs, mode, settings } from './support/settings.js'
 import {
   databaseEnv,
+  oneAppDrivesTheLoad,
   freshDatabase,
   openDatabase,
   prepareWorld,
@@ -114,7 +115,7 @@ describe(`forgery and replay [sqlite] (${mode}, seed ${seed})`, () => {
       database,
       await prepareWorld(database, { balanceFen: 1_000_000_000, publicUrl: `http://127.0.0.1:${port}` }),
     )
-    server = await startServer({ env: databaseEnv(database), port })
+    server = await startServer({ env: { ...databaseEnv(database), ...oneAppDrivesTheLoad }, port })
   })
   afterAll(async () => {
     await server?.stop()

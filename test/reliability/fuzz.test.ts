@@ -17,6 +17,7 @@ import { freePort, startServer, type ServerProcess } from './support/server.js'
 import { budgetMs, mode, settings } from './support/settings.js'
 import {
   databaseEnv,
+  oneAppDrivesTheLoad,
   freshDatabase,
   prepareWorld,
   withEd25519Key,
@@ -207,7 +208,7 @@ describe(`OpenAPI fuzz [sqlite] (${mode}, seed ${seed})`, () => {
       database,
       await prepareWorld(database, { balanceFen: 1_000_000_000, publicUrl: `http://127.0.0.1:${port}` }),
     )
-    server = await startServer({ env: databaseEnv(database), port })
+    server = await startServer({ env: { ...databaseEnv(database), ...oneAppDrivesTheLoad }, port })
     const agent = keepAliveAgent(1)
     const credentials = { email: `fuzz-${Date.now()}@example.com`, password: 'correct horse battery staple' }
     const json = { 'content-type': 'application/json' }

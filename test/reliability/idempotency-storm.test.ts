@@ -16,6 +16,7 @@ import { freePort, startServer, type ServerProcess } from './support/server.js'
 import { budgetMs, mode, settings } from './support/settings.js'
 import {
   databaseEnv,
+  oneAppDrivesTheLoad,
   freshDatabase,
   openDatabase,
   prepareWorld,
@@ -39,7 +40,7 @@ describe(`idempotency storm [sqlite] (${mode})`, () => {
       database,
       await prepareWorld(database, { balanceFen: 1_000_000_000, publicUrl: `http://127.0.0.1:${port}` }),
     )
-    server = await startServer({ env: databaseEnv(database), port })
+    server = await startServer({ env: { ...databaseEnv(database), ...oneAppDrivesTheLoad }, port })
   })
   afterAll(async () => {
     await server?.stop()

@@ -74,6 +74,13 @@ export function databaseEnv(database: WorldDatabase): Record<string, string> {
   return { DATABASE_URL: url.toString() }
 }
 
+/**
+ * The server settings of a suite where one app sends the whole load on purpose (a storm, a
+ * fuzz run, a crash under load): the per-app rate limit (ADR 0012, tested by the overload and
+ * admission suites) would answer 429 to what the suite means to measure.
+ */
+export const oneAppDrivesTheLoad: Readonly<Record<string, string>> = { BASEPLATE_APP_RATE_LIMIT_PER_S: '0' }
+
 export function storageTargetOf(database: WorldDatabase): StorageTarget {
   if (database.kind === 'sqlite') return { kind: 'sqlite', file: path.join(database.dir, 'baseplate.db') }
   return { kind: 'postgres', url: database.url, schema: database.schema, poolSizeMax: 4 }
