@@ -267,8 +267,8 @@ fs.writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`)
 
 const row = (cells: string[], widths: number[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')
 const figures: string[][] = [
-  ['figure', 'req/s', 'p99 closed', 'open-loop rate', 'p99 open', 'p99.9 open', 'peak RSS'],
-  ['hello world', `${Math.round(helloClosed.perSecond)}`, `${helloClosed.latencyMs.p99} ms`, '', '', '', ''],
+  ['figure', 'req/s', 'p99 closed', 'open-loop rate', 'p99 open', 'p99.9 open', 'peak RSS', 'server CPU/call'],
+  ['hello world', `${Math.round(helloClosed.perSecond)}`, `${helloClosed.latencyMs.p99} ms`, '', '', '', '', ''],
 ]
 for (const [label, measured] of [
   ['native SQLite', nativeSqlite],
@@ -277,7 +277,7 @@ for (const [label, measured] of [
 ] as const) {
   const result = measured.result
   if (result === null) {
-    figures.push([label, 'not run', '', '', '', '', ''])
+    figures.push([label, 'not run', '', '', '', '', '', ''])
     continue
   }
   figures.push([
@@ -288,6 +288,7 @@ for (const [label, measured] of [
     `${result.open?.latencyMs.p99 ?? ''} ms`,
     `${result.open?.latencyMs.p999 ?? ''} ms`,
     `${mib(result.peakRssBytes)} MiB`,
+    result.serverCpuUsPerCall === null ? '' : `${result.serverCpuUsPerCall} µs`,
   ])
   if (measured.helloOpen !== null) {
     figures.push([
@@ -298,13 +299,14 @@ for (const [label, measured] of [
       `${measured.helloOpen.latencyMs.p99} ms`,
       `${measured.helloOpen.latencyMs.p999} ms`,
       '',
+      '',
     ])
   }
 }
-figures.push(['raw SQLite tx, 100/commit', `${Math.round(rawGrouped.perSecond)}`, '', '', '', '', ''])
-figures.push(['raw SQLite tx, 1/commit', `${Math.round(rawSingle.perSecond)}`, '', '', '', '', ''])
-figures.push(['Kysely tx, group commit', `${Math.round(kysely.perSecond)}`, '', '', '', '', ''])
-figures.push(['RSA-2048 sign, 1 core', `${Math.round(rsa.perSecond)}`, '', '', '', '', ''])
+figures.push(['raw SQLite tx, 100/commit', `${Math.round(rawGrouped.perSecond)}`, '', '', '', '', '', ''])
+figures.push(['raw SQLite tx, 1/commit', `${Math.round(rawSingle.perSecond)}`, '', '', '', '', '', ''])
+figures.push(['Kysely tx, group commit', `${Math.round(kysely.perSecond)}`, '', '', '', '', '', ''])
+figures.push(['RSA-2048 sign, 1 core', `${Math.round(rsa.perSecond)}`, '', '', '', '', '', ''])
 const widths = figures[0]!.map((_, i) => Math.max(...figures.map((cells) => cells[i]!.length)))
 log('')
 for (const cells of figures) log(row(cells, widths))

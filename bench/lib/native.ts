@@ -7,6 +7,7 @@
  * @example
  * const result = await benchNative('sqlite', { closedS: 6, openS: 8, warmupS: 2, connections: 50 })
  */
+import fs from 'node:fs'
 import { freePort, startServer } from '../../test/reliability/support/server.js'
 import {
   databaseEnv,
@@ -29,6 +30,11 @@ export interface NativeResult {
   readonly closed: ClosedLoopResult
   readonly open: OpenLoopResult | null
   readonly peakRssBytes: number | null
+  /**
+   * Server CPU time (user + system) per call in the closed loop, in microseconds; null where
+   * /proc is not there. Steadier than throughput on a shared machine: a diagnostic, not a target.
+   */
+  readonly serverCpuUsPerCall: number | null
   readonly serverStartMs: number
   readonly paidTrades: number
   readonly ledgerOk: boolean
@@ -83,12 +89,18 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
     const closedCount = Math.min(options.closedRequestsMax ?? 40_000, Math.ceil(estimate * 1.6 * options.closedS))
     log(`  ${api} ${kind}: warm-up ${Math.round(warmRun.perSecond)}/s; signing ${closedCount} requests`)
     const closedRequests = await presign(world, { count: closedCount, prefix: 'CLOSED', kind: api })
+    const cpuBefore = processCpuMs(server.pid)
     const closed = await closedLoop({
       url: server.url,
       connections: options.connections,
       durationS: options.closedS,
       requests: closedRequests,
     })
+    const cpuAfter = processCpuMs(server.pid)
+    const serverCpuUsPerCall =
+      cpuBefore === null || cpuAfter === null || closed.requests === 0
+        ? null
+        : Math.round((1000 * (cpuAfter - cpuBefore)) / closed.requests)
     log(
       `  ${api} ${kind}: closed loop ${Math.round(closed.perSecond)}/s, ` +
         `p99 ${closed.latencyMs.p99} ms, non2xx ${closed.non2xx}`,
@@ -141,6 +153,7 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
         closed,
         open,
         peakRssBytes,
+        serverCpuUsPerCall,
         serverStartMs: server.startMs,
         paidTrades,
         ledgerOk: verification.ok,
@@ -152,5 +165,15 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
   } finally {
     await server.stop()
     await database.dispose()
+  }
+}
+
+/** User + system CPU of a process so far, in milliseconds (Linux /proc; clock ticks of 10 ms). */
+function processCpuMs(pid: number): number | null {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    return (Number(fields[11]) + Number(fields[12])) * 10
+  } catch {
+    return null
   }
 }
