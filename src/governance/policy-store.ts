@@ -114,6 +114,8 @@ export function createGovernancePolicySource(): GovernancePolicySource {
     const rows = await (db as Db)
       .selectFrom('gov_policy_versions')
       .select(['number', 'scope_key', 'version', 'effective_from', 'parameters'])
+      // Only what the head read covers: a version enacted since belongs to a later token.
+      .where('number', '<=', head.number)
       .orderBy('scope_key')
       .orderBy('version')
       .execute()

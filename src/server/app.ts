@@ -382,11 +382,15 @@ function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteCont
         throw new AppError('IDEMPOTENCY_KEY_REQUIRED', { field: 'headers.idempotency-key' })
       }
       if (spec.ownTransactions === true) {
-        // Such routes take no idempotency key: they must be safe to repeat by themselves.
+        // Such routes take no idempotency key: they must be safe to repeat by themselves. They
+        // open their own transactions, so the nonce must be durable before they start.
+        await current.owed.settle()
         return send(status, serialize(await spec.handler({ ...input, db: storage.db })))
       }
       if (mode === 'none' || key === undefined) {
         const body = await storage.db.transaction().execute(async (tx) => {
+          // Never commit work whose nonce (or what authentication read) was rolled back (ADR 0013).
+          current.owed.throwIfLost()
           const text = serialize(await spec.handler({ ...input, db: tx }))
           if (config.testMutantAckBeforeCommit) await acknowledgeBeforeCommit(reply, status, text)
           return text
@@ -409,6 +413,7 @@ function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteCont
       }
       try {
         const body = await storage.db.transaction().execute(async (tx) => {
+          current.owed.throwIfLost()
           const text = serialize(await spec.handler({ ...input, db: tx }))
           await complete(tx, idempotency, reservation.lockedAt, { status, body: text })
           if (config.testMutantAckBeforeCommit) await acknowledgeBeforeCommit(reply, status, text)

@@ -105,4 +105,25 @@ describe('group commit', () => {
     await insert(db, 'after')
     expect(committed()).toEqual(['after'])
   })
+  it('work checked against a lost owed group does not commit', async () => {
+    const parent = sql`references t (id) deferrable initially deferred`
+    await sql`create table child (id text primary key, parent text ${parent})`.execute(db)
+    await sql`pragma foreign_keys = on`.execute(db)
+    const owed = new PendingCommits()
+    await db.connection().execute(async (held) => {
+      dialect.deferCurrentHolder(owed)
+      await sql`insert into child (id, parent) values ('orphan', 'nobody')`.execute(held)
+    })
+    expect(() => owed.throwIfLost(), 'still open: nothing known yet').not.toThrow()
+    // The group commits (and fails) on the next turn of the event loop.
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(() => owed.throwIfLost()).toThrow(/FOREIGN KEY/)
+    const work = db.transaction().execute(async (tx) => {
+      owed.throwIfLost()
+      await insert(tx, 'work')
+    })
+    await expect(work).rejects.toThrow(/FOREIGN KEY/)
+    await expect(owed.settle()).rejects.toThrow(/FOREIGN KEY/)
+    expect(committed()).toEqual([])
+  })
 })

@@ -49,11 +49,19 @@ export interface GroupCommitStats {
   readonly durableHolders: number
 }
 
-interface Group {
+/** What a request that owes a group's commit can see of it. */
+export interface OwedGroup {
+  /** Settles when the group's COMMIT has returned: resolved if it committed, rejected if not. */
+  readonly done: Promise<void>
+  /** Set the moment the group is known lost (before `done` rejects): its writes are gone. */
+  readonly failure: { readonly error: unknown } | null
+}
+
+interface Group extends OwedGroup {
   readonly openedAt: number
   dirty: boolean
   waiters: number
-  readonly done: Promise<void>
+  failure: { readonly error: unknown } | null
   resolve(): void
   reject(error: unknown): void
 }
@@ -74,15 +82,26 @@ const requestSavepoint = 'bp_request'
  * await owed.settle() // before any answer leaves
  */
 export class PendingCommits {
-  readonly #groups: Array<Promise<void>> = []
+  readonly #groups: OwedGroup[] = []
 
-  add(done: Promise<void>): void {
-    if (!this.#groups.includes(done)) this.#groups.push(done)
+  add(group: OwedGroup): void {
+    if (!this.#groups.includes(group)) this.#groups.push(group)
+  }
+
+  /**
+   * Throws if a group this request owes is already lost. Call it first thing inside the
+   * request's work transaction, once it holds the connection: every earlier group has then
+   * committed or failed, and a group still open is the one the work joins, sharing its fate. So
+   * the work never commits when what it stands on (its nonce, its reservation, what
+   * authentication read) was rolled back.
+   */
+  throwIfLost(): void {
+    for (const group of this.#groups) if (group.failure !== null) throw group.failure.error
   }
 
   /** Resolves once every recorded group has committed; rejects if one of them failed. */
   async settle(): Promise<void> {
-    while (this.#groups.length > 0) await this.#groups.shift()
+    while (this.#groups.length > 0) await this.#groups.shift()!.done
   }
 }
 
@@ -227,7 +246,7 @@ class GroupCommitDriver implements Driver {
       this.#scheduleCommit()
     }
     if (group === null) return
-    if (deferredTo !== null) deferredTo.add(group.done)
+    if (deferredTo !== null) deferredTo.add(group)
     else await group.done
   }
 
@@ -283,7 +302,7 @@ class GroupCommitDriver implements Driver {
     })
     // Nobody may be waiting when a group fails; that must not be an unhandled rejection.
     done.catch(() => undefined)
-    this.#group = { openedAt: performance.now(), dirty: false, waiters: 0, done, resolve, reject }
+    this.#group = { openedAt: performance.now(), dirty: false, waiters: 0, failure: null, done, resolve, reject }
   }
 
   /** Marks the holder as needing the commit when the group holds uncommitted writes. */
@@ -302,6 +321,7 @@ class GroupCommitDriver implements Driver {
     // work is gone, so every member must fail, as after a crash.
     this.#group = null
     if (this.#inRequestTransaction) this.#requestTransactionBroken = error
+    group.failure = { error }
     group.reject(error)
   }
 
@@ -331,6 +351,7 @@ class GroupCommitDriver implements Driver {
           // The rollback failing too leaves nothing more to undo here.
         }
       }
+      group.failure = { error }
       group.reject(error)
     }
   }

@@ -119,13 +119,16 @@ export async function answerV2(deps: GatewayDeps, request: V2Request): Promise<V
     if (isMethodName(method)) key = responseKey(method)
     if (duplicate !== null) throw new AlipayError('isv.invalid-parameter', `${duplicate} is given more than once`)
     if (method === undefined || method === '') throw new AlipayError('isv.missing-method')
-    // The nonce's commit is owed, not awaited: settled below, before the answer leaves (ADR 0013).
+    // One held connection for the app, its key, the signature check and the nonce (ADR 0013).
     const { spec, principal } = await deps.deferDurability(owed, async (db) => {
       const app = await findApp(db, params.get('app_id'))
       // Known as soon as the app is: even a signature failure is signed with its environment's key.
       environment = app.environment
       return authenticate({ ...deps, db }, params, app, method, now)
     })
+    // Methods open their own transactions: the nonce must be durable before they start, so
+    // that no work commits on a nonce that was rolled back.
+    await owed.settle()
     const notifyUrl = params.get('notify_url')
     if (notifyUrl !== undefined && notifyUrl.length > urlLengthMax) throw new AlipayError('isv.invalid-notify-url')
     const result = await spec.run({
@@ -148,7 +151,6 @@ export async function answerV2(deps: GatewayDeps, request: V2Request): Promise<V
     inner = { code: failure.code, msg: gatewayCodes[failure.code], sub_code: failure.subCode, sub_msg: failure.message }
   }
   const innerJson = JSON.stringify(inner)
-  // Signing (on a worker thread) overlaps the wait for the owed commits.
-  const [signature] = await Promise.all([deps.signer.sign(environment, innerJson), owed.settle()])
+  const signature = await deps.signer.sign(environment, innerJson)
   return { body: v2Envelope(key, innerJson, signature), unexpected }
 }
