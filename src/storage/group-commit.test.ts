@@ -38,6 +38,23 @@ describe('group commit', () => {
     (observer.prepare('select id from t order by id').all() as Array<{ id: string }>).map((r) => r.id)
   const insert = (executor: Kysely<Tables>, id: string) => executor.insertInto('t').values({ id }).execute()
 
+  /**
+   * A deferred holder whose group will fail at COMMIT: a deferred foreign key is checked then,
+   * the one way to make a COMMIT itself fail here (as a full disk would).
+   */
+  async function oweDoomedGroup(also?: (held: Kysely<Tables>) => Promise<unknown>): Promise<PendingCommits> {
+    const parent = sql`references t (id) deferrable initially deferred`
+    await sql`create table child (id text primary key, parent text ${parent})`.execute(db)
+    await sql`pragma foreign_keys = on`.execute(db)
+    const owed = new PendingCommits()
+    await db.connection().execute(async (held) => {
+      dialect.deferCurrentHolder(owed)
+      await also?.(held)
+      await sql`insert into child (id, parent) values ('orphan', 'nobody')`.execute(held)
+    })
+    return owed
+  }
+
   it('answers a write only once it has committed, and commits concurrent writes together', async () => {
     await Promise.all([
       db
@@ -87,16 +104,7 @@ describe('group commit', () => {
   })
 
   it('a commit that fails fails everyone who owed it, and keeps none of the group', async () => {
-    // A deferred foreign key is checked at COMMIT: the one way to make a COMMIT itself fail here.
-    const parent = sql`references t (id) deferrable initially deferred`
-    await sql`create table child (id text primary key, parent text ${parent})`.execute(db)
-    await sql`pragma foreign_keys = on`.execute(db)
-    const owed = new PendingCommits()
-    await db.connection().execute(async (held) => {
-      dialect.deferCurrentHolder(owed)
-      await insert(held, 'lost')
-      await sql`insert into child (id, parent) values ('orphan', 'nobody')`.execute(held)
-    })
+    const owed = await oweDoomedGroup((held) => insert(held, 'lost'))
     const bystander = insert(db, 'bystander')
     await expect(owed.settle()).rejects.toThrow(/FOREIGN KEY/)
     await expect(bystander).rejects.toThrow(/FOREIGN KEY/)
@@ -105,15 +113,9 @@ describe('group commit', () => {
     await insert(db, 'after')
     expect(committed()).toEqual(['after'])
   })
+
   it('work checked against a lost owed group does not commit', async () => {
-    const parent = sql`references t (id) deferrable initially deferred`
-    await sql`create table child (id text primary key, parent text ${parent})`.execute(db)
-    await sql`pragma foreign_keys = on`.execute(db)
-    const owed = new PendingCommits()
-    await db.connection().execute(async (held) => {
-      dialect.deferCurrentHolder(owed)
-      await sql`insert into child (id, parent) values ('orphan', 'nobody')`.execute(held)
-    })
+    const owed = await oweDoomedGroup()
     expect(() => owed.throwIfLost(), 'still open: nothing known yet').not.toThrow()
     // The group commits (and fails) on the next turn of the event loop.
     await new Promise((resolve) => setImmediate(resolve))
