@@ -13,7 +13,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { Type } from '@sinclair/typebox'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import { sql } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import { headerNames, responseSigningString, signText } from '../../sdk/src/protocol.js'
 import { assert } from '../assert.js'
 import type { Registry } from '../capabilities/registry.js'
@@ -387,14 +387,19 @@ function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteCont
         await current.owed.settle()
         return send(status, serialize(await spec.handler({ ...input, db: storage.db })))
       }
-      if (mode === 'none' || key === undefined) {
-        const body = await storage.db.transaction().execute(async (tx) => {
-          // Never commit work whose nonce (or what authentication read) was rolled back (ADR 0013).
+      /** The route's work in its transaction; `record` stores the answer in the same one. */
+      const work = (record: (tx: Kysely<any>, text: string) => Promise<void>) =>
+        storage.db.transaction().execute(async (tx) => {
+          // Never commit work whose nonce or reservation (or what authentication read) was
+          // rolled back (ADR 0013).
           current.owed.throwIfLost()
           const text = serialize(await spec.handler({ ...input, db: tx }))
+          await record(tx, text)
           if (config.testMutantAckBeforeCommit) await acknowledgeBeforeCommit(reply, status, text)
           return text
         })
+      if (mode === 'none' || key === undefined) {
+        const body = await work(async () => undefined)
         return reply.sent ? reply : send(status, body)
       }
       checkIdempotencyKey(key)
@@ -412,13 +417,7 @@ function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteCont
         return send(reservation.response.status, reservation.response.body)
       }
       try {
-        const body = await storage.db.transaction().execute(async (tx) => {
-          current.owed.throwIfLost()
-          const text = serialize(await spec.handler({ ...input, db: tx }))
-          await complete(tx, idempotency, reservation.lockedAt, { status, body: text })
-          if (config.testMutantAckBeforeCommit) await acknowledgeBeforeCommit(reply, status, text)
-          return text
-        })
+        const body = await work((tx, text) => complete(tx, idempotency, reservation.lockedAt, { status, body: text }))
         return reply.sent ? reply : send(status, body)
       } catch (error) {
         const appError = requestErrorToAppError(error)

@@ -45,7 +45,7 @@ export interface GroupCommitOptions {
 export interface GroupCommitStats {
   /** Groups committed (each one COMMIT, one fsync when it wrote). */
   readonly commits: number
-  /** Holders (transactions and single statements) that waited for a commit. */
+  /** Holders (transactions and single statements) that needed a commit: waited for it, or owed it. */
   readonly durableHolders: number
 }
 
@@ -60,7 +60,6 @@ export interface OwedGroup {
 interface Group extends OwedGroup {
   readonly openedAt: number
   dirty: boolean
-  waiters: number
   failure: { readonly error: unknown } | null
   resolve(): void
   reject(error: unknown): void
@@ -227,10 +226,7 @@ class GroupCommitDriver implements Driver {
     const group = this.#holderNeedsCommit ? this.#holderGroup : null
     const deferredTo = this.#holderDeferredTo
     this.#holderDeferredTo = null
-    if (group !== null) {
-      group.waiters += 1
-      this.#durableHolders += 1
-    }
+    if (group !== null) this.#durableHolders += 1
     // Between two holders, a group that has grown old commits now rather than wait for a lull.
     if (
       this.#group !== null &&
@@ -302,7 +298,7 @@ class GroupCommitDriver implements Driver {
     })
     // Nobody may be waiting when a group fails; that must not be an unhandled rejection.
     done.catch(() => undefined)
-    this.#group = { openedAt: performance.now(), dirty: false, waiters: 0, failure: null, done, resolve, reject }
+    this.#group = { openedAt: performance.now(), dirty: false, failure: null, done, resolve, reject }
   }
 
   /** Marks the holder as needing the commit when the group holds uncommitted writes. */

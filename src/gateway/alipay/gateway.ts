@@ -41,7 +41,7 @@ export async function registerAlipayGateway(app: FastifyInstance, options: Alipa
   const deps: GatewayDeps = {
     config: options.config,
     db: options.storage.db,
-    deferDurability: (owed, work) => options.storage.deferDurability(owed, work),
+    deferDurability: options.storage.deferDurability,
     payment: options.payment,
     resolver: options.resolver,
     signer,

@@ -77,7 +77,7 @@ export interface Claim {
  * attempted: counted at claim time, so a delivery that keeps crashing workers still runs out;
  * due again when the claim lapses, so a dead worker's rows are picked up.
  */
-export async function markClaimed(
+async function markClaimed(
   tx: Transaction<any>,
   table: 'webhook_deliveries' | 'alipay_notifications',
   ids: readonly string[],
@@ -98,7 +98,7 @@ export async function markClaimed(
 }
 
 /** What a delivery that ran out of attempts inside a dead worker is left with in the log. */
-export const lastAttemptLostError = 'No outcome: the worker stopped during the last attempt'
+const lastAttemptLostError = 'No outcome: the worker stopped during the last attempt'
 
 /** A due row of a delivery queue, as the claim step reads it. */
 export interface DueRow {
@@ -160,12 +160,7 @@ export async function deliverDue(storage: Pick<Storage, 'db' | 'dialect'>, optio
   return claimed.length + exhausted
 }
 
-/**
- * Claims the due rows. A row still `delivering` whose lease lapsed lost its attempt with its
- * worker: that attempt counts as failed, and if it was the last allowed one the row is made
- * `dead` here instead of being claimed again, so that a delivery that crashes every worker
- * that tries it runs out of attempts rather than looping one lease after another.
- */
+/** Claims the due rows, retiring those whose last attempt died with its worker ({@link claimDue}). */
 async function claim(
   storage: Pick<Storage, 'db' | 'dialect'>,
   options: DeliverOptions,
