@@ -22,6 +22,22 @@ export const coreMigrations: Readonly<Record<string, Migration>> = {
   '2026-11-26T00-00_alipay_gateway': alipayGateway,
 }
 
+/** Attempts when another schema vanishes under Kysely's table listing (see isForeignSchemaGone). */
+const foreignSchemaRetriesMax = 3
+
+/**
+ * Kysely's migrator looks for its bookkeeping tables by listing the tables of *every* schema it
+ * can see; on PostgreSQL a schema dropped by someone else during that listing fails it with
+ * 3F000 (invalid_schema_name) naming that schema. Nothing of ours changed, and the listing comes
+ * before any migration runs, so the attempt is simply repeated. Our own schema missing is a
+ * real error and is not retried.
+ */
+export function isForeignSchemaGone(error: unknown, ownSchema: string | undefined): boolean {
+  if (ownSchema === undefined || typeof error !== 'object' || error === null) return false
+  const { code, message } = error as { code?: unknown; message?: unknown }
+  return code === '3F000' && typeof message === 'string' && !message.includes(`"${ownSchema}"`)
+}
+
 export class MigrationError extends Error {
   override readonly name = 'MigrationError'
 }
@@ -46,7 +62,11 @@ export async function migrateToLatest(
     migrationTableName: 'baseplate_migrations',
     migrationLockTableName: 'baseplate_migrations_lock',
   })
-  const { error, results } = await migrator.migrateToLatest()
+  let outcome = await migrator.migrateToLatest()
+  for (let attempt = 1; attempt < foreignSchemaRetriesMax && isForeignSchemaGone(outcome.error, schema); attempt += 1) {
+    outcome = await migrator.migrateToLatest()
+  }
+  const { error, results } = outcome
   if (error !== undefined) {
     const failed = results?.find((result) => result.status === 'Error')
     throw new MigrationError(`migration ${failed?.migrationName ?? '(unknown)'} failed: ${String(error)}`, {
