@@ -16,6 +16,7 @@
 import type { Kysely } from 'kysely'
 import { assert } from '../assert.js'
 import { newId } from '../platform/ids.js'
+import { prepared } from '../storage/prepared.js'
 import type { PolicyScope, PolicySource } from '../platform/policy/policy-service.js'
 import type { GovernanceTables, GovPolicyVersionsTable } from './tables.js'
 
@@ -86,9 +87,12 @@ const emptySnapshot: Snapshot = { token: 'genesis', scopes: new Map() }
  */
 const headsByTransaction = new WeakMap<Kysely<any>, Promise<{ number: number; token: string } | undefined>>()
 
+const policyHead = prepared((db: Db, _p: Record<string, never>) =>
+  db.selectFrom('gov_policy_head').select(['number', 'token']).where('id', '=', 1),
+)
+
 function readHead(db: Kysely<any>): Promise<{ number: number; token: string } | undefined> {
-  const read = () =>
-    (db as Db).selectFrom('gov_policy_head').select(['number', 'token']).where('id', '=', 1).executeTakeFirst()
+  const read = () => policyHead.first(db, {})
   if (!db.isTransaction) return read()
   let head = headsByTransaction.get(db)
   if (head === undefined) {

@@ -14,6 +14,7 @@ import { activeKeys } from '../platform/apps/service.js'
 import { cachedPublicKey } from '../platform/apps/public-keys.js'
 import { sessionCookieName, userForSession } from '../platform/identity/service.js'
 import { isUniqueViolation } from '../storage/database.js'
+import { prepared } from '../storage/prepared.js'
 import type { AppEnvironment, CoreTables } from '../storage/tables.js'
 import type { ActingFor, AppPrincipal, UserPrincipal } from './route-kit.js'
 
@@ -38,6 +39,13 @@ export interface SignatureContext {
 const nonceLengthMin = 16
 const noncePattern = /^[A-Za-z0-9_-]{16,64}$/
 const appIdPattern = /^app_[0-9a-z]{20}$/
+
+const appById = prepared((db: Kysely<CoreTables>, p: { appId: string }) =>
+  db.selectFrom('apps').select(['id', 'organization_id', 'environment']).where('id', '=', p.appId),
+)
+const recordNonce = prepared((db: Kysely<CoreTables>, p: { appId: string; nonce: string; expiresAt: number }) =>
+  db.insertInto('request_nonces').values({ app_id: p.appId, nonce: p.nonce, expires_at: p.expiresAt }),
+)
 
 function header(parts: SignedRequestParts, name: string): string | undefined {
   const value = parts.headers[name]
@@ -100,11 +108,7 @@ export async function authenticateApp(
       message: `The nonce must be ${nonceLengthMin}-64 characters of A-Z a-z 0-9 _ -`,
     })
   }
-  const app = await (db as Kysely<CoreTables>)
-    .selectFrom('apps')
-    .select(['id', 'organization_id', 'environment'])
-    .where('id', '=', appId!)
-    .executeTakeFirst()
+  const app = await appById.first(db, { appId: appId! })
   if (app === undefined) throw new AppError('AUTH_APP_NOT_FOUND', { field: `headers.${headerNames.appId}` })
   onContext({ appId: app.id, environment: app.environment, nonce: nonce! })
 
@@ -143,15 +147,12 @@ export async function authenticateApp(
   }
 
   try {
-    await (db as Kysely<CoreTables>)
-      .insertInto('request_nonces')
-      .values({
-        // Kept a second past twice the window, so no timestamp still accepted can outlive its nonce.
-        app_id: app.id,
-        nonce: nonce!,
-        expires_at: now + (2 * config.signatureWindowS + 1) * 1000,
-      })
-      .execute()
+    // Kept a second past twice the window, so no timestamp still accepted can outlive its nonce.
+    await recordNonce.affected(db, {
+      appId: app.id,
+      nonce: nonce!,
+      expiresAt: now + (2 * config.signatureWindowS + 1) * 1000,
+    })
   } catch (error) {
     if (isUniqueViolation(error)) throw new AppError('AUTH_NONCE_REPLAYED', { field: `headers.${headerNames.nonce}` })
     throw error

@@ -13,6 +13,7 @@ import * as authorizations from './migrations/2026-11-25T01-00_authorizations.js
 import * as notifications from './migrations/2026-11-25T02-00_notifications.js'
 import * as governance from './migrations/2026-11-25T03-00_governance.js'
 import * as alipayGateway from './migrations/2026-11-26T00-00_alipay_gateway.js'
+import * as appKeysOrder from './migrations/2026-12-06T00-00_app_keys_order.js'
 
 export const coreMigrations: Readonly<Record<string, Migration>> = {
   '2026-11-25T00-00_core': core0001,
@@ -20,6 +21,7 @@ export const coreMigrations: Readonly<Record<string, Migration>> = {
   '2026-11-25T02-00_notifications': notifications,
   '2026-11-25T03-00_governance': governance,
   '2026-11-26T00-00_alipay_gateway': alipayGateway,
+  '2026-12-06T00-00_app_keys_order': appKeysOrder,
 }
 
 /** Attempts when another schema vanishes under Kysely's table listing (see isForeignSchemaGone). */

@@ -22,6 +22,7 @@ import { AppError } from '../../errors.js'
 import { newId } from '../../platform/ids.js'
 import { fen, isValidAmount, type Fen } from '../../platform/money/money.js'
 import type { AppPrincipal } from '../../server/route-kit.js'
+import { everyColumn, prepared, type PreparedQuery } from '../../storage/prepared.js'
 import {
   accountFloors,
   descriptionLengthMax,
@@ -35,6 +36,7 @@ import {
   type LedgerDb,
   type LedgerEntriesTable,
   type LedgerService,
+  type LedgerTables,
   type PostingInput,
   type Transfer,
 } from './model.js'
@@ -157,28 +159,52 @@ function identity(account: AccountRef) {
  * change, so a posting that credits an account before debiting it is judged on where the
  * account ends up.
  */
-async function applyChange(db: LedgerDb, change: AccountChange): Promise<PostedRow | undefined> {
-  return (
+const applyChangeQuery = prepared(
+  (
+    db: LedgerDb,
+    p: {
+      kind: AccountKind
+      ownerId: string
+      environment: AccountRef['environment']
+      debits: number
+      credits: number
+      debitsRoom: number
+      creditsRoom: number
+    },
+  ) =>
     db
       .updateTable('ledger_accounts')
       .set((eb) => ({
-        debits_posted: eb('debits_posted', '+', change.debits),
-        credits_posted: eb('credits_posted', '+', change.credits),
+        debits_posted: eb('debits_posted', '+', p.debits),
+        credits_posted: eb('credits_posted', '+', p.credits),
       }))
-      .where((eb) => eb.and(identity(change.account)))
+      .where('kind', '=', p.kind)
+      .where('owner_id', '=', p.ownerId)
+      .where('environment', '=', p.environment)
+      .where('currency', '=', currency)
       // Written as SQL because Kysely does not parenthesise nested arithmetic: built with `eb`,
       // `(c + x) - (d + y)` would compile to `c + x - d + y`.
       .where((eb) =>
         eb.or([
           eb('floor', '=', 'none'),
-          sql<boolean>`(credits_posted + ${change.credits}) - (debits_posted + ${change.debits}) >= 0`,
+          sql<boolean>`(credits_posted + ${p.credits}) - (debits_posted + ${p.debits}) >= 0`,
         ]),
       )
-      .where('debits_posted', '<=', totalFenMax - change.debits)
-      .where('credits_posted', '<=', totalFenMax - change.credits)
-      .returning(['id', 'kind', 'floor', 'debits_posted', 'credits_posted'])
-      .executeTakeFirst()
-  )
+      .where('debits_posted', '<=', p.debitsRoom)
+      .where('credits_posted', '<=', p.creditsRoom)
+      .returning(['id', 'kind', 'floor', 'debits_posted', 'credits_posted']),
+)
+
+async function applyChange(db: LedgerDb, change: AccountChange): Promise<PostedRow | undefined> {
+  return applyChangeQuery.first(db, {
+    kind: change.account.kind,
+    ownerId: change.account.ownerId,
+    environment: change.account.environment,
+    debits: change.debits,
+    credits: change.credits,
+    debitsRoom: totalFenMax - change.debits,
+    creditsRoom: totalFenMax - change.credits,
+  })
 }
 
 async function createAccount(db: LedgerDb, account: AccountRef, now: number): Promise<void> {
@@ -286,6 +312,48 @@ function entriesOf(
   return entries
 }
 
+const insertPosting = prepared(
+  (db: LedgerDb, p: { id: string; referenceType: string; referenceId: string; description: string; now: number }) =>
+    db.insertInto('ledger_postings').values({
+      id: p.id,
+      reference_type: p.referenceType,
+      reference_id: p.referenceId,
+      description: p.description,
+      created_at: p.now,
+    }),
+)
+
+const entryColumns = everyColumn<LedgerEntriesTable>()([
+  'id',
+  'account_id',
+  'side',
+  'posting_id',
+  'amount',
+  'created_at',
+])
+
+/** One prepared insert per number of entries (two per transfer, so a handful of sizes). */
+const insertEntriesOfSize = new Map<number, PreparedQuery<LedgerTables, Record<string, unknown>, unknown>>()
+
+async function insertEntries(db: LedgerDb, entries: readonly LedgerEntriesTable[]): Promise<void> {
+  assert(entries.length > 0 && entries.length <= 2 * transfersPerPostingMax, 'a posting has 1 to the maximum transfers')
+  let query = insertEntriesOfSize.get(entries.length)
+  if (query === undefined) {
+    const rows = Array.from({ length: entries.length }, (_, index) => index)
+    query = prepared((d: LedgerDb, p: Record<string, unknown>) =>
+      d
+        .insertInto('ledger_entries')
+        .values(rows.map((index) => Object.fromEntries(entryColumns.map((c) => [c, p[`${c}${index}`]])) as never)),
+    )
+    insertEntriesOfSize.set(entries.length, query)
+  }
+  const values: Record<string, unknown> = {}
+  entries.forEach((entry, index) => {
+    for (const column of entryColumns) values[`${column}${index}`] = entry[column]
+  })
+  await query.affected(db, values)
+}
+
 function transient(error: unknown): unknown {
   const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined
   if (typeof code === 'string' && transientCodes.has(code)) {
@@ -310,20 +378,14 @@ export function createLedgerService() {
       try {
         const accountIds = await applyChanges(ledger, netChanges(posting.transfers), now)
         const postingId = newId('lpost')
-        await ledger
-          .insertInto('ledger_postings')
-          .values({
-            id: postingId,
-            reference_type: posting.reference.type,
-            reference_id: posting.reference.id,
-            description: posting.description,
-            created_at: now,
-          })
-          .execute()
-        await ledger
-          .insertInto('ledger_entries')
-          .values(entriesOf(posting, postingId, accountIds, now))
-          .execute()
+        await insertPosting.affected(ledger, {
+          id: postingId,
+          referenceType: posting.reference.type,
+          referenceId: posting.reference.id,
+          description: posting.description,
+          now,
+        })
+        await insertEntries(ledger, entriesOf(posting, postingId, accountIds, now))
         return { postingId }
       } catch (error) {
         throw transient(error)

@@ -10,11 +10,36 @@ import { newId, sha256Hex } from '../../platform/ids.js'
 import type { Fen } from '../../platform/money/money.js'
 import type { AppPrincipal } from '../../server/route-kit.js'
 import { isoTime } from '../../server/schemas.js'
+import { prepared } from '../../storage/prepared.js'
 import type { CapabilityContext } from '../contract.js'
 import type { LedgerService } from '../ledger/index.js'
 import type { ConsumersTable, PaymentTables } from './tables.js'
 
 type Db = Kysely<PaymentTables>
+
+const codeWithConsumer = prepared((db: Db, p: { codeHash: string }) =>
+  db
+    .selectFrom('payment_codes')
+    .innerJoin('payment_consumers', 'payment_consumers.id', 'payment_codes.consumer_id')
+    .select([
+      'payment_codes.code_hash',
+      'payment_codes.consumer_id',
+      'payment_codes.reusable',
+      'payment_codes.expires_at',
+      'payment_codes.used_at',
+      'payment_consumers.environment',
+    ])
+    .where('payment_codes.code_hash', '=', p.codeHash),
+)
+
+/** Consumes a one-time code: only the first use finds it unused. */
+const useCode = prepared((db: Db, p: { codeHash: string; now: number }) =>
+  db
+    .updateTable('payment_codes')
+    .set({ used_at: p.now })
+    .where('code_hash', '=', p.codeHash)
+    .where('used_at', 'is', null),
+)
 
 /** A one-time code lives one minute, as at a real till. */
 export const paymentCodeTtlMs = 60_000
@@ -149,30 +174,13 @@ export function createConsumerService(context: CapabilityContext, ledger: Ledger
      * transaction of the payment, so a failed payment gives the code back.
      */
     async redeemCode(db: Kysely<any>, code: string, environment: 'sandbox' | 'live', now: number): Promise<string> {
-      const row = await (db as Db)
-        .selectFrom('payment_codes')
-        .innerJoin('payment_consumers', 'payment_consumers.id', 'payment_codes.consumer_id')
-        .select([
-          'payment_codes.code_hash',
-          'payment_codes.consumer_id',
-          'payment_codes.reusable',
-          'payment_codes.expires_at',
-          'payment_codes.used_at',
-          'payment_consumers.environment',
-        ])
-        .where('payment_codes.code_hash', '=', sha256Hex(code))
-        .executeTakeFirst()
+      const row = await codeWithConsumer.first(db, { codeHash: sha256Hex(code) })
       if (row === undefined || row.environment !== environment || row.expires_at <= now) {
         throw new AppError('PAYMENT_CODE_INVALID', { field: 'body.auth_code' })
       }
       if (row.reusable === 1) return row.consumer_id
-      const used = await (db as Db)
-        .updateTable('payment_codes')
-        .set({ used_at: now })
-        .where('code_hash', '=', row.code_hash)
-        .where('used_at', 'is', null)
-        .executeTakeFirst()
-      if (used.numUpdatedRows !== 1n) throw new AppError('PAYMENT_CODE_INVALID', { field: 'body.auth_code' })
+      const used = await useCode.affected(db, { codeHash: row.code_hash, now })
+      if (used !== 1) throw new AppError('PAYMENT_CODE_INVALID', { field: 'body.auth_code' })
       return row.consumer_id
     },
   }

@@ -20,15 +20,79 @@ import { newId } from '../../platform/ids.js'
 import { fen, multiplyRatio } from '../../platform/money/money.js'
 import type { AppPrincipal } from '../../server/route-kit.js'
 import { isoTime } from '../../server/schemas.js'
+import { everyColumn, pickColumns, prepared } from '../../storage/prepared.js'
 import type { CapabilityContext, OrganizationProfile } from '../contract.js'
 import type { LedgerService, Transfer } from '../ledger/index.js'
 import { channels, sandboxScripts, type PaymentSource, type SandboxScript } from './channels.js'
 import type { ConsumerService } from './consumers.js'
 import { bpsDenominator, parameterKeys, priceFor } from './pricing.js'
 import type { TradeView } from './schema.js'
-import type { PaymentTables, TradeKind, TradesTable } from './tables.js'
+import type { ChannelId, PaymentTables, TradeKind, TradesTable } from './tables.js'
 
 type Db = Kysely<PaymentTables>
+
+const tradeColumns = everyColumn<TradesTable>()([
+  'id',
+  'environment',
+  'merchant_id',
+  'app_id',
+  'isv_id',
+  'out_trade_no',
+  'subject',
+  'store_id',
+  'kind',
+  'status',
+  'total_amount',
+  'refunded_amount',
+  'fee_amount',
+  'fee_refunded_amount',
+  'fee_rate_bps',
+  'fee_policy_version',
+  'commission_share_bps',
+  'commission_policy_version',
+  'commission_amount',
+  'royalty_amount',
+  'buyer_id',
+  'channel',
+  'channel_state',
+  'channel_ready_at',
+  'qr_token',
+  'settle_status',
+  'settle_after',
+  'settled_at',
+  'paid_at',
+  'closed_at',
+  'close_reason',
+  'expires_at',
+  'created_at',
+  'updated_at',
+])
+
+// ON CONFLICT DO NOTHING rather than catching the violation: on PostgreSQL a failed statement
+// aborts the whole transaction, and the caller still needs to read the winner.
+const insertTradeUnlessTaken = prepared((db: Db, row: TradesTable) =>
+  db
+    .insertInto('payment_trades')
+    .values(pickColumns(row, tradeColumns))
+    .onConflict((oc) => oc.columns(['merchant_id', 'environment', 'out_trade_no']).doNothing()),
+)
+
+const markPaid = prepared(
+  (db: Db, p: { id: string; channel: ChannelId; buyerId: string | null; now: number; settleAfter: number }) =>
+    db
+      .updateTable('payment_trades')
+      .set({
+        status: 'paid',
+        channel: p.channel,
+        channel_state: 'succeeded',
+        buyer_id: p.buyerId,
+        paid_at: p.now,
+        settle_after: p.settleAfter,
+        updated_at: p.now,
+      })
+      .where('id', '=', p.id)
+      .where('status', '=', 'wait_buyer_pay'),
+)
 
 export const tradeTimeoutSDefault = 900
 export const expiryBatchMax = 200
@@ -189,14 +253,7 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
       created_at: now,
       updated_at: now,
     }
-    // ON CONFLICT DO NOTHING rather than catching the violation: on PostgreSQL a failed
-    // statement aborts the whole transaction, and we still need to read the winner.
-    const inserted = await (db as Db)
-      .insertInto('payment_trades')
-      .values(row)
-      .onConflict((oc) => oc.columns(['merchant_id', 'environment', 'out_trade_no']).doNothing())
-      .executeTakeFirst()
-    if (inserted.numInsertedOrUpdatedRows === 1n) {
+    if ((await insertTradeUnlessTaken.affected(db, row)) === 1) {
       await emit(db, 'payment.trade.created', row, view(row), now)
       return { trade: row, created: true }
     }
@@ -261,21 +318,14 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
       settle_after: now + delay.value * 1000,
       updated_at: now,
     }
-    const updated = await (db as Db)
-      .updateTable('payment_trades')
-      .set({
-        status: 'paid',
-        channel: channelId,
-        channel_state: 'succeeded',
-        buyer_id: buyerId,
-        paid_at: now,
-        settle_after: paid.settle_after,
-        updated_at: now,
-      })
-      .where('id', '=', trade.id)
-      .where('status', '=', 'wait_buyer_pay')
-      .executeTakeFirst()
-    assert(updated.numUpdatedRows === 1n, 'the locked trade was waiting for payment')
+    const updated = await markPaid.affected(db, {
+      id: trade.id,
+      channel: channelId,
+      buyerId,
+      now,
+      settleAfter: paid.settle_after!,
+    })
+    assert(updated === 1, 'the locked trade was waiting for payment')
     await emit(db, 'payment.trade.paid', paid, view(paid), now)
     try {
       await ledger.post(

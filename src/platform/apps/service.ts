@@ -7,6 +7,7 @@ import type { Kysely } from 'kysely'
 import { AppError } from '../../errors.js'
 import type { UserPrincipal } from '../../server/route-kit.js'
 import { isUniqueViolation } from '../../storage/database.js'
+import { prepared } from '../../storage/prepared.js'
 import type { AppEnvironment, AppKeysTable, AppsTable, CoreTables, MemberRole } from '../../storage/tables.js'
 import { appendAudit } from '../audit/audit-log.js'
 import { requireMember, roles } from '../identity/service.js'
@@ -164,14 +165,17 @@ export async function revokeKey(
 }
 
 /** Keys that verify at `now`, newest first. */
-export async function activeKeys(db: Kysely<any>, appId: string, now: number): Promise<AppKeysTable[]> {
-  return (db as Db)
+const activeKeysQuery = prepared((db: Db, p: { appId: string; now: number }) =>
+  db
     .selectFrom('app_keys')
     .selectAll()
-    .where('app_id', '=', appId)
-    .where((eb) => eb.or([eb('not_after', 'is', null), eb('not_after', '>', now)]))
+    .where('app_id', '=', p.appId)
+    .where((eb) => eb.or([eb('not_after', 'is', null), eb('not_after', '>', p.now)]))
     .orderBy('created_at', 'desc')
     .orderBy('id', 'desc')
-    .limit(activeKeysMax + 1)
-    .execute()
+    .limit(activeKeysMax + 1),
+)
+
+export async function activeKeys(db: Kysely<any>, appId: string, now: number): Promise<AppKeysTable[]> {
+  return activeKeysQuery.rows(db, { appId, now })
 }

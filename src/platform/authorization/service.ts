@@ -14,6 +14,7 @@ import type { AppAuthTokenResolver } from '../../server/authenticate.js'
 import type { AppPrincipal, UserPrincipal } from '../../server/route-kit.js'
 import { isoTime, toPage } from '../../server/schemas.js'
 import { isUniqueViolation } from '../../storage/database.js'
+import { prepared } from '../../storage/prepared.js'
 import { appendAudit } from '../audit/audit-log.js'
 import { getApp } from '../apps/service.js'
 import { requireMember, roles } from '../identity/service.js'
@@ -646,16 +647,19 @@ export async function purgeAuthorizationCodes(db: Kysely<any>, now: number): Pro
  * @example
  * await openPlatform(config, { appAuthTokenResolver: authorizationTokenResolver })
  */
+const liveAuthorizationByToken = prepared((db: Db, p: { tokenHash: string; appId: string }) =>
+  db
+    .selectFrom('authorizations')
+    .select(['id', 'merchant_id', 'scopes', 'token_expires_at'])
+    .where('token_hash', '=', p.tokenHash)
+    .where('app_id', '=', p.appId)
+    .where('status', '=', 'active'),
+)
+
 export const authorizationTokenResolver: AppAuthTokenResolver = Object.freeze({
   async resolve(db: Kysely<any>, appId: string, token: string, now: number) {
     if (!token.startsWith(`${secretPrefixes.token}_`)) return null
-    const row = await (db as Db)
-      .selectFrom('authorizations')
-      .select(['id', 'merchant_id', 'scopes', 'token_expires_at'])
-      .where('token_hash', '=', sha256Hex(token))
-      .where('app_id', '=', appId)
-      .where('status', '=', 'active')
-      .executeTakeFirst()
+    const row = await liveAuthorizationByToken.first(db, { tokenHash: sha256Hex(token), appId })
     if (row === undefined || row.token_expires_at === null || row.token_expires_at <= now) return null
     const scopes = Object.freeze(parseStoredScopes(row.scopes))
     return { merchantId: row.merchant_id, authorizationId: row.id, scopes }

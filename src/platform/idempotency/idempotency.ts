@@ -13,6 +13,7 @@ import type { Kysely } from 'kysely'
 import { assert } from '../../assert.js'
 import { AppError } from '../../errors.js'
 import { isUniqueViolation } from '../../storage/database.js'
+import { prepared } from '../../storage/prepared.js'
 import type { CoreTables } from '../../storage/tables.js'
 
 export const idempotencyKeyLengthMax = 255
@@ -38,6 +39,35 @@ export type Reservation =
   | { readonly kind: 'reserved'; readonly lockedAt: number }
   | { readonly kind: 'replay'; readonly response: StoredResponse }
 
+const reserveKey = prepared(
+  (
+    db: Kysely<CoreTables>,
+    p: { principal: string; key: string; fingerprint: string; now: number; expiresAt: number },
+  ) =>
+    db.insertInto('idempotency_records').values({
+      principal: p.principal,
+      idempotency_key: p.key,
+      fingerprint: p.fingerprint,
+      state: 'running',
+      response_status: null,
+      response_body: null,
+      locked_at: p.now,
+      created_at: p.now,
+      expires_at: p.expiresAt,
+    }),
+)
+
+const storeResponse = prepared(
+  (db: Kysely<CoreTables>, p: { principal: string; key: string; lockedAt: number; status: number; body: string }) =>
+    db
+      .updateTable('idempotency_records')
+      .set({ state: 'done', response_status: p.status, response_body: p.body })
+      .where('principal', '=', p.principal)
+      .where('idempotency_key', '=', p.key)
+      .where('state', '=', 'running')
+      .where('locked_at', '=', p.lockedAt),
+)
+
 export function checkIdempotencyKey(key: string): void {
   if (!keyPattern.test(key)) throw new AppError('IDEMPOTENCY_KEY_INVALID', { field: 'headers.idempotency-key' })
 }
@@ -47,20 +77,13 @@ export async function reserve(db: Kysely<any>, request: IdempotencyRequest): Pro
   const core = db as Kysely<CoreTables>
   for (let attempt = 0; attempt < 2; attempt += 1) {
     try {
-      await core
-        .insertInto('idempotency_records')
-        .values({
-          principal: request.principal,
-          idempotency_key: request.key,
-          fingerprint: request.fingerprint,
-          state: 'running',
-          response_status: null,
-          response_body: null,
-          locked_at: request.now,
-          created_at: request.now,
-          expires_at: request.now + request.ttlS * 1000,
-        })
-        .execute()
+      await reserveKey.affected(core, {
+        principal: request.principal,
+        key: request.key,
+        fingerprint: request.fingerprint,
+        now: request.now,
+        expiresAt: request.now + request.ttlS * 1000,
+      })
       return { kind: 'reserved', lockedAt: request.now }
     } catch (error) {
       if (!isUniqueViolation(error)) throw error
@@ -117,15 +140,14 @@ export async function complete(
   lockedAt: number,
   response: StoredResponse,
 ): Promise<void> {
-  const done = await (db as Kysely<CoreTables>)
-    .updateTable('idempotency_records')
-    .set({ state: 'done', response_status: response.status, response_body: response.body })
-    .where('principal', '=', request.principal)
-    .where('idempotency_key', '=', request.key)
-    .where('state', '=', 'running')
-    .where('locked_at', '=', lockedAt)
-    .executeTakeFirst()
-  if (done.numUpdatedRows !== 1n) throw new AppError('IDEMPOTENCY_REQUEST_IN_PROGRESS')
+  const done = await storeResponse.affected(db, {
+    principal: request.principal,
+    key: request.key,
+    lockedAt,
+    status: response.status,
+    body: response.body,
+  })
+  if (done !== 1) throw new AppError('IDEMPOTENCY_REQUEST_IN_PROGRESS')
 }
 
 /** Gives the key back after a failure that executed nothing, so a retry may run. */

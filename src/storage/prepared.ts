@@ -1,0 +1,140 @@
+/**
+ * Queries built and compiled once, then run many times with new values. Kysely builds an
+ * immutable tree and compiles it to SQL on every call; on the pay path that was about a fifth
+ * of a call's CPU (ADR 0014). A prepared query keeps Kysely's typed builder for writing the
+ * query and skips the rebuilding: the builder runs once per database, with a placeholder for
+ * each named value, and later calls only swap the values into the compiled parameter list.
+ *
+ * The invariant that makes this safe is checked when the query is compiled, not trusted:
+ * every named value the builder reads must come out as exactly one whole bound parameter (so
+ * it never shaped the SQL text, never went through `JSON.stringify`, never chose a branch),
+ * and no placeholder may leak into the SQL text. A builder that breaks it fails at its first
+ * use with a programming error, on every database alike. Lists (`in (…)`) and optional
+ * columns therefore do not belong here: their SQL changes with the values.
+ *
+ * @example
+ * const appById = prepared((db: Kysely<CoreTables>, p: { id: string }) =>
+ *   db.selectFrom('apps').select(['id', 'environment']).where('id', '=', p.id),
+ * )
+ * const app = await appById.first(db, { id: appId })
+ */
+import type { CompiledQuery, Kysely, KyselyPlugin } from 'kysely'
+import { assert } from '../assert.js'
+
+interface Compiled {
+  readonly compiled: CompiledQuery
+  /** For each bound parameter: the name of the value it takes, or `constant` to keep it as built. */
+  readonly sources: ReadonlyArray<{ readonly name: string } | { readonly constant: unknown }>
+}
+
+interface ExecutorInternals {
+  readonly adapter: object
+  readonly plugins: readonly KyselyPlugin[]
+}
+
+/** Kysely keeps its executor internal; its adapter is one per database and its plugins shape the SQL. */
+function executorOf(db: Kysely<any>): ExecutorInternals {
+  return (db as unknown as { getExecutor(): ExecutorInternals }).getExecutor()
+}
+
+// Mixed case, so that upper- or lower-casing a value is caught as well.
+const marker = '\u0000Bp-Prepared:'
+
+export interface PreparedQuery<D, P, R> {
+  /** Every row. */
+  rows(db: Kysely<D>, values: P): Promise<R[]>
+  /** The first row, or undefined. */
+  first(db: Kysely<D>, values: P): Promise<R | undefined>
+  /** How many rows an insert, update or delete touched. */
+  affected(db: Kysely<D>, values: P): Promise<number>
+}
+
+export function prepared<D, P extends object, R>(
+  build: (db: Kysely<D>, values: P) => { compile(): CompiledQuery<R> },
+): PreparedQuery<D, P, R> {
+  // One compiled form per database (its adapter), since dialects write different SQL.
+  const byAdapter = new WeakMap<object, Compiled>()
+
+  const compiledFor = (db: Kysely<D>): Compiled | null => {
+    const executor = executorOf(db as Kysely<any>)
+    // A plugin may rewrite the tree per query: build afresh rather than reason about it.
+    if (executor.plugins.length > 0) return null
+    let entry = byAdapter.get(executor.adapter)
+    if (entry === undefined) {
+      entry = compileWithPlaceholders(db, build)
+      byAdapter.set(executor.adapter, entry)
+    }
+    return entry
+  }
+
+  const execute = async (db: Kysely<D>, values: P) => {
+    const entry = compiledFor(db)
+    if (entry === null) return db.executeQuery(build(db, values).compile())
+    const parameters = entry.sources.map((source) => {
+      if ('constant' in source) return source.constant
+      const value = (values as Record<string, unknown>)[source.name]
+      assert(value !== undefined, `prepared query: no value for ${source.name}`)
+      return value
+    })
+    return db.executeQuery<R>({ ...entry.compiled, parameters } as CompiledQuery<R>)
+  }
+
+  return {
+    rows: async (db, values) => (await execute(db, values)).rows as R[],
+    first: async (db, values) => (await execute(db, values)).rows[0] as R | undefined,
+    affected: async (db, values) => Number((await execute(db, values)).numAffectedRows ?? 0n),
+  }
+}
+
+function compileWithPlaceholders<D, P extends object, R>(
+  db: Kysely<D>,
+  build: (db: Kysely<D>, values: P) => { compile(): CompiledQuery<R> },
+): Compiled {
+  const read = new Set<string>()
+  const placeholders = new Proxy({} as P, {
+    get(_target, name) {
+      assert(typeof name === 'string', 'prepared query: values are read by name')
+      read.add(name)
+      return `${marker}${name}`
+    },
+  })
+  const compiled = build(db, placeholders).compile()
+  assert(!compiled.sql.includes(marker), 'prepared query: a value shaped the SQL text; bind it instead')
+  const bound = new Set<string>()
+  const sources = compiled.parameters.map((parameter) => {
+    if (typeof parameter === 'string' && parameter.includes(marker)) {
+      const name = parameter.slice(marker.length)
+      assert(
+        parameter.startsWith(marker) && read.has(name),
+        'prepared query: a value was transformed before binding; bind it as it is',
+      )
+      bound.add(name)
+      return { name }
+    }
+    return { constant: parameter }
+  })
+  for (const name of read) {
+    assert(bound.has(name), `prepared query: ${name} was read but is not a bound parameter`)
+  }
+  return { compiled, sources }
+}
+
+/**
+ * The full column list of a table's row type, checked by the compiler to miss none: a prepared
+ * insert of whole rows binds each column by name, so a column added later must be added here.
+ *
+ * @example
+ * const tradeColumns = everyColumn<TradesTable>()(['id', 'status', …])
+ */
+export function everyColumn<T>() {
+  return <const K extends readonly (keyof T & string)[]>(
+    columns: K & (Exclude<keyof T, K[number]> extends never ? unknown : { missing: Exclude<keyof T, K[number]> }),
+  ): K => columns
+}
+
+/** The named columns of `row`, read one by one (so that placeholders bind while compiling). */
+export function pickColumns<T, K extends keyof T & string>(row: T, columns: readonly K[]): Pick<T, K> {
+  const picked = {} as Pick<T, K>
+  for (const column of columns) picked[column] = row[column]
+  return picked
+}

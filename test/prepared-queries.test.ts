@@ -1,0 +1,100 @@
+import { sql, type Kysely } from 'kysely'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { openStorage, type Storage } from '../src/storage/database.js'
+import { prepared } from '../src/storage/prepared.js'
+import { forEachDialect, freshTarget, type TestTarget } from './harness.js'
+
+interface Tables {
+  accounts: { id: string; owner: string; balance: number; note: string | null }
+}
+
+const byOwner = prepared((db: Kysely<Tables>, p: { owner: string; balanceMin: number }) =>
+  db
+    .selectFrom('accounts')
+    .select(['id', 'balance'])
+    .where('owner', '=', p.owner)
+    .where('balance', '>=', p.balanceMin)
+    .orderBy('id')
+    .limit(10),
+)
+const insert = prepared((db: Kysely<Tables>, p: Tables['accounts']) =>
+  db.insertInto('accounts').values({ id: p.id, owner: p.owner, balance: p.balance, note: p.note }),
+)
+// The same value bound twice, and a constant beside it.
+const move = prepared((db: Kysely<Tables>, p: { id: string; amount: number }) =>
+  db
+    .updateTable('accounts')
+    .set({ balance: sql`balance + ${p.amount}`, note: 'moved' })
+    .where('id', '=', p.id)
+    .where(sql<boolean>`balance + ${p.amount} >= 0`),
+)
+
+forEachDialect('prepared queries', (dialect) => {
+  let target: TestTarget
+  let storage: Storage
+  let db: Kysely<Tables>
+
+  beforeAll(async () => {
+    target = await freshTarget(dialect)
+    storage = await openStorage(target.target)
+    db = storage.db as unknown as Kysely<Tables>
+    await db.schema
+      .createTable('accounts')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('owner', 'text', (c) => c.notNull())
+      .addColumn('balance', 'bigint', (c) => c.notNull())
+      .addColumn('note', 'text')
+      .execute()
+  })
+  afterAll(async () => {
+    await storage.close()
+    await target.dispose()
+  })
+
+  it('runs with new values each time, inside and outside transactions', async () => {
+    await insert.affected(db, { id: 'a1', owner: 'ann', balance: 5, note: null })
+    await db.transaction().execute(async (tx) => {
+      expect(await insert.affected(tx, { id: 'a2', owner: 'ann', balance: 50, note: 'x' })).toBe(1)
+      expect(await insert.affected(tx, { id: 'b1', owner: 'bob', balance: 7, note: null })).toBe(1)
+    })
+    expect(await byOwner.rows(db, { owner: 'ann', balanceMin: 0 })).toEqual([
+      { id: 'a1', balance: 5 },
+      { id: 'a2', balance: 50 },
+    ])
+    expect(await byOwner.rows(db, { owner: 'ann', balanceMin: 6 })).toEqual([{ id: 'a2', balance: 50 }])
+    expect(await byOwner.first(db, { owner: 'bob', balanceMin: 0 })).toEqual({ id: 'b1', balance: 7 })
+    expect(await byOwner.first(db, { owner: 'nobody', balanceMin: 0 })).toBeUndefined()
+  })
+
+  it('binds a value used twice in both places, and keeps constants', async () => {
+    expect(await move.affected(db, { id: 'a1', amount: -6 })).toBe(0)
+    expect(await move.affected(db, { id: 'a1', amount: -5 })).toBe(1)
+    const row = await db.selectFrom('accounts').selectAll().where('id', '=', 'a1').executeTakeFirstOrThrow()
+    expect(row).toEqual({ id: 'a1', owner: 'ann', balance: 0, note: 'moved' })
+  })
+
+  it('refuses a missing value instead of binding undefined', async () => {
+    await expect(byOwner.rows(db, { owner: 'ann' } as never)).rejects.toThrow(/no value for balanceMin/)
+  })
+
+  it('refuses builders whose SQL would depend on the values', async () => {
+    const shaped = prepared((d: Kysely<Tables>, p: { column: string }) =>
+      d.selectFrom('accounts').select(sql.ref(p.column).as('c')),
+    )
+    const transformed = prepared((d: Kysely<Tables>, p: { note: string }) =>
+      d.selectFrom('accounts').select('id').where('note', 'like', `${p.note}%`),
+    )
+    const cased = prepared((d: Kysely<Tables>, p: { note: string }) =>
+      d.selectFrom('accounts').select('id').where('note', '=', p.note.toUpperCase()),
+    )
+    const branched = prepared((d: Kysely<Tables>, p: { owner: string }) =>
+      p.owner === ''
+        ? d.selectFrom('accounts').select('id')
+        : d.selectFrom('accounts').select('id').where('id', '=', 'x'),
+    )
+    await expect(shaped.rows(db, { column: 'id' })).rejects.toThrow(/shaped the SQL text/)
+    await expect(transformed.rows(db, { note: 'x' })).rejects.toThrow(/transformed before binding/)
+    await expect(cased.rows(db, { note: 'x' })).rejects.toThrow(/note was read but is not a bound parameter/)
+    await expect(branched.rows(db, { owner: 'ann' })).rejects.toThrow(/owner was read but is not a bound parameter/)
+  })
+})
