@@ -1,27 +1,37 @@
 import crypto from 'node:crypto'
 
 const idAlphabet = '0123456789abcdefghjkmnpqrstvwxyz'
-const idRandomChars = 20
+const idChars = 20
+/** Leading characters that carry the creation time: 45 bits of milliseconds, enough until the year 3084. */
+const idTimeChars = 9
+const idRandomChars = idChars - idTimeChars
 /** Random bytes drawn from the CSPRNG in one call and handed out once each, in order. */
 const randomPoolBytes = 4096
 const randomPool = Buffer.alloc(randomPoolBytes)
 let randomPoolOffset = randomPoolBytes
 
 /**
- * A new identifier: a short type prefix and 20 random characters of Crockford-ish base32,
- * about 100 bits of entropy, so ids cannot be guessed or enumerated across tenants. The bytes
- * come from the CSPRNG 4 KiB at a time (one system call for about 200 ids on the payment path
- * instead of one each); every byte is used once.
+ * A new identifier: a short type prefix and 20 characters of Crockford-ish base32. The first 9
+ * carry the creation time in milliseconds and the other 11 are random (55 bits from the CSPRNG,
+ * fresh for every id), so ids cannot be guessed or enumerated across tenants, yet ids made
+ * close in time sort close together. That is what keeps inserts cheap: a new row's primary
+ * key lands on the table's last page instead of a random one, so the rows of a commit group
+ * share their index pages and each commit writes far fewer pages (ADR 0014). The random bytes
+ * come from the CSPRNG 4 KiB at a time; every byte is used once.
  *
  * @example
- * newId('app') // 'app_4k9x2m7q1c8v5n3b6z0d'
+ * newId('app') // 'app_1kq3v8x2m7q1c8v5n3b6'
  */
 export function newId(prefix: string): string {
   if (randomPoolOffset + idRandomChars > randomPoolBytes) {
     crypto.randomFillSync(randomPool)
     randomPoolOffset = 0
   }
-  let text = prefix + '_'
+  let time = ''
+  for (let rest = Date.now(), index = 0; index < idTimeChars; index += 1, rest = Math.floor(rest / 32)) {
+    time = idAlphabet[rest % 32]! + time
+  }
+  let text = prefix + '_' + time
   for (let index = 0; index < idRandomChars; index += 1) text += idAlphabet[randomPool[randomPoolOffset + index]! & 31]
   randomPoolOffset += idRandomChars
   return text
