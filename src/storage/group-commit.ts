@@ -151,6 +151,8 @@ class GroupCommitDriver implements Driver {
   #inRequestTransaction = false
   /** The group died under the current request transaction: its further statements must fail. */
   #requestTransactionBroken: unknown = null
+  /** Transaction control, prepared once: `exec` would parse it again on every request. */
+  readonly #control: Record<'begin' | 'commit' | 'savepoint' | 'release' | 'rollbackTo', BetterSqlite3.Statement>
   #commits = 0
   #durableHolders = 0
   #destroyed = false
@@ -160,6 +162,13 @@ class GroupCommitDriver implements Driver {
     this.#groupAgeMsMax = options.groupAgeMsMax ?? 20
     this.#statements = new StatementCache(db, options.statementCacheSize ?? 500)
     this.#connection = new GroupConnection(this)
+    this.#control = {
+      begin: db.prepare('begin immediate'),
+      commit: db.prepare('commit'),
+      savepoint: db.prepare(`savepoint ${requestSavepoint}`),
+      release: db.prepare(`release ${requestSavepoint}`),
+      rollbackTo: db.prepare(`rollback to ${requestSavepoint}`),
+    }
   }
 
   async init(): Promise<void> {
@@ -186,13 +195,13 @@ class GroupCommitDriver implements Driver {
 
   async beginTransaction(): Promise<void> {
     this.#openGroup()
-    this.#db.exec(`savepoint ${requestSavepoint}`)
+    this.#control.savepoint.run()
     this.#inRequestTransaction = true
   }
 
   async commitTransaction(): Promise<void> {
     if (this.#requestTransactionBroken !== null) throw this.#requestTransactionBroken
-    this.#db.exec(`release ${requestSavepoint}`)
+    this.#control.release.run()
     this.#inRequestTransaction = false
     this.#noteGroupState()
   }
@@ -203,8 +212,8 @@ class GroupCommitDriver implements Driver {
     // An error that made SQLite abandon the whole transaction took the savepoint with it;
     // #checkGroupAlive has failed the group already.
     if (!this.#db.inTransaction) return
-    this.#db.exec(`rollback to ${requestSavepoint}`)
-    this.#db.exec(`release ${requestSavepoint}`)
+    this.#control.rollbackTo.run()
+    this.#control.release.run()
     // Earlier members of the group may have written: whatever this holder read may be theirs.
     this.#noteGroupState()
   }
@@ -289,7 +298,7 @@ class GroupCommitDriver implements Driver {
   #openGroup(): void {
     if (this.#group !== null) return
     assert(!this.#destroyed, 'the database is closed')
-    this.#db.exec('begin immediate')
+    this.#control.begin.run()
     let resolve!: () => void
     let reject!: (error: unknown) => void
     const done = new Promise<void>((res, rej) => {
@@ -336,7 +345,7 @@ class GroupCommitDriver implements Driver {
     if (group === null) return
     this.#group = null
     try {
-      this.#db.exec('commit')
+      this.#control.commit.run()
       this.#commits += 1
       group.resolve()
     } catch (error) {
