@@ -16,8 +16,10 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import Database from 'better-sqlite3'
-import { Kysely, sql } from 'kysely'
+import { Kysely, sql, type Generated } from 'kysely'
+import { assert } from '../../src/assert.js'
 import { GroupCommitSqliteDialect } from '../../src/storage/group-commit.js'
+import { prepared } from '../../src/storage/prepared.js'
 
 const schema = `
   create table idempotency (key text primary key, response text not null);
@@ -85,48 +87,106 @@ export function rawSqlitePayments(options: { seconds: number; perCommit: number 
   }
 }
 
-/** The same transaction in Kysely over the platform's group-commit dialect, `inFlight` at a time. */
-export async function kyselySqlitePayments(options: { seconds: number; inFlight: number }): Promise<RateResult> {
+interface BenchTables {
+  idempotency: { key: string; response: string }
+  trades: { id: Generated<number>; out_trade_no: string; amount: number }
+  entries: { id: Generated<number>; trade_id: number; account_id: number; amount: number }
+  accounts: { id: number; balance: number; floor: number }
+}
+
+/** The transaction's statements written once with the platform's prepared queries (its hot path's way). */
+const preparedPayment = {
+  seen: prepared((db: Kysely<BenchTables>, p: { key: string }) =>
+    db.selectFrom('idempotency').select('response').where('key', '=', p.key),
+  ),
+  trade: prepared((db: Kysely<BenchTables>, p: { key: string }) =>
+    db.insertInto('trades').values({ out_trade_no: p.key, amount: 1 }).returning('id'),
+  ),
+  entries: prepared((db: Kysely<BenchTables>, p: { tradeId: number }) =>
+    db.insertInto('entries').values([
+      { trade_id: p.tradeId, account_id: 1, amount: -1 },
+      { trade_id: p.tradeId, account_id: 2, amount: 1 },
+    ]),
+  ),
+  debit: prepared((db: Kysely<BenchTables>, _p: Record<string, never>) =>
+    db
+      .updateTable('accounts')
+      .set({ balance: sql`balance - ${1}` })
+      .where('id', '=', 1)
+      .where(sql<boolean>`balance - ${1} >= floor`),
+  ),
+  credit: prepared((db: Kysely<BenchTables>, _p: Record<string, never>) =>
+    db
+      .updateTable('accounts')
+      .set({ balance: sql`balance + ${1}` })
+      .where('id', '=', 2),
+  ),
+  save: prepared((db: Kysely<BenchTables>, p: { key: string; response: string }) =>
+    db.insertInto('idempotency').values({ key: p.key, response: p.response }),
+  ),
+}
+
+/**
+ * The same transaction in Kysely over the platform's group-commit dialect, `inFlight` at a
+ * time: `built` builds and compiles every statement on every call (Kysely's usual way);
+ * `prepared` writes them with `src/storage/prepared.ts`, as the platform's pay path does.
+ */
+export async function kyselySqlitePayments(options: {
+  seconds: number
+  inFlight: number
+  queries: 'built' | 'prepared'
+}): Promise<RateResult> {
   const target = freshFile()
   const database = open(target.file)
   database.exec(schema)
-  const db = new Kysely<any>({ dialect: new GroupCommitSqliteDialect(database) })
+  const db = new Kysely<BenchTables>({ dialect: new GroupCommitSqliteDialect(database) })
   try {
     let next = 0
+    const built = async (tx: Kysely<BenchTables>, key: string) => {
+      const seen = await tx.selectFrom('idempotency').select('response').where('key', '=', key).executeTakeFirst()
+      if (seen !== undefined) return
+      const trade = await tx
+        .insertInto('trades')
+        .values({ out_trade_no: key, amount: 1 })
+        .returning('id')
+        .executeTakeFirstOrThrow()
+      await tx
+        .insertInto('entries')
+        .values([
+          { trade_id: trade.id, account_id: 1, amount: -1 },
+          { trade_id: trade.id, account_id: 2, amount: 1 },
+        ])
+        .execute()
+      const debited = await tx
+        .updateTable('accounts')
+        .set({ balance: sql`balance - ${1}` })
+        .where('id', '=', 1)
+        .where(sql<boolean>`balance - ${1} >= floor`)
+        .executeTakeFirst()
+      if (debited.numUpdatedRows !== 1n) throw new Error('insufficient funds')
+      await tx
+        .updateTable('accounts')
+        .set({ balance: sql`balance + ${1}` })
+        .where('id', '=', 2)
+        .execute()
+      await tx
+        .insertInto('idempotency')
+        .values({ key, response: `{"trade":${trade.id}}` })
+        .execute()
+    }
+    const viaPrepared = async (tx: Kysely<BenchTables>, key: string) => {
+      if ((await preparedPayment.seen.first(tx, { key })) !== undefined) return
+      const trade = await preparedPayment.trade.first(tx, { key })
+      assert(trade !== undefined, 'the trade was inserted')
+      await preparedPayment.entries.affected(tx, { tradeId: trade.id })
+      if ((await preparedPayment.debit.affected(tx, {})) !== 1) throw new Error('insufficient funds')
+      await preparedPayment.credit.affected(tx, {})
+      await preparedPayment.save.affected(tx, { key, response: `{"trade":${trade.id}}` })
+    }
+    const body = options.queries === 'built' ? built : viaPrepared
     const payment = async () => {
       const key = `T${(next += 1)}`
-      await db.transaction().execute(async (tx) => {
-        const seen = await tx.selectFrom('idempotency').select('response').where('key', '=', key).executeTakeFirst()
-        if (seen !== undefined) return
-        const trade = await tx
-          .insertInto('trades')
-          .values({ out_trade_no: key, amount: 1 })
-          .returning('id')
-          .executeTakeFirstOrThrow()
-        await tx
-          .insertInto('entries')
-          .values([
-            { trade_id: trade.id, account_id: 1, amount: -1 },
-            { trade_id: trade.id, account_id: 2, amount: 1 },
-          ])
-          .execute()
-        const debited = await tx
-          .updateTable('accounts')
-          .set({ balance: sql`balance - ${1}` })
-          .where('id', '=', 1)
-          .where(sql<boolean>`balance - ${1} >= floor`)
-          .executeTakeFirst()
-        if (debited.numUpdatedRows !== 1n) throw new Error('insufficient funds')
-        await tx
-          .updateTable('accounts')
-          .set({ balance: sql`balance + ${1}` })
-          .where('id', '=', 2)
-          .execute()
-        await tx
-          .insertInto('idempotency')
-          .values({ key, response: `{"trade":${trade.id}}` })
-          .execute()
-      })
+      await db.transaction().execute((tx) => body(tx, key))
     }
     const started = performance.now()
     const deadline = started + options.seconds * 1000
