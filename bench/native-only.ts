@@ -1,7 +1,8 @@
 /**
  * Just the native payment benchmark, for profiling a change:
  * `node --import tsx bench/native-only.ts sqlite|postgres [closed seconds] [open-loop fraction of peak]`;
- * BENCH_PROFILE=1 writes the server's CPU profile to /tmp/prof.
+ * BENCH_PROFILE=1 writes the server's CPU profile to /tmp/prof; BENCH_API=gateway measures
+ * `alipay.trade.pay` through the gateway instead.
  */
 import { loadConfig } from '../src/config.js'
 import { benchNative } from './lib/native.js'
@@ -15,6 +16,7 @@ const result = await benchNative(kind, {
   connections: 50,
   postgresUrl: loadConfig().testDatabaseUrl,
   log: (line) => console.log(line),
+  api: process.env.BENCH_API === 'gateway' ? 'gateway' : 'native',
   ...(process.env.BENCH_PROFILE ? { serverNodeArgs: ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] } : {}),
 })
 console.log(JSON.stringify({ ...result, closed: result.closed }, null, 2))
