@@ -18,6 +18,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import { assert } from '../assert.js'
 import type { Config } from '../config.js'
+import { startCheckpointer } from './checkpointer.js'
 import { GroupCommitSqliteDialect, type PendingCommits } from './group-commit.js'
 import type { CoreTables } from './tables.js'
 
@@ -40,6 +41,9 @@ export interface Storage {
   deferDurability<T>(owed: PendingCommits, work: (db: Kysely<CoreTables>) => Promise<T>): Promise<T>
   close(): Promise<void>
 }
+
+/** How often the worker thread checkpoints the WAL. */
+const checkpointIntervalMs = 50
 
 const int8Oid = 20
 // PostgreSQL returns BIGINT as a string so that no precision is lost silently. Every BIGINT
@@ -70,6 +74,8 @@ function openSqlite(file: string): Storage {
   // Another process (the CLI next to a running server) may hold the write lock briefly.
   database.pragma('busy_timeout = 5000')
   assert(database.pragma('synchronous', { simple: true }) === 2, 'SQLite must run with synchronous=FULL')
+  // Checkpoints copy pages on a worker thread (checkpointer.ts), off the event loop.
+  const checkpointer = file === ':memory:' ? null : startCheckpointer(file, { intervalMs: checkpointIntervalMs })
   // Concurrent requests share commits (one fsync per group), so FULL stays fast: group-commit.ts.
   const dialect = new GroupCommitSqliteDialect(database)
   const db = new Kysely<CoreTables>({ dialect })
@@ -81,7 +87,10 @@ function openSqlite(file: string): Storage {
         dialect.deferCurrentHolder(owed)
         return work(held)
       }),
-    close: () => db.destroy(),
+    close: async () => {
+      await checkpointer?.close()
+      await db.destroy()
+    },
   }
 }
 
