@@ -51,6 +51,7 @@ import { registerPages } from './pages.js'
 import { platformRoutes } from './platform-routes.js'
 import { isWrite, type Principal, type RouteSpec } from './route-kit.js'
 import { ErrorBody } from './schemas.js'
+import { createLazySchemas } from './lazy-schemas.js'
 import { createValidatorCompiler } from './validation.js'
 
 export interface AppDependencies {
@@ -76,8 +77,11 @@ interface RequestState {
 export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
   const { config, storage, registry } = deps
   const clock = deps.clock ?? systemClock
+  // Route schemas compile at first use, not at boot: a restart answers sooner (lazy-schemas.ts).
+  const lazySchemas = createLazySchemas()
   const app = Fastify({
     logger: deps.logger ?? false,
+    schemaController: { compilersFactory: { buildSerializer: lazySchemas.buildSerializer } },
     bodyLimit: config.bodyLimitBytes,
     genReqId: () => newId('req'),
     // Malformed URLs and over-long parameters get the same error body as every other failure.
@@ -114,7 +118,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     return current
   }
 
-  app.setValidatorCompiler(createValidatorCompiler())
+  app.setValidatorCompiler(lazySchemas.validators(createValidatorCompiler()))
+  app.decorate('compileAllSchemas', () => lazySchemas.compileAll())
   // JSON only: without the text/plain parser a cross-site form can never reach an API route.
   app.removeContentTypeParser('text/plain')
   await app.register(cookie)

@@ -70,7 +70,12 @@ parentPort.on('message', (message) => {
 export function startCheckpointer(file: string, options: CheckpointerOptions): Checkpointer {
   assert(Number.isInteger(options.intervalMs) && options.intervalMs >= 1, 'intervalMs is a whole number ≥ 1')
   const driver = createRequire(import.meta.url).resolve('better-sqlite3')
-  const worker = new Worker(workerSource, { eval: true, workerData: { file, driver, intervalMs: options.intervalMs } })
+  // No inherited Node options: the thread needs none, and some (--cpu-prof) kept it from exiting.
+  const worker = new Worker(workerSource, {
+    eval: true,
+    execArgv: [],
+    workerData: { file, driver, intervalMs: options.intervalMs },
+  })
   // A checkpointer must not keep alive a process that is otherwise done.
   worker.unref()
   let exited = false
