@@ -94,7 +94,34 @@ forEachDialect('prepared queries', (dialect) => {
     )
     await expect(shaped.rows(db, { column: 'id' })).rejects.toThrow(/shaped the SQL text/)
     await expect(transformed.rows(db, { note: 'x' })).rejects.toThrow(/transformed before binding/)
-    await expect(cased.rows(db, { note: 'x' })).rejects.toThrow(/note was read but is not a bound parameter/)
+    await expect(cased.rows(db, { note: 'x' })).rejects.toThrow(/transformed before binding/)
     await expect(branched.rows(db, { owner: 'ann' })).rejects.toThrow(/owner was read but is not a bound parameter/)
+  })
+
+  it('checks every read on its own: one read bound as it is excuses no other', async () => {
+    // Each of these also binds the value plainly once, which a check by name alone would accept.
+    const computed = prepared((d: Kysely<Tables>, p: { id: string; balance: number }) =>
+      d.insertInto('accounts').values({ id: p.id, owner: 'x', balance: p.balance, note: String(1000 - p.balance) }),
+    )
+    const transformedToo = prepared((d: Kysely<Tables>, p: { note: string }) =>
+      d.selectFrom('accounts').select('id').where('note', '=', p.note).where('owner', '=', p.note.toUpperCase()),
+    )
+    const branchedOnNull = prepared((d: Kysely<Tables>, p: { note: string | null }) =>
+      d
+        .selectFrom('accounts')
+        .select('id')
+        .where('note', p.note === null ? 'is' : '=', p.note),
+    )
+    const wholeObject = prepared((d: Kysely<Tables>, p: Tables['accounts']) =>
+      d.insertInto('accounts').values({ ...p }),
+    )
+    await expect(computed.affected(db, { id: 'c1', balance: 1 })).rejects.toThrow(/balance was read but is not a bound/)
+    await expect(transformedToo.rows(db, { note: 'x' })).rejects.toThrow(/transformed before binding/)
+    await expect(branchedOnNull.rows(db, { note: null })).rejects.toThrow(/note was read but is not a bound/)
+    await expect(wholeObject.affected(db, { id: 'w', owner: 'w', balance: 1, note: null })).rejects.toThrow(
+      /one by one by name/,
+    )
+    // Nothing was written by the refused insert.
+    expect(await db.selectFrom('accounts').select('id').where('id', 'in', ['c1', 'w']).execute()).toEqual([])
   })
 })

@@ -87,18 +87,26 @@ export async function preparePlatform(config: Config, options: PlatformOptions =
 export async function openPlatform(config: Config, options: PlatformOptions = {}): Promise<Platform> {
   const { registry, storage } = await preparePlatform(config, options)
   const clock = options.clock ?? systemClock
-  const platformKeys = await loadPlatformKeys(storage.db)
-  const app = await buildApp({
-    config,
-    storage,
-    registry,
-    platformKeys,
-    clock,
-    // An explicit null (no resolver: every app auth token refused) overrides the default too.
-    appAuthTokenResolver:
-      options.appAuthTokenResolver === undefined ? authorizationTokenResolver : options.appAuthTokenResolver,
-    ...(options.logger === undefined ? {} : { logger: options.logger }),
-  })
+  let platformKeys: Awaited<ReturnType<typeof loadPlatformKeys>>
+  let app: Awaited<ReturnType<typeof buildApp>>
+  try {
+    platformKeys = await loadPlatformKeys(storage.db)
+    app = await buildApp({
+      config,
+      storage,
+      registry,
+      platformKeys,
+      clock,
+      // An explicit null (no resolver: every app auth token refused) overrides the default too.
+      appAuthTokenResolver:
+        options.appAuthTokenResolver === undefined ? authorizationTokenResolver : options.appAuthTokenResolver,
+      ...(options.logger === undefined ? {} : { logger: options.logger }),
+    })
+  } catch (error) {
+    // The database (and its checkpoint thread) must not outlive a platform that never started.
+    await storage.close()
+    throw error
+  }
   const notificationSettings = options.workers?.notifications ?? false
   const notifications =
     notificationSettings === false

@@ -58,6 +58,16 @@ describe('checkpointer', () => {
     }
   })
 
+  it('answers concurrent questions each with its own answer', async () => {
+    const checkpointer = startCheckpointer(file, { intervalMs: 5 })
+    try {
+      const answers = await Promise.all([checkpointer.stats(), checkpointer.stats(), checkpointer.stats()])
+      for (const answer of answers) expect(answer).toEqual({ checkpoints: 0, pagesCopied: 0 })
+    } finally {
+      await checkpointer.close()
+    }
+  })
+
   it('closes, and closing twice is harmless', async () => {
     const checkpointer = startCheckpointer(file, { intervalMs: 5 })
     await checkpointer.close()

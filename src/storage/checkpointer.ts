@@ -58,8 +58,8 @@ const timer = setInterval(() => {
   }
 }, workerData.intervalMs)
 parentPort.on('message', (message) => {
-  if (message === 'stats') parentPort.postMessage({ checkpoints, pagesCopied })
-  if (message === 'close') {
+  if (message.kind === 'stats') parentPort.postMessage({ id: message.id, stats: { checkpoints, pagesCopied } })
+  if (message.kind === 'close') {
     clearInterval(timer)
     db.close()
     parentPort.close()
@@ -79,27 +79,44 @@ export function startCheckpointer(file: string, options: CheckpointerOptions): C
   // A checkpointer must not keep alive a process that is otherwise done.
   worker.unref()
   let exited = false
+  let closing = false
   const exit = new Promise<void>((resolve) => worker.once('exit', () => resolve())).then(() => {
     exited = true
   })
-  // A failed worker leaves checkpoints to the request connection, as SQLite does by default.
-  worker.on('error', () => undefined)
+  // A failed worker leaves checkpoints to the request connection, as SQLite does by default;
+  // say so once, since the event loop then pays for them again.
+  worker.once('error', (error) => {
+    process.emitWarning(`WAL checkpoints are back on the event loop: ${String(error)}`, 'BaseplateWarning')
+  })
+  const none = { checkpoints: 0, pagesCopied: 0 }
+  let asked = 0
   return {
     stats: () =>
       new Promise((resolve) => {
-        if (exited) return resolve({ checkpoints: 0, pagesCopied: 0 })
+        if (exited) return resolve(none)
+        asked += 1
+        const id = asked
         // Waiting on an unreferenced thread would not keep the process alive for the answer.
         worker.ref()
-        worker.once('message', (stats) => {
-          worker.unref()
+        const done = (stats: { checkpoints: number; pagesCopied: number }) => {
+          worker.off('message', onMessage)
+          worker.off('exit', onExit)
+          if (!closing) worker.unref()
           resolve(stats)
-        })
-        worker.postMessage('stats')
+        }
+        const onMessage = (message: { id: number; stats: { checkpoints: number; pagesCopied: number } }) => {
+          if (message.id === id) done(message.stats)
+        }
+        const onExit = () => done(none)
+        worker.on('message', onMessage)
+        worker.once('exit', onExit)
+        worker.postMessage({ kind: 'stats', id })
       }),
     async close() {
       if (exited) return
+      closing = true
       worker.ref()
-      worker.postMessage('close')
+      worker.postMessage({ kind: 'close' })
       await exit
     },
   }

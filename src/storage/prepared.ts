@@ -6,9 +6,10 @@
  * each named value, and later calls only swap the values into the compiled parameter list.
  *
  * The invariant that makes this safe is checked when the query is compiled, not trusted:
- * every named value the builder reads must come out as exactly one whole bound parameter (so
- * it never shaped the SQL text, never went through `JSON.stringify`, never chose a branch),
- * and no placeholder may leak into the SQL text. A builder that breaks it fails at its first
+ * every read of a named value gets its own placeholder, and each placeholder must come out as
+ * exactly one whole bound parameter — so no read shaped the SQL text, went through
+ * `JSON.stringify` or arithmetic, or chose a branch — and no trace of one may appear anywhere
+ * else, in any letter case. A builder that breaks it fails at its first
  * use with a programming error, on every database alike. Lists (`in (…)`) and optional
  * columns therefore do not belong here: their SQL changes with the values.
  *
@@ -37,8 +38,10 @@ function executorOf(db: Kysely<any>): ExecutorInternals {
   return (db as unknown as { getExecutor(): ExecutorInternals }).getExecutor()
 }
 
-// Mixed case, so that upper- or lower-casing a value is caught as well.
-const marker = '\u0000Bp-Prepared:'
+/** Starts every placeholder; a placeholder is this, a read number, `:` and the value's name. */
+const marker = '\u0000bp-prepared#'
+/** Any trace of a placeholder, whatever was done to its case. */
+const markerTrace = /\u0000bp-prepared#/i
 
 export interface PreparedQuery<D, P, R> {
   /** Every row. */
@@ -69,7 +72,7 @@ export function prepared<D, P extends object, R>(
 
   const execute = async (db: Kysely<D>, values: P) => {
     const entry = compiledFor(db)
-    if (entry === null) return db.executeQuery(build(db, values).compile())
+    if (entry === null) return db.executeQuery(build(db, definedValues(values)).compile())
     const parameters = entry.sources.map((source) => {
       if ('constant' in source) return source.constant
       const value = (values as Record<string, unknown>)[source.name]
@@ -86,35 +89,56 @@ export function prepared<D, P extends object, R>(
   }
 }
 
+/** The values, refusing a read of one that is undefined (Kysely would drop its column). */
+function definedValues<P extends object>(values: P): P {
+  return new Proxy(values, {
+    get(target, name, receiver) {
+      const value: unknown = Reflect.get(target, name, receiver)
+      assert(typeof name !== 'string' || value !== undefined, `prepared query: no value for ${String(name)}`)
+      return value
+    },
+  })
+}
+
 function compileWithPlaceholders<D, P extends object, R>(
   db: Kysely<D>,
   build: (db: Kysely<D>, values: P) => { compile(): CompiledQuery<R> },
 ): Compiled {
-  const read = new Set<string>()
+  // Every read gets its own placeholder, so each read is checked on its own: one read bound as
+  // it is does not excuse another that was computed on, transformed or branched on.
+  const issued = new Map<string, string>()
+  const refuse = () => {
+    throw new Error('prepared query: read values one by one by name, not as a whole object')
+  }
   const placeholders = new Proxy({} as P, {
     get(_target, name) {
       assert(typeof name === 'string', 'prepared query: values are read by name')
-      read.add(name)
-      return `${marker}${name}`
+      const placeholder = `${marker}${issued.size}:${name}`
+      issued.set(placeholder, name)
+      return placeholder
     },
+    has: refuse,
+    ownKeys: refuse,
+    getOwnPropertyDescriptor: refuse,
   })
   const compiled = build(db, placeholders).compile()
-  assert(!compiled.sql.includes(marker), 'prepared query: a value shaped the SQL text; bind it instead')
+  assert(!markerTrace.test(compiled.sql), 'prepared query: a value shaped the SQL text; bind it instead')
   const bound = new Set<string>()
   const sources = compiled.parameters.map((parameter) => {
-    if (typeof parameter === 'string' && parameter.includes(marker)) {
-      const name = parameter.slice(marker.length)
-      assert(
-        parameter.startsWith(marker) && read.has(name),
-        'prepared query: a value was transformed before binding; bind it as it is',
-      )
-      bound.add(name)
+    const name = typeof parameter === 'string' ? issued.get(parameter) : undefined
+    if (name !== undefined) {
+      assert(!bound.has(parameter as string), 'prepared query: one read bound twice')
+      bound.add(parameter as string)
       return { name }
     }
+    assert(
+      typeof parameter !== 'string' || !markerTrace.test(parameter),
+      'prepared query: a value was transformed before binding; bind it as it is',
+    )
     return { constant: parameter }
   })
-  for (const name of read) {
-    assert(bound.has(name), `prepared query: ${name} was read but is not a bound parameter`)
+  for (const [placeholder, name] of issued) {
+    assert(bound.has(placeholder), `prepared query: ${name} was read but is not a bound parameter`)
   }
   return { compiled, sources }
 }
