@@ -178,10 +178,7 @@ const applyChangeQuery = prepared(
         debits_posted: eb('debits_posted', '+', p.debits),
         credits_posted: eb('credits_posted', '+', p.credits),
       }))
-      .where('kind', '=', p.kind)
-      .where('owner_id', '=', p.ownerId)
-      .where('environment', '=', p.environment)
-      .where('currency', '=', currency)
+      .where((eb) => eb.and(identity({ kind: p.kind, ownerId: p.ownerId, environment: p.environment })))
       // Written as SQL because Kysely does not parenthesise nested arithmetic: built with `eb`,
       // `(c + x) - (d + y)` would compile to `c + x - d + y`.
       .where((eb) =>
