@@ -71,6 +71,11 @@ function openSqlite(file: string): Storage {
   database.pragma('journal_mode = WAL')
   database.pragma('synchronous = FULL')
   database.pragma('foreign_keys = ON')
+  // Each request is a savepoint inside the group's transaction (group-commit.ts): SQLite copies
+  // every page it changes into a sub-journal, kept for `rollback to`. Past 64 KiB that journal
+  // spilled to a temporary file, and a pay call's ~20 pages crossed it, so every request wrote
+  // and truncated a file (ADR 0015). It is never needed after a crash, so memory is as safe.
+  database.pragma('temp_store = MEMORY')
   // Another process (the CLI next to a running server) may hold the write lock briefly.
   database.pragma('busy_timeout = 5000')
   assert(database.pragma('synchronous', { simple: true }) === 2, 'SQLite must run with synchronous=FULL')
