@@ -34,6 +34,7 @@ import {
   type QueryResult,
 } from 'kysely'
 import { assert } from '../assert.js'
+import { SqliteLiteralCountCompiler } from './sqlite-compiler.js'
 
 export interface GroupCommitOptions {
   /** A group this old commits at the next change of holder, even with holders waiting. */
@@ -113,6 +114,11 @@ export class GroupCommitSqliteDialect extends SqliteDialect {
     super({ database })
     this.#database = database
     this.#options = options
+  }
+
+  /** Integer LIMIT and OFFSET in the SQL text: a bound one makes SQLite prepare again each run. */
+  override createQueryCompiler(): QueryCompiler {
+    return new SqliteLiteralCountCompiler()
   }
 
   override createDriver(): Driver {
