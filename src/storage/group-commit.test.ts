@@ -5,6 +5,7 @@ import path from 'node:path'
 import { Kysely, sql } from 'kysely'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { GroupCommitSqliteDialect, PendingCommits } from './group-commit.js'
+import { prepared } from './prepared.js'
 
 interface Tables {
   t: { id: string }
@@ -127,5 +128,38 @@ describe('group commit', () => {
     await expect(work).rejects.toThrow(/FOREIGN KEY/)
     await expect(owed.settle()).rejects.toThrow(/FOREIGN KEY/)
     expect(committed()).toEqual([])
+  })
+
+  it('a transaction kept past its callback cannot run inside the next holder', async () => {
+    const insertPrepared = prepared((executor: Kysely<Tables>, p: { id: string }) =>
+      executor.insertInto('t').values({ id: p.id }),
+    )
+    let kept: Kysely<Tables> | null = null
+    let keptConnection: Kysely<Tables> | null = null
+    await db.connection().execute(async (held) => {
+      keptConnection = held
+      await insert(held, 'held')
+    })
+    await db.transaction().execute(async (tx) => {
+      kept = tx
+      // A prepared statement runs on the held connection at once, and sees its own writes.
+      await insertPrepared.affected(tx, { id: 'inside' })
+      expect(await tx.selectFrom('t').select('id').execute()).toEqual([{ id: 'held' }, { id: 'inside' }])
+    })
+    expect(committed()).toEqual(['held', 'inside'])
+    let release!: () => void
+    const next = db.transaction().execute(async (tx) => {
+      await insert(tx, 'next')
+      await new Promise<void>((resolve) => (release = resolve))
+      throw new Error('the next holder rolls back')
+    })
+    await new Promise((resolve) => setImmediate(resolve))
+    await expect(insertPrepared.affected(kept!, { id: 'stale' })).rejects.toThrow(/already let go/)
+    await expect(insert(kept!, 'stale')).rejects.toThrow(/already committed/) // Kysely's own guard
+    await expect(insert(keptConnection!, 'stale')).rejects.toThrow(/already let go/)
+    release()
+    await expect(next).rejects.toThrow(/rolls back/)
+    await insert(db, 'after')
+    expect(committed()).toEqual(['after', 'held', 'inside'])
   })
 })

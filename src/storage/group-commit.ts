@@ -144,7 +144,8 @@ class GroupCommitDriver implements Driver {
   readonly #db: BetterSqlite3.Database
   readonly #groupAgeMsMax: number
   readonly #statements: StatementCache
-  readonly #connection: GroupConnection
+  /** The current holder's lease on the connection; each acquisition gets a new one. */
+  #lease: GroupConnection | null = null
   #locked = false
   readonly #waiting: Array<() => void> = []
   #group: Group | null = null
@@ -167,7 +168,6 @@ class GroupCommitDriver implements Driver {
     this.#db = db
     this.#groupAgeMsMax = options.groupAgeMsMax ?? 20
     this.#statements = new StatementCache(db, options.statementCacheSize ?? 500)
-    this.#connection = new GroupConnection(this)
     this.#control = {
       begin: db.prepare('begin immediate'),
       commit: db.prepare('commit'),
@@ -191,7 +191,8 @@ class GroupCommitDriver implements Driver {
     this.#holderNeedsCommit = false
     this.#holderGroup = null
     this.#holderDeferredTo = null
-    return this.#connection
+    this.#lease = new GroupConnection(this)
+    return this.#lease
   }
 
   deferCurrentHolder(owed: PendingCommits): void {
@@ -236,8 +237,11 @@ class GroupCommitDriver implements Driver {
     await connection.executeQuery(compileRaw(compile, `release ${quoteName(name)}`))
   }
 
-  async releaseConnection(): Promise<void> {
+  async releaseConnection(connection: DatabaseConnection): Promise<void> {
+    assert(connection === this.#lease, 'only the holder of the connection can let it go')
     assert(!this.#inRequestTransaction, 'a transaction released the connection without ending')
+    this.#lease.end()
+    this.#lease = null
     const group = this.#holderNeedsCommit ? this.#holderGroup : null
     const deferredTo = this.#holderDeferredTo
     this.#holderDeferredTo = null
@@ -368,18 +372,42 @@ class GroupCommitDriver implements Driver {
   }
 }
 
-class GroupConnection implements DatabaseConnection {
+/**
+ * One holder's lease on the connection, from acquisition to release. A statement through a
+ * lease that has ended (a transaction object kept past its callback) fails instead of running
+ * inside whoever holds the connection now.
+ */
+export class GroupConnection implements DatabaseConnection {
   readonly #driver: GroupCommitDriver
+  #held = true
 
   constructor(driver: GroupCommitDriver) {
     this.#driver = driver
   }
 
+  get held(): boolean {
+    return this.#held
+  }
+
+  end(): void {
+    this.#held = false
+  }
+
   async executeQuery<R>(compiledQuery: CompiledQuery): Promise<QueryResult<R>> {
+    return this.runNow<R>(compiledQuery)
+  }
+
+  /**
+   * Runs the statement at once, on the calling turn: better-sqlite3 is synchronous, so a holder
+   * that knows its lease (`prepared.ts`) skips Kysely's per-query promise chain.
+   */
+  runNow<R>(compiledQuery: CompiledQuery): QueryResult<R> {
+    assert(this.#held, 'a statement ran on a connection its holder had already let go')
     return this.#driver.run(compiledQuery) as QueryResult<R>
   }
 
   async *streamQuery<R>(compiledQuery: CompiledQuery): AsyncIterableIterator<QueryResult<R>> {
+    assert(this.#held, 'a statement ran on a connection its holder had already let go')
     for (const row of this.#driver.iterate(compiledQuery)) yield { rows: [row as R] }
   }
 }

@@ -19,8 +19,9 @@
  * )
  * const app = await appById.first(db, { id: appId })
  */
-import type { CompiledQuery, Kysely, KyselyPlugin } from 'kysely'
+import { SqliteAdapter, type CompiledQuery, type DatabaseConnection, type Kysely, type KyselyPlugin } from 'kysely'
 import { assert } from '../assert.js'
+import { GroupConnection } from './group-commit.js'
 
 interface Compiled {
   readonly compiled: CompiledQuery
@@ -31,6 +32,7 @@ interface Compiled {
 interface ExecutorInternals {
   readonly adapter: object
   readonly plugins: readonly KyselyPlugin[]
+  provideConnection<T>(consumer: (connection: DatabaseConnection) => Promise<T>): Promise<T>
 }
 
 /** Kysely keeps its executor internal; its adapter is one per database and its plugins shape the SQL. */
@@ -79,7 +81,9 @@ export function prepared<D, P extends object, R>(
       assert(value !== undefined, `prepared query: no value for ${source.name}`)
       return value
     })
-    return db.executeQuery<R>({ ...entry.compiled, parameters } as CompiledQuery<R>)
+    const query = { ...entry.compiled, parameters } as CompiledQuery<R>
+    const lease = await heldLease(db)
+    return lease === null ? db.executeQuery<R>(query) : lease.runNow<R>(query)
   }
 
   return {
@@ -87,6 +91,28 @@ export function prepared<D, P extends object, R>(
     first: async (db, values) => (await execute(db, values)).rows[0] as R | undefined,
     affected: async (db, values) => Number((await execute(db, values)).numAffectedRows ?? 0n),
   }
+}
+
+/**
+ * What each Kysely instance runs on: the SQLite connection it holds for its whole life (a
+ * transaction, `db.connection()`), or null for one that takes a connection per query (the root
+ * instance) or that is not on the group-commit driver. Found once per instance by asking its
+ * executor for the connection: a lease still held after that answer belongs to the instance.
+ */
+const leases = new WeakMap<object, GroupConnection | null>()
+
+async function heldLease(db: Kysely<any>): Promise<GroupConnection | null> {
+  const executor = executorOf(db)
+  let lease = leases.get(executor)
+  if (lease === undefined) {
+    if (!(executor.adapter instanceof SqliteAdapter)) lease = null
+    else {
+      const connection = await executor.provideConnection(async (held) => held)
+      lease = connection instanceof GroupConnection && connection.held ? connection : null
+    }
+    leases.set(executor, lease)
+  }
+  return lease
 }
 
 /** The values, refusing a read of one that is undefined (Kysely would drop its column). */
