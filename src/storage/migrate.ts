@@ -30,14 +30,18 @@ const foreignSchemaRetriesMax = 3
 /**
  * Kysely's migrator looks for its bookkeeping tables by listing the tables of *every* schema it
  * can see; on PostgreSQL a schema dropped by someone else during that listing fails it with
- * 3F000 (invalid_schema_name) naming that schema. Nothing of ours changed, and the listing comes
- * before any migration runs, so the attempt is simply repeated. Our own schema missing is a
- * real error and is not retried.
+ * 3F000 (invalid_schema_name) naming that schema, or 42P01 (undefined_table) naming one of its
+ * tables as `"schema.table"`. Nothing of ours changed, and the listing comes before any
+ * migration runs, so the attempt is simply repeated. Our own schema or table missing is a real
+ * error and is not retried.
  */
 export function isForeignSchemaGone(error: unknown, ownSchema: string | undefined): boolean {
   if (ownSchema === undefined || typeof error !== 'object' || error === null) return false
   const { code, message } = error as { code?: unknown; message?: unknown }
-  return code === '3F000' && typeof message === 'string' && !message.includes(`"${ownSchema}"`)
+  if (typeof message !== 'string') return false
+  if (code === '3F000') return !message.includes(`"${ownSchema}"`)
+  if (code === '42P01') return /"[^".]+\.[^"]+"/.test(message) && !message.includes(`"${ownSchema}.`)
+  return false
 }
 
 export class MigrationError extends Error {
