@@ -130,23 +130,31 @@ describe('group commit', () => {
     expect(committed()).toEqual([])
   })
 
-  it('a transaction kept past its callback cannot run inside the next holder', async () => {
+  it('a transaction or connection kept past its callback cannot run inside the next holder', async () => {
     const insertPrepared = prepared((executor: Kysely<Tables>, p: { id: string }) =>
       executor.insertInto('t').values({ id: p.id }),
     )
     let kept: Kysely<Tables> | null = null
     let keptConnection: Kysely<Tables> | null = null
+    let keptNested: Kysely<Tables> | null = null
     await db.connection().execute(async (held) => {
       keptConnection = held
       await insert(held, 'held')
+      await held.transaction().execute(async (tx) => {
+        keptNested = tx
+        await insertPrepared.affected(tx, { id: 'nested' })
+      })
     })
     await db.transaction().execute(async (tx) => {
       kept = tx
-      // A prepared statement runs on the held connection at once, and sees its own writes.
       await insertPrepared.affected(tx, { id: 'inside' })
-      expect(await tx.selectFrom('t').select('id').execute()).toEqual([{ id: 'held' }, { id: 'inside' }])
+      expect(await tx.selectFrom('t').select('id').orderBy('id').execute()).toEqual([
+        { id: 'held' },
+        { id: 'inside' },
+        { id: 'nested' },
+      ])
     })
-    expect(committed()).toEqual(['held', 'inside'])
+    expect(committed()).toEqual(['held', 'inside', 'nested'])
     let release!: () => void
     const next = db.transaction().execute(async (tx) => {
       await insert(tx, 'next')
@@ -154,12 +162,26 @@ describe('group commit', () => {
       throw new Error('the next holder rolls back')
     })
     await new Promise((resolve) => setImmediate(resolve))
-    await expect(insertPrepared.affected(kept!, { id: 'stale' })).rejects.toThrow(/already let go/)
-    await expect(insert(kept!, 'stale')).rejects.toThrow(/already committed/) // Kysely's own guard
+    // Kysely refuses an ended transaction; the lease refuses an ended connection.
+    await expect(insertPrepared.affected(kept!, { id: 'stale' })).rejects.toThrow(/already committed/)
+    await expect(insertPrepared.affected(keptNested!, { id: 'stale' })).rejects.toThrow(/already committed/)
+    await expect(insert(kept!, 'stale')).rejects.toThrow(/already committed/)
     await expect(insert(keptConnection!, 'stale')).rejects.toThrow(/already let go/)
+    await expect(insertPrepared.affected(keptConnection!, { id: 'stale' })).rejects.toThrow(/already let go/)
     release()
     await expect(next).rejects.toThrow(/rolls back/)
     await insert(db, 'after')
-    expect(committed()).toEqual(['after', 'held', 'inside'])
+    expect(committed()).toEqual(['after', 'held', 'inside', 'nested'])
+  })
+
+  it('a prepared query runs after the statements its transaction issued before it', async () => {
+    const byId = prepared((executor: Kysely<Tables>, p: { id: string }) =>
+      executor.selectFrom('t').select('id').where('id', '=', p.id),
+    )
+    const seen = await db.transaction().execute(async (tx) => {
+      const [, , rows] = await Promise.all([insert(tx, 'a'), insert(tx, 'b'), byId.rows(tx, { id: 'b' })])
+      return rows
+    })
+    expect(seen).toEqual([{ id: 'b' }])
   })
 })

@@ -374,10 +374,10 @@ class GroupCommitDriver implements Driver {
 
 /**
  * One holder's lease on the connection, from acquisition to release. A statement through a
- * lease that has ended (a transaction object kept past its callback) fails instead of running
- * inside whoever holds the connection now.
+ * lease that has ended (a `db.connection()` instance kept past its callback; Kysely guards a
+ * transaction's own) fails instead of running inside whoever holds the connection now.
  */
-export class GroupConnection implements DatabaseConnection {
+class GroupConnection implements DatabaseConnection {
   readonly #driver: GroupCommitDriver
   #held = true
 
@@ -385,23 +385,11 @@ export class GroupConnection implements DatabaseConnection {
     this.#driver = driver
   }
 
-  get held(): boolean {
-    return this.#held
-  }
-
   end(): void {
     this.#held = false
   }
 
   async executeQuery<R>(compiledQuery: CompiledQuery): Promise<QueryResult<R>> {
-    return this.runNow<R>(compiledQuery)
-  }
-
-  /**
-   * Runs the statement at once, on the calling turn: better-sqlite3 is synchronous, so a holder
-   * that knows its lease (`prepared.ts`) skips Kysely's per-query promise chain.
-   */
-  runNow<R>(compiledQuery: CompiledQuery): QueryResult<R> {
     assert(this.#held, 'a statement ran on a connection its holder had already let go')
     return this.#driver.run(compiledQuery) as QueryResult<R>
   }
@@ -425,7 +413,13 @@ class StatementCache {
 
   get(sql: string): BetterSqlite3.Statement {
     let statement = this.#statements.get(sql)
-    if (statement !== undefined) return statement
+    if (statement !== undefined) {
+      // Least recently used goes first: page sizes written into the SQL (sqlite-compiler.ts)
+      // make many rare texts, which must not push out the statements every request runs.
+      this.#statements.delete(sql)
+      this.#statements.set(sql, statement)
+      return statement
+    }
     statement = this.#db.prepare(sql)
     if (this.#statements.size >= this.#size) this.#statements.delete(this.#statements.keys().next().value!)
     this.#statements.set(sql, statement)

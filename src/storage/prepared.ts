@@ -19,9 +19,8 @@
  * )
  * const app = await appById.first(db, { id: appId })
  */
-import { SqliteAdapter, type CompiledQuery, type DatabaseConnection, type Kysely, type KyselyPlugin } from 'kysely'
+import type { CompiledQuery, DatabaseConnection, Kysely, KyselyPlugin } from 'kysely'
 import { assert } from '../assert.js'
-import { GroupConnection } from './group-commit.js'
 
 interface Compiled {
   readonly compiled: CompiledQuery
@@ -82,8 +81,11 @@ export function prepared<D, P extends object, R>(
       return value
     })
     const query = { ...entry.compiled, parameters } as CompiledQuery<R>
-    const lease = await heldLease(db)
-    return lease === null ? db.executeQuery<R>(query) : lease.runNow<R>(query)
+    // What Kysely's executeQuery does, without the executor it allocates per query and the
+    // result transforms of plugins (there are none here): the executor's own connection
+    // provider still queues the statement behind earlier ones of the same transaction and
+    // refuses a transaction that has ended.
+    return executorOf(db).provideConnection((connection) => connection.executeQuery<R>(query))
   }
 
   return {
@@ -91,28 +93,6 @@ export function prepared<D, P extends object, R>(
     first: async (db, values) => (await execute(db, values)).rows[0] as R | undefined,
     affected: async (db, values) => Number((await execute(db, values)).numAffectedRows ?? 0n),
   }
-}
-
-/**
- * What each Kysely instance runs on: the SQLite connection it holds for its whole life (a
- * transaction, `db.connection()`), or null for one that takes a connection per query (the root
- * instance) or that is not on the group-commit driver. Found once per instance by asking its
- * executor for the connection: a lease still held after that answer belongs to the instance.
- */
-const leases = new WeakMap<object, GroupConnection | null>()
-
-async function heldLease(db: Kysely<any>): Promise<GroupConnection | null> {
-  const executor = executorOf(db)
-  let lease = leases.get(executor)
-  if (lease === undefined) {
-    if (!(executor.adapter instanceof SqliteAdapter)) lease = null
-    else {
-      const connection = await executor.provideConnection(async (held) => held)
-      lease = connection instanceof GroupConnection && connection.held ? connection : null
-    }
-    leases.set(executor, lease)
-  }
-  return lease
 }
 
 /** The values, refusing a read of one that is undefined (Kysely would drop its column). */

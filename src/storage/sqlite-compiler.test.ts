@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3'
 import { Kysely, sql } from 'kysely'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { GroupCommitSqliteDialect } from './group-commit.js'
 import { prepared } from './prepared.js'
 
@@ -10,9 +10,10 @@ interface Tables {
 
 describe('SQLite compiler: integer counts as literals', () => {
   let db: Kysely<Tables>
+  let database: Database.Database
 
   beforeEach(async () => {
-    const database = new Database(':memory:')
+    database = new Database(':memory:')
     database.exec('create table items (id integer primary key, name text not null)')
     const insert = database.prepare('insert into items (id, name) values (?, ?)')
     for (let id = 1; id <= 10; id += 1) insert.run(id, `item ${id}`)
@@ -63,5 +64,19 @@ describe('SQLite compiler: integer counts as literals', () => {
     )
     expect((await firstItems.rows(db, { count: 2 })).map((row) => row.id)).toEqual([1, 2])
     expect((await firstItems.rows(db, { count: 4 })).map((row) => row.id)).toEqual([1, 2, 3, 4])
+  })
+
+  it('keeps the statements in use while many page sizes come and go', async () => {
+    const prepare = vi.spyOn(database, 'prepare')
+    const hot = () => db.selectFrom('items').select('name').where('id', '=', 1).execute()
+    await hot()
+    const hotSql = prepare.mock.calls.at(-1)![0]
+    // More distinct page sizes than the statement cache holds (500), the hot query between each.
+    for (let limit = 1; limit <= 600; limit += 1) {
+      await page(limit, 0).execute()
+      await hot()
+    }
+    expect(prepare.mock.calls.filter(([sql]) => sql === hotSql)).toHaveLength(1)
+    expect(prepare.mock.calls.length).toBe(601)
   })
 })
