@@ -21,8 +21,11 @@ import type { Kysely } from 'kysely'
 import type { Config } from '../config.js'
 import type { ErrorSpec } from '../errors.js'
 import type { RouteSpec } from '../server/route-kit.js'
-import type { EventPublisher } from '../platform/events/outbox.js'
+import type { EventInput, EventPublisher } from '../platform/events/outbox.js'
 import type { PolicyService } from '../platform/policy/policy-service.js'
+
+/** An event a capability writes to the outbox with its change. */
+export type { EventInput }
 
 export type ParameterScope = 'global' | 'industry' | 'merchant'
 

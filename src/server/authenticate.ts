@@ -10,7 +10,7 @@ import type { Kysely } from 'kysely'
 import { headerNames, isSingleLine, requestSigningString, verifyText } from '../../sdk/src/protocol.js'
 import type { Config } from '../config.js'
 import { AppError } from '../errors.js'
-import { activeKeys } from '../platform/apps/service.js'
+import { signingApp } from '../platform/apps/service.js'
 import { cachedPublicKey } from '../platform/apps/public-keys.js'
 import { sessionCookieName, userForSession } from '../platform/identity/service.js'
 import { isUniqueViolation } from '../storage/database.js'
@@ -40,9 +40,6 @@ const nonceLengthMin = 16
 const noncePattern = /^[A-Za-z0-9_-]{16,64}$/
 const appIdPattern = /^app_[0-9a-z]{20}$/
 
-const appById = prepared((db: Kysely<CoreTables>, p: { appId: string }) =>
-  db.selectFrom('apps').select(['id', 'organization_id', 'environment']).where('id', '=', p.appId),
-)
 const recordNonce = prepared((db: Kysely<CoreTables>, p: { appId: string; nonce: string; expiresAt: number }) =>
   db.insertInto('request_nonces').values({ app_id: p.appId, nonce: p.nonce, expires_at: p.expiresAt }),
 )
@@ -108,7 +105,8 @@ export async function authenticateApp(
       message: `The nonce must be ${nonceLengthMin}-64 characters of A-Z a-z 0-9 _ -`,
     })
   }
-  const app = await appById.first(db, { appId: appId! })
+  // The app and its keys in one read, though the keys are needed only once the timestamp passes.
+  const app = await signingApp(db, appId!, now)
   if (app === undefined) throw new AppError('AUTH_APP_NOT_FOUND', { field: `headers.${headerNames.appId}` })
   onContext({ appId: app.id, environment: app.environment, nonce: nonce! })
 
@@ -136,7 +134,7 @@ export async function authenticateApp(
     idempotencyKey,
     body: parts.rawBody,
   })
-  const keys = await activeKeys(db, app.id, now)
+  const keys = app.keys
   if (keys.length === 0) throw new AppError('AUTH_APP_NO_ACTIVE_KEY')
   const verified = keys.some((key) => verifyText(signedString, signature!, cachedPublicKey(key.id, key.public_key_pem)))
   if (!verified) {
@@ -173,9 +171,9 @@ export async function authenticateApp(
   return {
     kind: 'app',
     appId: app.id,
-    organizationId: app.organization_id,
+    organizationId: app.organizationId,
     environment: app.environment,
     actingFor,
-    tenantId: actingFor?.merchantId ?? app.organization_id,
+    tenantId: actingFor?.merchantId ?? app.organizationId,
   }
 }

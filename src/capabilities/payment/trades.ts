@@ -21,7 +21,7 @@ import { fen, multiplyRatio } from '../../platform/money/money.js'
 import type { AppPrincipal } from '../../server/route-kit.js'
 import { isoTime } from '../../server/schemas.js'
 import { everyColumn, pickColumns, prepared } from '../../storage/prepared.js'
-import type { CapabilityContext, OrganizationProfile } from '../contract.js'
+import type { CapabilityContext, EventInput, OrganizationProfile } from '../contract.js'
 import type { LedgerService, Transfer } from '../ledger/index.js'
 import { channels, sandboxScripts, type PaymentSource, type SandboxScript } from './channels.js'
 import type { ConsumerService } from './consumers.js'
@@ -169,8 +169,14 @@ export function feeAccount(trade: Pick<TradesTable, 'merchant_id' | 'environment
 export function createTradeService(context: CapabilityContext, ledger: LedgerService, consumers: ConsumerService) {
   const publicUrl = context.config.publicUrl
   const view = (row: TradesTable) => tradeView(row, publicUrl)
+  const event = (type: string, trade: TradesTable, payload: Record<string, unknown>): EventInput => ({
+    type,
+    organizationId: trade.merchant_id,
+    appId: trade.app_id,
+    payload,
+  })
   const emit = (db: Kysely<any>, type: string, trade: TradesTable, payload: Record<string, unknown>, now: number) =>
-    context.events.emit(db, { type, organizationId: trade.merchant_id, appId: trade.app_id, payload }, now)
+    context.events.emit(db, event(type, trade, payload), now)
 
   async function requireMerchant(db: Kysely<any>, principal: AppPrincipal): Promise<OrganizationProfile> {
     const merchant = await context.directory.organization(db, principal.tenantId)
@@ -204,7 +210,9 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
   /**
    * Inserts the trade, or finds the one with the same out_trade_no. The merchant's order
    * number is a natural idempotency key: the same order again returns the same trade;
-   * another order under the same number is refused.
+   * another order under the same number is refused. A new trade's `payment.trade.created`
+   * event is the caller's to write (`created`), so that a trade paid at once writes it with the
+   * payment's event in one statement.
    */
   async function insert(
     db: Kysely<any>,
@@ -214,7 +222,7 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
     kind: TradeKind,
     buyerId: string | null,
     now: number,
-  ): Promise<{ trade: TradesTable; created: boolean }> {
+  ): Promise<{ trade: TradesTable; created: EventInput | null }> {
     const pricing = await priceFor(context.policy, db, merchant, now)
     const total = fen(input.total_amount)
     const row: TradesTable = {
@@ -254,8 +262,7 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
       updated_at: now,
     }
     if ((await insertTradeUnlessTaken.affected(db, row)) === 1) {
-      await emit(db, 'payment.trade.created', row, view(row), now)
-      return { trade: row, created: true }
+      return { trade: row, created: event('payment.trade.created', row, view(row)) }
     }
     const existing = await (db as Db)
       .selectFrom('payment_trades')
@@ -272,13 +279,22 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
       existing.subject === input.subject &&
       (kind !== 'create' || existing.buyer_id === buyerId)
     if (!same) throw new AppError('PAYMENT_OUT_TRADE_NO_TAKEN', { field: 'body.out_trade_no' })
-    return { trade: await lock(db, principal, existing.id, now), created: false }
+    return { trade: await lock(db, principal, existing.id, now), created: null }
   }
 
-  /** Books the payment and marks the trade paid; call with the trade locked and waiting. */
+  /** {@link insert}, writing a new trade's created event at once. */
+  async function insertAndAnnounce(...args: Parameters<typeof insert>): Promise<TradesTable> {
+    const [db, , , , , , now] = args
+    const { trade, created } = await insert(...args)
+    if (created !== null) await context.events.emit(db, created, now)
+    return trade
+  }
+
   /**
-   * Pays a waiting trade. The ledger posting comes last: on PostgreSQL it locks the merchant's
-   * hot accounts (pending, fee), which every payment of that merchant updates, so the fewer
+   * Pays a waiting trade; call with the trade locked and waiting. `alsoEmit` are events of the
+   * same change, written in one statement with the payment's (the trade's creation, when it is
+   * paid at once). The ledger posting comes last: on PostgreSQL it locks the merchant's hot
+   * accounts (pending, fee), which every payment of that merchant updates, so the fewer
    * statements run between it and the COMMIT, the less concurrent payments queue. If the
    * posting is refused, the caller's transaction (trade update and event included) rolls back.
    */
@@ -289,6 +305,7 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
     buyerId: string | null,
     now: number,
     knownMerchant?: OrganizationProfile,
+    alsoEmit: readonly EventInput[] = [],
   ): Promise<TradesTable> {
     assert(trade.status === 'wait_buyer_pay', 'only a waiting trade can be paid')
     assert(knownMerchant === undefined || knownMerchant.id === trade.merchant_id, 'the trade belongs to the merchant')
@@ -326,7 +343,7 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
       settleAfter: paid.settle_after!,
     })
     assert(updated === 1, 'the locked trade was waiting for payment')
-    await emit(db, 'payment.trade.paid', paid, view(paid), now)
+    await context.events.emitAll(db, [...alsoEmit, event('payment.trade.paid', paid, view(paid))], now)
     try {
       await ledger.post(
         db,
@@ -405,12 +422,12 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
       if (!(await consumers.exists(db, principal.environment, input.buyer_id))) {
         throw new AppError('PAYMENT_CONSUMER_NOT_FOUND', { field: 'body.buyer_id' })
       }
-      return view((await insert(db, principal, merchant, input, 'create', input.buyer_id, now)).trade)
+      return view(await insertAndAnnounce(db, principal, merchant, input, 'create', input.buyer_id, now))
     },
 
     async precreate(db: Kysely<any>, principal: AppPrincipal, input: TradeInput, now: number) {
       const merchant = await requireMerchant(db, principal)
-      return view((await insert(db, principal, merchant, input, 'precreate', null, now)).trade)
+      return view(await insertAndAnnounce(db, principal, merchant, input, 'precreate', null, now))
     },
 
     /** Barcode payment: the merchant submits the code the consumer shows. */
@@ -423,7 +440,7 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
       // The order first: a retry of a paid order finds it without spending the code again.
       // A second, concurrent insert of the same order waits on the first and then finds it.
       const { trade, created } = await insert(db, principal, merchant, input, 'barcode', null, now)
-      if (!created) return view(await refresh(db, trade, now))
+      if (created === null) return view(await refresh(db, trade, now))
       const buyerId =
         sandbox === null ? await consumers.redeemCode(db, input.auth_code, principal.environment, now) : null
       const channelId = sandbox === null ? 'wallet' : 'sandbox'
@@ -432,10 +449,11 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
       const outcome = await channels[channelId].initiate(trade, source, now)
       switch (outcome.state) {
         case 'succeeded':
-          return view(await completePayment(db, trade, channelId, buyerId, now, merchant))
+          return view(await completePayment(db, trade, channelId, buyerId, now, merchant, [created]))
         case 'declined':
           throw new AppError('PAYMENT_DECLINED', { message: outcome.reason })
         default: {
+          await context.events.emit(db, created, now)
           await (db as Db)
             .updateTable('payment_trades')
             .set({

@@ -5,40 +5,33 @@
  * same way.
  *
  * @example
- * const app = await findApp(db, params.app_id)
- * await verifyAppSignature(db, app, now, (key) => verifyRsa2(text, sign, key), () => signedString)
+ * const app = await findApp(db, params.app_id, now)
+ * verifyAppSignature(app, (key) => verifyRsa2(text, sign, key), () => signedString)
  * const principal = await principalFor(db, app, params.app_auth_token, 'payment:trade', resolver, now)
  */
 import crypto from 'node:crypto'
 import type { Kysely } from 'kysely'
 import { decodeBase64Strict } from '../../../sdk/src/protocol.js'
-import { activeKeys } from '../../platform/apps/service.js'
+import { signingApp, type SigningApp } from '../../platform/apps/service.js'
 import { cachedPublicKey } from '../../platform/apps/public-keys.js'
 import type { AppAuthTokenResolver } from '../../server/authenticate.js'
 import type { AppPrincipal } from '../../server/route-kit.js'
 import { isUniqueViolation } from '../../storage/database.js'
-import type { AppEnvironment, CoreTables } from '../../storage/tables.js'
+import type { CoreTables } from '../../storage/tables.js'
 import { AlipayError } from './errors.js'
 
-export interface GatewayApp {
-  readonly id: string
-  readonly organizationId: string
-  readonly environment: AppEnvironment
-}
+/** The calling app, with its keys that verify now (newest first). */
+export type GatewayApp = SigningApp
 
 const appIdPattern = /^app_[0-9a-z]{20}$/
 const tokenLengthMax = 200
 
-export async function findApp(db: Kysely<any>, appId: string | undefined): Promise<GatewayApp> {
+export async function findApp(db: Kysely<any>, appId: string | undefined, now: number): Promise<GatewayApp> {
   if (appId === undefined || appId === '') throw new AlipayError('isv.missing-app-id')
   if (!appIdPattern.test(appId)) throw new AlipayError('isv.invalid-app-id')
-  const row = await (db as Kysely<CoreTables>)
-    .selectFrom('apps')
-    .select(['id', 'organization_id', 'environment'])
-    .where('id', '=', appId)
-    .executeTakeFirst()
-  if (row === undefined) throw new AlipayError('isv.invalid-app-id')
-  return { id: row.id, organizationId: row.organization_id, environment: row.environment }
+  const app = await signingApp(db, appId, now)
+  if (app === undefined) throw new AlipayError('isv.invalid-app-id')
+  return app
 }
 
 /**
@@ -60,14 +53,12 @@ export function verifyRsa2(text: string, signature: string, key: crypto.KeyObjec
  * API only). A failure echoes, in sub_msg, the string the gateway verified: comparing it with
  * the string the client signed finds nearly every signing mistake.
  */
-export async function verifyAppSignature(
-  db: Kysely<any>,
+export function verifyAppSignature(
   app: GatewayApp,
-  now: number,
   verify: (key: crypto.KeyObject) => boolean,
   signedString: () => string,
-): Promise<void> {
-  const keys = (await activeKeys(db, app.id, now)).filter((key) => key.algorithm === 'RSA')
+): void {
+  const keys = app.keys.filter((key) => key.algorithm === 'RSA')
   if (keys.length === 0) throw new AlipayError('isv.missing-signature-key')
   if (keys.some((key) => verify(cachedPublicKey(key.id, key.public_key_pem)))) return
   throw new AlipayError(

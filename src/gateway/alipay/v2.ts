@@ -81,10 +81,8 @@ async function authenticate(
   if (spec === undefined) throw new AlipayError('isv.invalid-method', `不存在的方法名: ${method.slice(0, 128)}`)
   const dropEmpty = v2SigningString(params, false)
   const withEmpty = v2SigningString(params, true)
-  await verifyAppSignature(
-    db,
+  verifyAppSignature(
     app,
-    now,
     (publicKey) =>
       verifyRsa2(dropEmpty, signature, publicKey) ||
       (withEmpty !== dropEmpty && verifyRsa2(withEmpty, signature, publicKey)),
@@ -121,7 +119,7 @@ export async function answerV2(deps: GatewayDeps, request: V2Request): Promise<V
     if (method === undefined || method === '') throw new AlipayError('isv.missing-method')
     // One held connection for the app, its key, the signature check and the nonce (ADR 0013).
     const { spec, principal } = await deps.deferDurability(owed, async (db) => {
-      const app = await findApp(db, params.get('app_id'))
+      const app = await findApp(db, params.get('app_id'), now)
       // Known as soon as the app is: even a signature failure is signed with its environment's key.
       environment = app.environment
       return authenticate({ ...deps, db }, params, app, method, now)

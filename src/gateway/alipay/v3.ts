@@ -59,7 +59,7 @@ function businessParameters(request: V3Request, query: string): Record<string, u
 /** Checks who is calling: the header, the app, the signature, the time and the nonce. */
 async function authenticate(deps: GatewayDeps, request: V3Request) {
   const authorization = parseV3Authorization(header(request, 'authorization'))
-  const app = await findApp(deps.db, authorization.fields.get('app_id'))
+  const app = await findApp(deps.db, authorization.fields.get('app_id'), request.now)
   if (authorization.fields.has('app_cert_sn') || header(request, 'alipay-root-cert-sn') !== undefined) {
     throw new AlipayError('isv.invalid-cert-mode')
   }
@@ -71,10 +71,8 @@ async function authenticate(deps: GatewayDeps, request: V3Request) {
     body: request.rawBody,
     appAuthToken,
   })
-  await verifyAppSignature(
-    deps.db,
+  verifyAppSignature(
     app,
-    request.now,
     (publicKey) => verifyRsa2(signedString, authorization.signature, publicKey),
     () => signedString,
   )

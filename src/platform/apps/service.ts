@@ -179,3 +179,64 @@ const activeKeysQuery = prepared((db: Db, p: { appId: string; now: number }) =>
 export async function activeKeys(db: Kysely<any>, appId: string, now: number): Promise<AppKeysTable[]> {
   return activeKeysQuery.rows(db, { appId, now })
 }
+
+/** What checking an app's signature needs: the app, and its keys that verify now, newest first. */
+export interface SigningApp {
+  readonly id: string
+  readonly organizationId: string
+  readonly environment: AppEnvironment
+  readonly keys: readonly AppKeysTable[]
+}
+
+/** The app and its active keys in one statement (a row per key; one with no key columns when it has none). */
+const signingAppQuery = prepared((db: Db, p: { appId: string; now: number }) =>
+  db
+    .selectFrom('apps')
+    .leftJoin('app_keys', (join) =>
+      join
+        .onRef('app_keys.app_id', '=', 'apps.id')
+        .on((eb) => eb.or([eb('app_keys.not_after', 'is', null), eb('app_keys.not_after', '>', p.now)])),
+    )
+    .select([
+      'apps.id as app_id',
+      'apps.organization_id',
+      'apps.environment',
+      'app_keys.id as key_id',
+      'app_keys.algorithm',
+      'app_keys.bits',
+      'app_keys.public_key_pem',
+      'app_keys.fingerprint',
+      'app_keys.created_at',
+      'app_keys.not_after',
+    ])
+    .where('apps.id', '=', p.appId)
+    .orderBy('app_keys.created_at', 'desc')
+    .orderBy('app_keys.id', 'desc')
+    .limit(activeKeysMax + 1),
+)
+
+/**
+ * The app a signed request names, with the keys that verify at `now` (as {@link activeKeys}),
+ * or undefined when there is no such app. One read rather than two: every signed request needs
+ * both, and on PostgreSQL each statement is a round trip.
+ */
+export async function signingApp(db: Kysely<any>, appId: string, now: number): Promise<SigningApp | undefined> {
+  const rows = await signingAppQuery.rows(db, { appId, now })
+  const first = rows[0]
+  if (first === undefined) return undefined
+  const keys: AppKeysTable[] = []
+  for (const row of rows) {
+    if (row.key_id === null) continue
+    keys.push({
+      id: row.key_id,
+      app_id: row.app_id,
+      algorithm: row.algorithm!,
+      bits: row.bits!,
+      public_key_pem: row.public_key_pem!,
+      fingerprint: row.fingerprint!,
+      created_at: row.created_at!,
+      not_after: row.not_after,
+    })
+  }
+  return { id: first.app_id, organizationId: first.organization_id, environment: first.environment, keys }
+}

@@ -31,43 +31,66 @@ export interface EventInput {
 /** The outbox row as this module writes it; `app_id` came with the notifications migration. */
 type OutboxTables = { outbox_events: CoreTables['outbox_events'] & { app_id: string | null } }
 
-const insertEvent = prepared(
-  (
-    db: Kysely<OutboxTables>,
-    p: { id: string; type: string; organizationId: string; appId: string | null; payload: string; now: number },
-  ) =>
-    db.insertInto('outbox_events').values({
-      id: p.id,
-      type: p.type,
-      organization_id: p.organizationId,
-      app_id: p.appId,
-      payload: p.payload,
-      created_at: p.now,
-    }),
+/** At most this many events go into one INSERT; more take several. */
+const eventsPerInsertMax = 4
+
+/** The event's columns, as the prepared insert of `count` rows names its values. */
+type EventValues = Record<string, string | number | null>
+
+/** Inserts of 1..{@link eventsPerInsertMax} events, each prepared on first use. */
+const insertEvents = Array.from({ length: eventsPerInsertMax }, (_, index) =>
+  prepared((db: Kysely<OutboxTables>, p: EventValues) =>
+    db.insertInto('outbox_events').values(
+      Array.from({ length: index + 1 }, (_, row) => ({
+        id: p[`id${row}`] as string,
+        type: p[`type${row}`] as string,
+        organization_id: p[`organizationId${row}`] as string,
+        app_id: p[`appId${row}`] as string | null,
+        payload: p[`payload${row}`] as string,
+        created_at: p.now as number,
+      })),
+    ),
+  ),
 )
 
 export interface EventPublisher {
+  /** Writes one event; returns its id. */
   emit(db: Kysely<any>, event: EventInput, now: number): Promise<string>
+  /**
+   * Writes several events of one change, in one statement where they fit (on PostgreSQL each
+   * statement is a round trip); returns their ids in order.
+   */
+  emitAll(db: Kysely<any>, events: readonly EventInput[], now: number): Promise<string[]>
 }
 
 export function createEventPublisher(schemas: ReadonlyMap<string, TSchema>): EventPublisher {
   // Compiled checkers: an interpreted check per event was a visible share of a payment's CPU.
   const checks = new Map([...schemas].map(([type, schema]) => [type, TypeCompiler.Compile(schema)]))
-  return {
-    async emit(db, event, now) {
+  const emitAll = async (db: Kysely<any>, events: readonly EventInput[], now: number) => {
+    for (const event of events) {
       const check = checks.get(event.type)
       assert(check !== undefined, `event type ${event.type} is not declared by any capability`)
       assert(check.Check(event.payload), `payload of ${event.type} does not match its schema`)
-      const id = newId('evt')
-      await insertEvent.affected(db, {
-        id,
-        type: event.type,
-        organizationId: event.organizationId,
-        appId: event.appId ?? null,
-        payload: JSON.stringify(event.payload),
-        now,
+    }
+    const ids = events.map(() => newId('evt'))
+    for (let start = 0; start < events.length; start += eventsPerInsertMax) {
+      const chunk = events.slice(start, start + eventsPerInsertMax)
+      const values: EventValues = { now }
+      chunk.forEach((event, row) => {
+        values[`id${row}`] = ids[start + row]!
+        values[`type${row}`] = event.type
+        values[`organizationId${row}`] = event.organizationId
+        values[`appId${row}`] = event.appId ?? null
+        values[`payload${row}`] = JSON.stringify(event.payload)
       })
-      return id
+      await insertEvents[chunk.length - 1]!.affected(db, values)
+    }
+    return ids
+  }
+  return {
+    emitAll,
+    async emit(db, event, now) {
+      return (await emitAll(db, [event], now))[0]!
     },
   }
 }
