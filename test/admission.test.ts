@@ -97,9 +97,15 @@ describe('token buckets (injected clock)', () => {
   })
 })
 
-function limiterOf(time: ReturnType<typeof fakeTime>, settings: Partial<LimiterSettings>) {
+/** Deferred grants run at once unless a test asks to see them (`deferred`). */
+function limiterOf(
+  time: ReturnType<typeof fakeTime>,
+  settings: Partial<LimiterSettings>,
+  deferred?: Array<() => void>,
+) {
   const defaults = { maxInFlight: 2, maxQueued: 10, queueBurst: 0, queueWaitMs: 1000 }
-  return new ConcurrencyLimiter({ ...defaults, ...settings }, time.ticks, time.schedule)
+  const defer = (run: () => void) => (deferred === undefined ? run() : deferred.push(run))
+  return new ConcurrencyLimiter({ ...defaults, ...settings }, time.ticks, time.schedule, defer)
 }
 
 describe('concurrency limiter (injected clock)', () => {
@@ -173,6 +179,37 @@ describe('concurrency limiter (injected clock)', () => {
     const burst = Array.from({ length: 6 }, () => limiter.enter())
     expect(burst.every((ticket) => ticket.state === 'queued')).toBe(true)
     expect(limiter.enter()).toMatchObject({ state: 'shed', reason: 'wait-too-long' })
+  })
+
+  it('starts a request granted past the burst on a later turn, so newcomers are refused first', async () => {
+    const time = fakeTime()
+    const deferred: Array<() => void> = []
+    const limiter = limiterOf(time, { maxInFlight: 1, queueBurst: 2 }, deferred)
+    const holder = limiter.enter()
+    const queued = Array.from({ length: 4 }, () => limiter.enter())
+    const started: number[] = []
+    queued.forEach((ticket, n) => void ticket.admission.then(() => started.push(n)))
+    // Three still wait after this grant: past the burst of 2, so the start is deferred.
+    holder.leave()
+    await Promise.resolve()
+    expect(started).toEqual([])
+    expect(deferred).toHaveLength(1)
+    expect(limiter.stats()).toMatchObject({ inFlight: 1, queued: 3 })
+    deferred.shift()!()
+    await Promise.resolve()
+    expect(started).toEqual([0])
+    // Two still wait: at the burst, still deferred. Then one: below it, the start is immediate.
+    queued[0]!.leave()
+    expect(deferred).toHaveLength(1)
+    deferred.shift()!()
+    queued[1]!.leave()
+    await Promise.resolve()
+    expect(started).toEqual([0, 1, 2])
+    expect(deferred).toHaveLength(0)
+    queued[2]!.leave()
+    await Promise.resolve()
+    expect(started).toEqual([0, 1, 2, 3])
+    expect(deferred).toHaveLength(0)
   })
 
   it('gives up on a request that waited far longer than expected, and lets a departed one go', async () => {

@@ -12,7 +12,9 @@
  *   so is one that finds the queue full. A request that has waited `queueTimeoutFactor` times
  *   longer than the target or than it was expected to, while no slot came free for
  *   `queueWaitMs` (a stall), is refused then. Nothing is ever refused once it has passed the
- *   gate, so no write is cut short.
+ *   gate, so no write is cut short. While requests wait past the burst, a request granted a
+ *   slot starts on a later turn of the event loop, so that newcomers are read and refused
+ *   before it runs rather than after the work of every request granted in the same turn.
  * - **Per-app rate** (after the app's signature is verified, before validation, idempotency
  *   and the handler): a token bucket per app id, in this process's memory, refilled at
  *   `appRatePerS` up to `appBurstRequests`. An empty bucket answers 429 `REQUEST_RATE_LIMITED`
@@ -41,6 +43,13 @@ export type Schedule = (ms: number, run: () => void) => () => void
 const realSchedule: Schedule = (ms, run) => {
   const timer = setTimeout(run, ms)
   return () => clearTimeout(timer)
+}
+
+/** Runs `run` on a later turn of the event loop, after pending I/O is read; injectable for tests. */
+export type Defer = (run: () => void) => void
+
+const realDefer: Defer = (run) => {
+  setImmediate(run)
 }
 
 /**
@@ -156,6 +165,7 @@ export class ConcurrencyLimiter {
     readonly settings: LimiterSettings,
     private readonly ticks: Ticks = () => performance.now(),
     private readonly schedule: Schedule = realSchedule,
+    private readonly defer: Defer = realDefer,
   ) {}
 
   /** How long a request arriving now would wait for a slot, by Little's law; 0 with a free slot. */
@@ -224,7 +234,13 @@ export class ConcurrencyLimiter {
         this.#inFlight += 1
         this.#admitted += 1
         since = this.ticks()
-        settle(true)
+        // While newcomers may be refused (requests still wait past the burst), the granted
+        // request starts on a later turn of the event loop: the requests that arrived meanwhile
+        // are read, and refused, first, rather than after the work of every request granted
+        // in this turn. Below the burst nobody is refused, and starting at once keeps the
+        // commit groups full.
+        if (this.#queue.size > 0 && this.#queue.size >= this.settings.queueBurst) this.defer(() => settle(true))
+        else settle(true)
       },
       refuse: () => {
         state = 'gone'
@@ -352,6 +368,7 @@ function retryAfterS(ms: number): string {
 export interface AdmissionOptions {
   readonly ticks?: Ticks
   readonly schedule?: Schedule
+  readonly defer?: Defer
   /**
    * Told, at most once a second and only while requests are being refused, how many were
    * refused since the last report: the server logs it, so that shedding is never silent.
@@ -364,7 +381,8 @@ const reportIntervalMs = 1000
 
 export function createAdmission(config: AdmissionConfig, options: AdmissionOptions = {}): Admission {
   const ticks = options.ticks ?? (() => performance.now())
-  const limiter = config.maxInFlight === 0 ? null : new ConcurrencyLimiter(config, ticks, options.schedule)
+  const limiter =
+    config.maxInFlight === 0 ? null : new ConcurrencyLimiter(config, ticks, options.schedule, options.defer)
   const buckets = config.appRatePerS === 0 ? null : new TokenBuckets(config.appRatePerS, config.appBurstRequests, ticks)
   let rateLimited = 0
   const unreported = { shed: 0, rateLimited: 0, since: Number.NEGATIVE_INFINITY }
