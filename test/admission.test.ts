@@ -212,6 +212,29 @@ describe('concurrency limiter (injected clock)', () => {
     expect(deferred).toHaveLength(0)
   })
 
+  it('does not start a deferred request whose client left before its turn, and hands its slot on', async () => {
+    const time = fakeTime()
+    const deferred: Array<() => void> = []
+    const limiter = limiterOf(time, { maxInFlight: 1, queueBurst: 1 }, deferred)
+    const holder = limiter.enter()
+    const leaver = limiter.enter()
+    const next = limiter.enter()
+    const started: string[] = []
+    void leaver.admission.then((admitted) => admitted && started.push('leaver'))
+    void next.admission.then((admitted) => admitted && started.push('next'))
+    holder.leave()
+    expect(deferred).toHaveLength(1)
+    // The client goes away between the grant and its start: the slot passes to the next one.
+    leaver.leave()
+    expect(limiter.stats()).toMatchObject({ inFlight: 1, queued: 0 })
+    for (const run of deferred.splice(0)) run()
+    await Promise.resolve()
+    expect(started).toEqual(['next'])
+    expect(await leaver.admission).toBe(false)
+    next.leave()
+    expect(limiter.stats()).toMatchObject({ inFlight: 0, queued: 0, admitted: 3 })
+  })
+
   it('gives up on a request that waited far longer than expected, and lets a departed one go', async () => {
     const time = fakeTime()
     const limiter = limiterOf(time, { maxInFlight: 1, queueWaitMs: 100 })

@@ -238,9 +238,10 @@ export class ConcurrencyLimiter {
         // request starts on a later turn of the event loop: the requests that arrived meanwhile
         // are read, and refused, first, rather than after the work of every request granted
         // in this turn. Below the burst nobody is refused, and starting at once keeps the
-        // commit groups full.
-        if (this.#queue.size > 0 && this.#queue.size >= this.settings.queueBurst) this.defer(() => settle(true))
-        else settle(true)
+        // commit groups full. A client that left meanwhile gave its slot back: it must not start.
+        if (this.#queue.size > 0 && this.#queue.size >= this.settings.queueBurst) {
+          this.defer(() => settle(state === 'holding'))
+        } else settle(true)
       },
       refuse: () => {
         state = 'gone'

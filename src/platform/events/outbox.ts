@@ -72,7 +72,9 @@ export function createEventPublisher(schemas: ReadonlyMap<string, TSchema>): Eve
       assert(check !== undefined, `event type ${event.type} is not declared by any capability`)
       assert(check.Check(event.payload), `payload of ${event.type} does not match its schema`)
     }
-    const ids = events.map(() => newId('evt'))
+    // Ids lead with their millisecond and then random characters: sorted, they keep the list's
+    // order among themselves, so the dispatcher (by created_at, then id) sends them in order.
+    const ids = events.map(() => newId('evt')).sort()
     for (let start = 0; start < events.length; start += eventsPerInsertMax) {
       const chunk = events.slice(start, start + eventsPerInsertMax)
       const values: EventValues = { now }
