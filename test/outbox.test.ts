@@ -18,7 +18,7 @@ forEachDialect('outbox', (dialect) => {
   const rowsOf = (ids: readonly string[]) =>
     db().selectFrom('outbox_events').selectAll().where('id', 'in', ids).orderBy('id').execute()
 
-  it('writes several events of one change, in statements of up to four, with ids that sort in the list order', async () => {
+  it('writes the events of one change in statements of up to four; their ids sort in the list order', async () => {
     for (const count of [1, 2, 4, 5, 9]) {
       const events = Array.from({ length: count }, (_, n) => counted(n, n % 2 === 0 ? null : `app_${n}`))
       const ids = await db()
