@@ -164,20 +164,9 @@ export async function revokeKey(
   return { ...key, not_after: Math.min(key.not_after ?? now, now) }
 }
 
-/** Keys that verify at `now`, newest first. */
-const activeKeysQuery = prepared((db: Db, p: { appId: string; now: number }) =>
-  db
-    .selectFrom('app_keys')
-    .selectAll()
-    .where('app_id', '=', p.appId)
-    .where((eb) => eb.or([eb('not_after', 'is', null), eb('not_after', '>', p.now)]))
-    .orderBy('created_at', 'desc')
-    .orderBy('id', 'desc')
-    .limit(activeKeysMax + 1),
-)
-
-export async function activeKeys(db: Kysely<any>, appId: string, now: number): Promise<AppKeysTable[]> {
-  return activeKeysQuery.rows(db, { appId, now })
+/** Keys that verify at `now`, newest first: one definition, {@link signingApp}'s. */
+export async function activeKeys(db: Kysely<any>, appId: string, now: number): Promise<readonly AppKeysTable[]> {
+  return (await signingApp(db, appId, now))?.keys ?? []
 }
 
 /** What checking an app's signature needs: the app, and its keys that verify now, newest first. */
@@ -188,7 +177,10 @@ export interface SigningApp {
   readonly keys: readonly AppKeysTable[]
 }
 
-/** The app and its active keys in one statement (a row per key; one with no key columns when it has none). */
+/**
+ * The app and the keys that verify at `now` (`not_after` unset or later), newest first, in one
+ * statement: a row per key, and one with no key columns when the app has none.
+ */
 const signingAppQuery = prepared((db: Db, p: { appId: string; now: number }) =>
   db
     .selectFrom('apps')
@@ -216,8 +208,8 @@ const signingAppQuery = prepared((db: Db, p: { appId: string; now: number }) =>
 )
 
 /**
- * The app a signed request names, with the keys that verify at `now` (as {@link activeKeys}),
- * or undefined when there is no such app. One read rather than two: every signed request needs
+ * The app a signed request names, with the keys that verify at `now` (at most
+ * `activeKeysMax + 1`), or undefined when there is no such app. One read rather than two: every signed request needs
  * both, and on PostgreSQL each statement is a round trip.
  */
 export async function signingApp(db: Kysely<any>, appId: string, now: number): Promise<SigningApp | undefined> {
