@@ -279,7 +279,17 @@ fs.writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`)
 
 const row = (cells: string[], widths: number[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')
 const figures: string[][] = [
-  ['figure', 'req/s', 'p99 closed', 'open-loop rate', 'p99 open', 'p99.9 open', 'peak RSS', 'server CPU/call'],
+  [
+    'figure',
+    'req/s',
+    'p99 closed',
+    'open-loop rate',
+    'p99 open',
+    'p99.9 open',
+    'peak RSS',
+    'server CPU/call',
+    'db CPU/call',
+  ],
   ['hello world', `${Math.round(helloClosed.perSecond)}`, `${helloClosed.latencyMs.p99} ms`, '', '', '', '', ''],
 ]
 for (const [label, measured] of [
@@ -289,7 +299,7 @@ for (const [label, measured] of [
 ] as const) {
   const result = measured.result
   if (result === null) {
-    figures.push([label, 'not run', '', '', '', '', '', ''])
+    figures.push([label, 'not run', '', '', '', '', '', '', ''])
     continue
   }
   figures.push([
@@ -301,6 +311,7 @@ for (const [label, measured] of [
     `${result.open?.latencyMs.p999 ?? ''} ms`,
     `${mib(result.peakRssBytes)} MiB`,
     result.serverCpuUsPerCall === null ? '' : `${result.serverCpuUsPerCall} µs`,
+    result.databaseCpuUsPerCall === null ? '' : `${result.databaseCpuUsPerCall} µs`,
   ])
   if (measured.helloOpen !== null) {
     figures.push([
@@ -312,14 +323,15 @@ for (const [label, measured] of [
       `${measured.helloOpen.latencyMs.p999} ms`,
       '',
       '',
+      '',
     ])
   }
 }
-figures.push(['raw SQLite tx, 100/commit', `${Math.round(rawGrouped.perSecond)}`, '', '', '', '', '', ''])
-figures.push(['raw SQLite tx, 1/commit', `${Math.round(rawSingle.perSecond)}`, '', '', '', '', '', ''])
-figures.push(['Kysely tx, prepared, group commit', `${Math.round(kysely.perSecond)}`, '', '', '', '', '', ''])
-figures.push(['Kysely tx, built each call', `${Math.round(kyselyBuilt.perSecond)}`, '', '', '', '', '', ''])
-figures.push(['RSA-2048 sign, 1 core', `${Math.round(rsa.perSecond)}`, '', '', '', '', '', ''])
+figures.push(['raw SQLite tx, 100/commit', `${Math.round(rawGrouped.perSecond)}`, '', '', '', '', '', '', ''])
+figures.push(['raw SQLite tx, 1/commit', `${Math.round(rawSingle.perSecond)}`, '', '', '', '', '', '', ''])
+figures.push(['Kysely tx, prepared, group commit', `${Math.round(kysely.perSecond)}`, '', '', '', '', '', '', ''])
+figures.push(['Kysely tx, built each call', `${Math.round(kyselyBuilt.perSecond)}`, '', '', '', '', '', '', ''])
+figures.push(['RSA-2048 sign, 1 core', `${Math.round(rsa.perSecond)}`, '', '', '', '', '', '', ''])
 const widths = figures[0]!.map((_, i) => Math.max(...figures.map((cells) => cells[i]!.length)))
 log('')
 for (const cells of figures) log(row(cells, widths))

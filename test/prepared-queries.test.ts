@@ -73,6 +73,38 @@ forEachDialect('prepared queries', (dialect) => {
     expect(row).toEqual({ id: 'a1', owner: 'ann', balance: 0, note: 'moved' })
   })
 
+  if (dialect === 'postgres') {
+    it('runs as a statement each connection prepares once; a failed run leaves it usable', async () => {
+      await db.connection().execute(async (conn) => {
+        // What this connection has prepared: each statement's text and how often it has run.
+        const preparedHere = async () =>
+          (
+            await sql<{ name: string; statement: string; runs: number }>`
+              select name, statement, generic_plans + custom_plans as runs from pg_prepared_statements`.execute(conn)
+          ).rows
+        const runsOf = async (fragment: string) => {
+          const found = (await preparedHere()).filter((row) => row.statement.includes(fragment))
+          expect(found.length, fragment).toBeLessThanOrEqual(1)
+          return found.length === 0 ? 0 : Number(found[0]!.runs)
+        }
+        const [ownerRuns, insertRuns] = [await runsOf('"balance" >='), await runsOf('insert into "accounts"')]
+        await byOwner.rows(conn, { owner: 'ann', balanceMin: 0 })
+        expect(await byOwner.rows(conn, { owner: 'bob', balanceMin: 0 })).toEqual([{ id: 'b1', balance: 7 }])
+        expect(await runsOf('"balance" >=')).toBe(ownerRuns + 2)
+        // A unique violation fails the run, not the statement: the next run uses it again.
+        await expect(insert.affected(conn, { id: 'b1', owner: 'bob', balance: 1, note: null })).rejects.toThrow(
+          /duplicate key/,
+        )
+        expect(await insert.affected(conn, { id: 'n1', owner: 'nia', balance: 1, note: null })).toBe(1)
+        expect(await runsOf('insert into "accounts"')).toBeGreaterThanOrEqual(insertRuns + 1)
+        // A query built per call runs unnamed, as Kysely sends it.
+        await conn.selectFrom('accounts').select('note').where('owner', '=', 'nia').execute()
+        expect((await preparedHere()).filter((row) => row.statement.includes('select "note"'))).toEqual([])
+        for (const row of await preparedHere()) expect(row.name).toMatch(/^bp_[0-9a-f]{16}$/)
+      })
+    })
+  }
+
   it('refuses a missing value instead of binding undefined', async () => {
     await expect(byOwner.rows(db, { owner: 'ann' } as never)).rejects.toThrow(/no value for balanceMin/)
   })

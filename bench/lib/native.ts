@@ -37,6 +37,12 @@ export interface NativeResult {
    * /proc is not there. Steadier than throughput on a shared machine: a diagnostic, not a target.
    */
   readonly serverCpuUsPerCall: number | null
+  /**
+   * CPU time of the PostgreSQL server's processes on this machine per call in the closed loop,
+   * in microseconds (they share its cores with the server); null on SQLite or where /proc
+   * shows no PostgreSQL processes. A diagnostic, like the server's.
+   */
+  readonly databaseCpuUsPerCall: number | null
   readonly serverStartMs: number
   readonly paidTrades: number
   readonly ledgerOk: boolean
@@ -94,6 +100,7 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
     log(`  ${api} ${kind}: warm-up ${Math.round(warmRun.perSecond)}/s; signing ${closedCount} requests`)
     const closedRequests = await presign(world, { count: closedCount, prefix: 'CLOSED', kind: api })
     const cpuBefore = processCpuMs(server.pid)
+    const databaseCpuBefore = kind === 'postgres' ? postgresCpuMs() : null
     const closed = await closedLoop({
       url: server.url,
       connections: options.connections,
@@ -101,6 +108,7 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
       requests: closedRequests,
     })
     const cpuAfter = processCpuMs(server.pid)
+    const databaseCpuAfter = kind === 'postgres' ? postgresCpuMs() : null
     if (closed.requests >= closedCount) {
       log(`  ${api} ${kind}: WARNING all ${closedCount} signed requests used before the deadline: a lower bound`)
     }
@@ -108,6 +116,10 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
       cpuBefore === null || cpuAfter === null || closed.requests === 0
         ? null
         : Math.round((1000 * (cpuAfter - cpuBefore)) / closed.requests)
+    const databaseCpuUsPerCall =
+      databaseCpuBefore === null || databaseCpuAfter === null || closed.requests === 0
+        ? null
+        : Math.round((1000 * (databaseCpuAfter - databaseCpuBefore)) / closed.requests)
     log(
       `  ${api} ${kind}: closed loop ${Math.round(closed.perSecond)}/s, ` +
         `p99 ${closed.latencyMs.p99} ms, non2xx ${closed.non2xx}`,
@@ -162,6 +174,7 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
         open,
         peakRssBytes,
         serverCpuUsPerCall,
+        databaseCpuUsPerCall,
         serverStartMs: server.startMs,
         paidTrades,
         ledgerOk: verification.ok,
@@ -177,11 +190,37 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
 }
 
 /** User + system CPU of a process so far, in milliseconds (Linux /proc; clock ticks of 10 ms). */
-function processCpuMs(pid: number): number | null {
+function processCpuMs(pid: number | string, withReapedChildren = false): number | null {
   try {
-    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-    return (Number(fields[11]) + Number(fields[12])) * 10
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ')
+    const children = withReapedChildren ? Number(fields[13]) + Number(fields[14]) : 0
+    return (Number(fields[11]) + Number(fields[12]) + children) * 10
   } catch {
     return null
   }
+}
+
+/**
+ * CPU of every process named `postgres` so far, in milliseconds, including backends that have
+ * exited (counted in their parent's children's time); null when there are none to read.
+ */
+function postgresCpuMs(): number | null {
+  let totalMs = 0
+  let found = false
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(entry)) continue
+    let name: string
+    try {
+      name = fs.readFileSync(`/proc/${entry}/comm`, 'utf8').trim()
+    } catch {
+      continue
+    }
+    if (name !== 'postgres') continue
+    const ms = processCpuMs(entry, true)
+    if (ms === null) continue
+    totalMs += ms
+    found = true
+  }
+  return found ? totalMs : null
 }

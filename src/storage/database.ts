@@ -20,6 +20,7 @@ import { assert } from '../assert.js'
 import type { Config } from '../config.js'
 import { startCheckpointer } from './checkpointer.js'
 import { GroupCommitSqliteDialect, type PendingCommits } from './group-commit.js'
+import { namingPreparedQueries } from './named-statements.js'
 import type { CoreTables } from './tables.js'
 
 export type DialectName = 'sqlite' | 'postgres'
@@ -109,7 +110,8 @@ async function openPostgres(target: Extract<StorageTarget, { kind: 'postgres' }>
     assert(/^[a-z_][a-z0-9_]*$/.test(target.schema), 'schema name must be a plain identifier')
     options.options = `-c search_path=${target.schema}`
   }
-  const pool = new pg.Pool(options)
+  // Prepared queries run as named statements, parsed and planned once per connection (ADR 0016).
+  const pool = namingPreparedQueries(new pg.Pool(options))
   const db = new Kysely<CoreTables>({ dialect: new PostgresDialect({ pool }) })
   const setting = await sql<{ synchronous_commit: string }>`show synchronous_commit`.execute(db)
   assert(setting.rows[0]?.synchronous_commit !== 'off', 'PostgreSQL must run with synchronous_commit on')

@@ -13,6 +13,9 @@
  * use with a programming error, on every database alike. Lists (`in (…)`) and optional
  * columns therefore do not belong here: their SQL changes with the values.
  *
+ * On PostgreSQL a prepared query is also a server-side prepared statement, parsed and planned
+ * once per connection (`named-statements.ts`); on SQLite the driver's statement cache does that.
+ *
  * @example
  * const appById = prepared((db: Kysely<CoreTables>, p: { id: string }) =>
  *   db.selectFrom('apps').select(['id', 'environment']).where('id', '=', p.id),
@@ -21,6 +24,7 @@
  */
 import type { CompiledQuery, DatabaseConnection, Kysely, KyselyPlugin } from 'kysely'
 import { assert } from '../assert.js'
+import { nameStatement } from './named-statements.js'
 
 interface Compiled {
   readonly compiled: CompiledQuery
@@ -146,6 +150,8 @@ function compileWithPlaceholders<D, P extends object, R>(
   for (const [placeholder, name] of issued) {
     assert(bound.has(placeholder), `prepared query: ${name} was read but is not a bound parameter`)
   }
+  // Fixed from here on: on PostgreSQL each connection prepares it once (named-statements.ts).
+  nameStatement(compiled.sql)
   return { compiled, sources }
 }
 
