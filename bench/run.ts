@@ -332,6 +332,8 @@ figures.push(['raw SQLite tx, 1/commit', `${Math.round(rawSingle.perSecond)}`, '
 figures.push(['Kysely tx, prepared, group commit', `${Math.round(kysely.perSecond)}`, '', '', '', '', '', '', ''])
 figures.push(['Kysely tx, built each call', `${Math.round(kyselyBuilt.perSecond)}`, '', '', '', '', '', '', ''])
 figures.push(['RSA-2048 sign, 1 core', `${Math.round(rsa.perSecond)}`, '', '', '', '', '', '', ''])
+// Rows name their leading cells only; the rest are blank.
+for (const cells of figures) while (cells.length < figures[0]!.length) cells.push('')
 const widths = figures[0]!.map((_, i) => Math.max(...figures.map((cells) => cells[i]!.length)))
 log('')
 for (const cells of figures) log(row(cells, widths))

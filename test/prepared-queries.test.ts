@@ -96,12 +96,37 @@ forEachDialect('prepared queries', (dialect) => {
           /duplicate key/,
         )
         expect(await insert.affected(conn, { id: 'n1', owner: 'nia', balance: 1, note: null })).toBe(1)
-        expect(await runsOf('insert into "accounts"')).toBeGreaterThanOrEqual(insertRuns + 1)
+        expect(await runsOf('insert into "accounts"')).toBe(insertRuns + 2)
+        // Nor does a run refused inside a failed transaction: after the rollback it runs again.
+        await sql`begin`.execute(conn)
+        await expect(sql`select 1 / 0`.execute(conn)).rejects.toThrow(/division by zero/)
+        await expect(byOwner.rows(conn, { owner: 'ann', balanceMin: 0 })).rejects.toThrow(/aborted/)
+        await sql`rollback`.execute(conn)
+        expect(await byOwner.rows(conn, { owner: 'bob', balanceMin: 0 })).toEqual([{ id: 'b1', balance: 7 }])
         // A query built per call runs unnamed, as Kysely sends it.
         await conn.selectFrom('accounts').select('note').where('owner', '=', 'nia').execute()
         expect((await preparedHere()).filter((row) => row.statement.includes('select "note"'))).toEqual([])
         for (const row of await preparedHere()) expect(row.name).toMatch(/^bp_[0-9a-f]{16}$/)
       })
+    })
+  }
+
+  if (dialect === 'postgres') {
+    it('drops a connection whose statement no longer fits its table, so the next run prepares it afresh', async () => {
+      await sql`create table plans (id text primary key, v integer)`.execute(db)
+      await sql`insert into plans values ('p', 1)`.execute(db)
+      const planned = db as unknown as Kysely<{ plans: { id: string; v: number | string } }>
+      const byId = prepared((d: typeof planned, p: { id: string }) =>
+        d.selectFrom('plans').select(['id', 'v']).where('id', '=', p.id),
+      )
+      await planned.connection().execute(async (conn) => {
+        expect(await byId.first(conn, { id: 'p' })).toEqual({ id: 'p', v: 1 })
+        // A migration elsewhere changes what the statement returns.
+        await sql`alter table plans alter column v type text`.execute(db)
+        await expect(byId.first(conn, { id: 'p' })).rejects.toThrow(/cached plan must not change result type/)
+      })
+      // pg would keep the broken statement on that connection for good; it was dropped instead.
+      for (let run = 0; run < 3; run += 1) expect(await byId.first(planned, { id: 'p' })).toEqual({ id: 'p', v: '1' })
     })
   }
 

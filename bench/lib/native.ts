@@ -40,7 +40,8 @@ export interface NativeResult {
   /**
    * CPU time of the PostgreSQL server's processes on this machine per call in the closed loop,
    * in microseconds (they share its cores with the server); null on SQLite or where /proc
-   * shows no PostgreSQL processes. A diagnostic, like the server's.
+   * shows no PostgreSQL processes. A diagnostic, like the server's: it counts every process
+   * named `postgres` on the machine, so other load on another database inflates it.
    */
   readonly databaseCpuUsPerCall: number | null
   readonly serverStartMs: number

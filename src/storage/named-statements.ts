@@ -53,15 +53,34 @@ export function namingPreparedQueries(pool: pg.Pool): PostgresPool {
 }
 
 function namingClient(client: pg.PoolClient): PostgresPoolClient {
+  // Set when a named statement may be broken on this connection for good: pg remembers a name
+  // as prepared and never parses it again, so the connection is destroyed on release.
+  let poisoned = false
   const query = (text: unknown, parameters?: ReadonlyArray<unknown>): unknown => {
     if (typeof text !== 'string') return client.query(text as pg.Submittable)
     assert(parameters !== undefined, 'Kysely passes parameters with every text')
     const name = statementNames.get(text)
     const values = [...parameters]
-    return name === undefined ? client.query(text, values) : client.query({ name, text, values })
+    if (name === undefined) return client.query(text, values)
+    return client.query({ name, text, values }).catch((error: unknown) => {
+      if (breaksNamedStatement(error)) poisoned = true
+      throw error
+    })
   }
   return {
     query: query as PostgresPoolClient['query'],
-    release: (destroy?: boolean) => client.release(destroy),
+    release: (destroy?: boolean) => client.release(destroy === true || poisoned),
   }
+}
+
+/**
+ * Errors after which a named statement on the connection may stay broken: its cached plan no
+ * longer fits the table (a migration changed what it returns: 0A000), the server no longer
+ * has it (26000), or pg failed before the server answered (no SQLSTATE; pg may then have
+ * closed the statement while still taking it as prepared). Any other error (a unique
+ * violation, a refused guard) fails one run and leaves the statement usable.
+ */
+function breaksNamedStatement(error: unknown): boolean {
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined
+  return typeof code !== 'string' || code === '0A000' || code === '26000'
 }
