@@ -2,7 +2,8 @@
  * Just the native payment benchmark, for profiling a change:
  * `node --import tsx bench/native-only.ts sqlite|postgres [closed seconds] [open-loop fraction of peak]`;
  * BENCH_PROFILE=1 writes the server's CPU profile to /tmp/prof; BENCH_API=gateway measures
- * `alipay.trade.pay` through the gateway instead.
+ * `alipay.trade.pay` through the gateway instead; BENCH_MERCHANTS=8 spreads the calls over
+ * eight merchants, each with its own buyer.
  */
 import { loadConfig } from '../src/config.js'
 import { benchNative } from './lib/native.js'
@@ -17,6 +18,7 @@ const result = await benchNative(kind, {
   postgresUrl: loadConfig().testDatabaseUrl,
   log: (line) => console.log(line),
   api: process.env.BENCH_API === 'gateway' ? 'gateway' : 'native',
+  merchants: Number(process.env.BENCH_MERCHANTS ?? 1),
   ...(process.env.BENCH_PROFILE ? { serverNodeArgs: ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] } : {}),
 })
 console.log(JSON.stringify({ ...result, closed: result.closed }, null, 2))

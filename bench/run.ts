@@ -128,7 +128,11 @@ interface Measured {
   readonly skipped: string | null
 }
 
-async function measure(api: 'native' | 'gateway', kind: 'sqlite' | 'postgres'): Promise<Measured> {
+async function measure(
+  api: 'native' | 'gateway',
+  kind: 'sqlite' | 'postgres',
+  shape: { merchants: number; openFraction: number } = { merchants: 1, openFraction: 0.5 },
+): Promise<Measured> {
   if (kind === 'postgres' && !postgres.reachable) return { result: null, helloOpen: null, skipped: postgres.problem }
   try {
     const result = await benchNative(kind, {
@@ -137,7 +141,8 @@ async function measure(api: 'native' | 'gateway', kind: 'sqlite' | 'postgres'): 
       openS,
       warmupS,
       connections,
-      openFraction: 0.5,
+      openFraction: shape.openFraction,
+      merchants: shape.merchants,
       postgresUrl: config.testDatabaseUrl,
       log,
     })
@@ -152,6 +157,11 @@ async function measure(api: 'native' | 'gateway', kind: 'sqlite' | 'postgres'): 
 
 const nativeSqlite = await measure('native', 'sqlite')
 const nativePostgres = await measure('native', 'postgres')
+// The same over eight merchants, each with its own buyer (closed loop only, a diagnostic): how
+// much of the figure above is the one merchant's and one buyer's accounts, which every
+// payment there updates and PostgreSQL locks until COMMIT.
+const spreadMerchants = 8
+const nativePostgresSpread = await measure('native', 'postgres', { merchants: spreadMerchants, openFraction: 0 })
 const gatewayPresent = fs.existsSync(path.join(repoRoot, 'src/gateway/alipay/index.ts'))
 const gatewaySqlite: Measured =
   skip.has('gateway') || !gatewayPresent
@@ -273,6 +283,9 @@ const report = {
     nativeSqliteHelloOpen: nativeSqlite.helloOpen,
     nativePostgres: nativePostgres.result ?? { skipped: nativePostgres.skipped },
     nativePostgresHelloOpen: nativePostgres.helloOpen,
+    nativePostgresSpread: nativePostgresSpread.result
+      ? { merchants: spreadMerchants, ...nativePostgresSpread.result }
+      : { skipped: nativePostgresSpread.skipped },
     gatewaySqlite: gatewaySqlite.result ?? { skipped: gatewaySqlite.skipped },
     gatewaySqliteHelloOpen: gatewaySqlite.helloOpen,
   },
@@ -301,6 +314,7 @@ const figures: string[][] = [
 for (const [label, measured] of [
   ['native SQLite', nativeSqlite],
   ['native PostgreSQL', nativePostgres],
+  [`native PostgreSQL, ${spreadMerchants} merchants`, nativePostgresSpread],
   ['gateway SQLite', gatewaySqlite],
 ] as const) {
   const result = measured.result
@@ -312,9 +326,9 @@ for (const [label, measured] of [
     label,
     `${Math.round(result.closed.perSecond)}`,
     `${result.closed.latencyMs.p99} ms`,
-    `${result.open?.rate ?? ''}/s`,
-    `${result.open?.latencyMs.p99 ?? ''} ms`,
-    `${result.open?.latencyMs.p999 ?? ''} ms`,
+    result.open === null ? '' : `${result.open.rate}/s`,
+    result.open === null ? '' : `${result.open.latencyMs.p99} ms`,
+    result.open === null ? '' : `${result.open.latencyMs.p999} ms`,
     `${mib(result.peakRssBytes)} MiB`,
     result.serverCpuUsPerCall === null ? '' : `${result.serverCpuUsPerCall} µs`,
     result.databaseCpuUsPerCall === null ? '' : `${result.databaseCpuUsPerCall} µs`,

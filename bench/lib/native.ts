@@ -1,7 +1,8 @@
 /**
  * Baseplate's own figure: signed native barcode payments (`POST /v1/trades/pay`, create + pay
  * in one call, with an Idempotency-Key, ledger posting and outbox event) against a real
- * `baseplate serve` process on SQLite or PostgreSQL, with the world `baseplate sandbox` makes.
+ * `baseplate serve` process on SQLite or PostgreSQL, with the world `baseplate sandbox` makes
+ * (or as many merchants, each with its own buyer, taking turns: `merchants`).
  * Closed-loop peak first, then open-loop latency at a given fraction of that peak.
  *
  * @example
@@ -13,6 +14,7 @@ import {
   databaseEnv,
   freshDatabase,
   openDatabase,
+  manyMerchants,
   prepareWorld,
   walletBalance,
 } from '../../test/reliability/support/world.js'
@@ -65,6 +67,11 @@ export interface NativeOptions {
   readonly log?: (line: string) => void
   /** native: POST /v1/trades/pay; gateway: alipay.trade.pay through /gateway.do. */
   readonly api?: 'native' | 'gateway'
+  /**
+   * Merchants the calls take turns over, each with a buyer of its own (default 1: the
+   * sandbox's one merchant and one buyer, whose two accounts every payment then updates).
+   */
+  readonly merchants?: number
 }
 
 export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOptions): Promise<NativeResult> {
@@ -72,7 +79,12 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
   const api = options.api ?? 'native'
   const database = await freshDatabase(kind, options.postgresUrl)
   const port = await freePort()
-  const world = await prepareWorld(database, { balanceFen: 1_000_000_000_000, publicUrl: `http://127.0.0.1:${port}` })
+  const publicUrl = `http://127.0.0.1:${port}`
+  const balanceFen = 1_000_000_000_000
+  const first = await prepareWorld(database, { balanceFen, publicUrl })
+  const merchants = options.merchants ?? 1
+  const worlds =
+    merchants > 1 ? await manyMerchants(database, first, { count: merchants, balanceFen, publicUrl }) : [first]
   const server = await startServer({
     env: {
       ...databaseEnv(database),
@@ -87,7 +99,7 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
   })
   try {
     log(`  ${api} ${kind}: server up in ${Math.round(server.startMs)} ms; warming up`)
-    const warm = await presign(world, { count: 2_000, prefix: 'WARM', kind: api })
+    const warm = await presign(worlds, { count: 2_000, prefix: 'WARM', kind: api })
     const warmRun = await closedLoop({
       url: server.url,
       connections: options.connections,
@@ -99,7 +111,7 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
     const estimate = Math.max(1_000, warmRun.perSecond)
     const closedCount = Math.min(options.closedRequestsMax ?? 40_000, Math.ceil(estimate * 2.5 * options.closedS))
     log(`  ${api} ${kind}: warm-up ${Math.round(warmRun.perSecond)}/s; signing ${closedCount} requests`)
-    const closedRequests = await presign(world, { count: closedCount, prefix: 'CLOSED', kind: api })
+    const closedRequests = await presign(worlds, { count: closedCount, prefix: 'CLOSED', kind: api })
     const cpuBefore = processCpuMs(server.pid)
     const databaseCpuBefore = kind === 'postgres' ? postgresCpuMs() : null
     const closed = await closedLoop({
@@ -128,7 +140,7 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
     let open: OpenLoopResult | null = null
     if (options.openFraction > 0) {
       const rate = Math.max(50, Math.round(closed.perSecond * options.openFraction))
-      const openRequests = await presign(world, {
+      const openRequests = await presign(worlds, {
         count: Math.ceil(rate * (options.openS + options.warmupS)) + 10,
         prefix: 'OPEN',
         kind: api,
@@ -153,13 +165,18 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
         .where('status', '=', 'paid')
         .executeTakeFirstOrThrow()
       const paidTrades = Number(paid.count)
-      const sum = await db
-        .selectFrom('payment_trades')
-        .select((eb) => eb.fn.sum<number>('total_amount').as('total'))
-        .where('status', '=', 'paid')
-        .where('buyer_id', '=', world.buyerId)
-        .executeTakeFirstOrThrow()
-      const balance = await walletBalance(storage.db, world.buyerId)
+      // Each buyer's wallet moved by exactly what it paid.
+      let walletDriftFen = 0
+      for (const buyer of worlds) {
+        const sum = await db
+          .selectFrom('payment_trades')
+          .select((eb) => eb.fn.sum<number>('total_amount').as('total'))
+          .where('status', '=', 'paid')
+          .where('buyer_id', '=', buyer.buyerId)
+          .executeTakeFirstOrThrow()
+        const balance = await walletBalance(storage.db, buyer.buyerId)
+        walletDriftFen += buyer.openingBalanceFen - Number(sum.total ?? 0) - balance
+      }
       const verification = await verifyLedger(storage.db)
       const answered2xx =
         warmRun.requests -
@@ -179,7 +196,7 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
         serverStartMs: server.startMs,
         paidTrades,
         ledgerOk: verification.ok,
-        walletDriftFen: world.openingBalanceFen - Number(sum.total ?? 0) - balance,
+        walletDriftFen,
       }
     } finally {
       await storage.close()

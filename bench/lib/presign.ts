@@ -9,12 +9,17 @@
  */
 import crypto from 'node:crypto'
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads'
+import { assert } from '../../src/assert.js'
 import { signedPay, type PreparedRequest } from '../../test/reliability/support/http.js'
 import { gatewayPay } from './gateway-request.js'
 import type { World } from '../../test/reliability/support/world.js'
 
+type SignedWorld = Omit<World, 'privateKey' | 'platformPublicKey'>
+
 interface Job {
-  readonly world: Omit<World, 'privateKey' | 'platformPublicKey'> & { privateKeyPem: string }
+  /** Request `index` goes to `worlds[index % worlds.length]`; all sign with one app key. */
+  readonly worlds: readonly SignedWorld[]
+  readonly privateKeyPem: string
   readonly prefix: string
   readonly from: number
   readonly to: number
@@ -24,15 +29,14 @@ interface Job {
 }
 
 function signRange(job: Job): PreparedRequest[] {
-  const world: World = {
-    ...job.world,
-    privateKey: crypto.createPrivateKey(job.world.privateKeyPem),
-    platformPublicKey: crypto.createPublicKey(
-      crypto.generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }),
-    ),
-  }
+  const privateKey = crypto.createPrivateKey(job.privateKeyPem)
+  const platformPublicKey = crypto.createPublicKey(
+    crypto.generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }),
+  )
+  const worlds: World[] = job.worlds.map((world) => ({ ...world, privateKey, platformPublicKey }))
   const out: PreparedRequest[] = []
   for (let index = job.from; index < job.to; index += 1) {
+    const world = worlds[index % worlds.length]!
     const outTradeNo = `${job.prefix}-${index}`
     out.push(
       job.kind === 'native'
@@ -53,19 +57,25 @@ const workerEntry = new URL(
   )}`,
 )
 
+/** Signs `count` requests; given several worlds (one app, many merchants), they take turns. */
 export async function presign(
-  world: World,
+  worlds: World | readonly World[],
   options: { count: number; prefix: string; threads?: number; amountFen?: number; kind?: 'native' | 'gateway' },
 ): Promise<PreparedRequest[]> {
   const threads = Math.max(1, options.threads ?? 2)
-  const { privateKey, platformPublicKey: _unused, ...rest } = world
-  void _unused
+  const all = Array.isArray(worlds) ? (worlds as readonly World[]) : [worlds as World]
+  const privateKey = all[0]!.privateKey
   const privateKeyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+  const signedWorlds = all.map(({ privateKey: key, platformPublicKey: _unused, ...rest }) => {
+    assert(key === privateKey, 'the worlds of one run share their app key')
+    return rest
+  })
   const per = Math.ceil(options.count / threads)
   const parts = await Promise.all(
     Array.from({ length: threads }, (_, thread) => {
       const job: Job = {
-        world: { ...rest, privateKeyPem },
+        worlds: signedWorlds,
+        privateKeyPem,
         prefix: options.prefix,
         from: thread * per,
         to: Math.min(options.count, (thread + 1) * per),

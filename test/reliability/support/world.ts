@@ -16,9 +16,11 @@ import path from 'node:path'
 import { sql, type Kysely } from 'kysely'
 import pg from 'pg'
 import type { PaymentServices } from '../../../src/capabilities/payment/index.js'
-import { createSandbox } from '../../../src/cli/sandbox.js'
-import { parseConfig } from '../../../src/config.js'
+import { createSandbox, sandboxScopes } from '../../../src/cli/sandbox.js'
+import { parseConfig, type Config } from '../../../src/config.js'
 import { registerKey } from '../../../src/platform/apps/service.js'
+import { grantAuthorization } from '../../../src/platform/authorization/index.js'
+import { createOrganization, createUser } from '../../../src/platform/identity/service.js'
 import { fen } from '../../../src/platform/money/money.js'
 import { preparePlatform } from '../../../src/server/platform.js'
 import type { AppPrincipal } from '../../../src/server/route-kit.js'
@@ -96,24 +98,11 @@ export async function prepareWorld(
   database: WorldDatabase,
   options: { readonly balanceFen: number; readonly publicUrl: string },
 ): Promise<World> {
-  const config = parseConfig({
-    BASEPLATE_LOG_LEVEL: 'silent',
-    BASEPLATE_PUBLIC_URL: options.publicUrl,
-    ...databaseEnv(database),
-  })
-  const { storage, registry } = await preparePlatform(config)
-  try {
+  return onPlatform(database, options.publicUrl, async ({ storage, registry, config }) => {
     const now = Date.now()
     const sandbox = await createSandbox(storage.db, registry, config, now)
     const payment = registry.service<PaymentServices>('payment')
-    const principal: AppPrincipal = {
-      kind: 'app',
-      appId: sandbox.appId,
-      organizationId: sandbox.isv.id,
-      environment: 'sandbox',
-      actingFor: null,
-      tenantId: sandbox.isv.id,
-    }
+    const principal = isvApp(sandbox.appId, sandbox.isv.id)
     const balance = await storage.db.transaction().execute(async (tx) => {
       const current = await payment.consumers.get(tx, principal, sandbox.buyer.id)
       if (current.balance < options.balanceFen) {
@@ -132,9 +121,92 @@ export async function prepareWorld(
       paymentCode: sandbox.buyer.paymentCode,
       openingBalanceFen: balance,
     }
+  })
+}
+
+/** Runs `work` on the migrated platform of `database`, in this process, and closes it after. */
+async function onPlatform<T>(
+  database: WorldDatabase,
+  publicUrl: string,
+  work: (platform: Awaited<ReturnType<typeof preparePlatform>> & { config: Config }) => Promise<T>,
+): Promise<T> {
+  const config = parseConfig({
+    BASEPLATE_LOG_LEVEL: 'silent',
+    BASEPLATE_PUBLIC_URL: publicUrl,
+    ...databaseEnv(database),
+  })
+  const platform = await preparePlatform(config)
+  try {
+    return await work({ ...platform, config })
   } finally {
-    await storage.close()
+    await platform.storage.close()
   }
+}
+
+/** The ISV's sandbox app acting for itself. */
+function isvApp(appId: string, isvId: string): AppPrincipal {
+  return { kind: 'app', appId, organizationId: isvId, environment: 'sandbox', actingFor: null, tenantId: isvId }
+}
+
+/**
+ * `count` worlds that share `world`'s app (the first is `world` itself): each further one a
+ * merchant of its own that authorised the app, with a buyer of its own topped up with
+ * `balanceFen`. A load spread over them does not queue every payment on the same two accounts
+ * as the sandbox's one merchant and one buyer do.
+ */
+export async function manyMerchants(
+  database: WorldDatabase,
+  world: World,
+  options: { readonly count: number; readonly balanceFen: number; readonly publicUrl: string },
+): Promise<World[]> {
+  return onPlatform(database, options.publicUrl, async ({ storage, registry }) => {
+    const now = Date.now()
+    const payment = registry.service<PaymentServices>('payment')
+    const principal = isvApp(world.appId, world.isvId)
+    const worlds: World[] = [world]
+    for (let n = 1; n < options.count; n += 1) {
+      const merchant = await storage.db.transaction().execute(async (tx) => {
+        const password = crypto.randomBytes(24).toString('base64url')
+        const user = await createUser(tx, { email: `bench-merchant-${n}@baseplate.local`, password }, now, 'sandbox')
+        return createOrganization(
+          tx,
+          { name: `Bench merchant ${n}`, kind: 'merchant', industry: 'retail' },
+          user.id,
+          now,
+        )
+      })
+      const grant = await grantAuthorization(
+        storage.db,
+        {
+          appId: world.appId,
+          merchantId: merchant.id,
+          scopes: sandboxScopes,
+          actor: 'sandbox',
+          knownScopes: registry.scopes,
+        },
+        now,
+      )
+      const buyer = await storage.db.transaction().execute(async (tx) => {
+        const consumer = await payment.consumers.findOrCreate(tx, principal, `Bench buyer ${n}`, now)
+        await payment.consumers.topUp(tx, principal, consumer.id, fen(options.balanceFen), now)
+        const code = await payment.consumers.mintCode(tx, principal, consumer.id, true, now)
+        return {
+          id: consumer.id,
+          code: code.code,
+          balance: (await payment.consumers.get(tx, principal, consumer.id)).balance,
+        }
+      })
+      worlds.push({
+        ...world,
+        appAuthToken: grant.app_auth_token,
+        merchantId: merchant.id,
+        buyerId: buyer.id,
+        paymentCode: buyer.code,
+        openingBalanceFen: buyer.balance,
+      })
+    }
+    return worlds
+  })
 }
 
 /** The ISV's owner, as a console principal: who may change the ISV's apps directly in the database. */
