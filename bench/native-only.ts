@@ -18,7 +18,14 @@ const result = await benchNative(kind, {
   postgresUrl: loadConfig().testDatabaseUrl,
   log: (line) => console.log(line),
   api: process.env.BENCH_API === 'gateway' ? 'gateway' : 'native',
-  merchants: Number(process.env.BENCH_MERCHANTS ?? 1),
+  merchants: merchantsFrom(process.env.BENCH_MERCHANTS ?? '1'),
   ...(process.env.BENCH_PROFILE ? { serverNodeArgs: ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] } : {}),
 })
 console.log(JSON.stringify({ ...result, closed: result.closed }, null, 2))
+
+function merchantsFrom(text: string): number {
+  const merchants = Number(text)
+  if (!Number.isInteger(merchants) || merchants < 1)
+    throw new Error(`BENCH_MERCHANTS must be an integer ≥ 1, not ${text}`)
+  return merchants
+}

@@ -17,6 +17,7 @@ import {
   manyMerchants,
   prepareWorld,
   walletBalance,
+  type WorldDatabase,
 } from '../../test/reliability/support/world.js'
 import type { Kysely } from 'kysely'
 import { verifyLedger } from '../../src/capabilities/ledger/index.js'
@@ -78,6 +79,20 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
   const log = options.log ?? (() => undefined)
   const api = options.api ?? 'native'
   const database = await freshDatabase(kind, options.postgresUrl)
+  try {
+    return await benchOn(database, kind, api, log, options)
+  } finally {
+    await database.dispose()
+  }
+}
+
+async function benchOn(
+  database: WorldDatabase,
+  kind: 'sqlite' | 'postgres',
+  api: 'native' | 'gateway',
+  log: (line: string) => void,
+  options: NativeOptions,
+): Promise<NativeResult> {
   const port = await freePort()
   const publicUrl = `http://127.0.0.1:${port}`
   const balanceFen = 1_000_000_000_000
@@ -175,7 +190,8 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
           .where('buyer_id', '=', buyer.buyerId)
           .executeTakeFirstOrThrow()
         const balance = await walletBalance(storage.db, buyer.buyerId)
-        walletDriftFen += buyer.openingBalanceFen - Number(sum.total ?? 0) - balance
+        // Absolute, so that one buyer's gain cannot hide another's loss.
+        walletDriftFen += Math.abs(buyer.openingBalanceFen - Number(sum.total ?? 0) - balance)
       }
       const verification = await verifyLedger(storage.db)
       const answered2xx =
@@ -203,7 +219,6 @@ export async function benchNative(kind: 'sqlite' | 'postgres', options: NativeOp
     }
   } finally {
     await server.stop()
-    await database.dispose()
   }
 }
 

@@ -64,6 +64,7 @@ export async function presign(
 ): Promise<PreparedRequest[]> {
   const threads = Math.max(1, options.threads ?? 2)
   const all = Array.isArray(worlds) ? (worlds as readonly World[]) : [worlds as World]
+  assert(all.length > 0, 'presign needs a world to sign for')
   const privateKey = all[0]!.privateKey
   const privateKeyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
   const signedWorlds = all.map(({ privateKey: key, platformPublicKey: _unused, ...rest }) => {

@@ -39,6 +39,8 @@ function open(file: string): Database.Database {
   const db = new Database(file)
   db.pragma('journal_mode = WAL')
   db.pragma('synchronous = FULL')
+  // As the platform opens its database (ADR 0015): savepoint journals stay in memory.
+  db.pragma('temp_store = MEMORY')
   return db
 }
 

@@ -152,7 +152,8 @@ function isvApp(appId: string, isvId: string): AppPrincipal {
  * `count` worlds that share `world`'s app (the first is `world` itself): each further one a
  * merchant of its own that authorised the app, with a buyer of its own topped up with
  * `balanceFen`. A load spread over them does not queue every payment on the same two accounts
- * as the sandbox's one merchant and one buyer do.
+ * as the sandbox's one merchant and one buyer do. Once per database: the merchants' users have
+ * fixed emails.
  */
 export async function manyMerchants(
   database: WorldDatabase,
