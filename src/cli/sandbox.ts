@@ -33,7 +33,8 @@ export const sandboxBalanceFen = 100_000
 const isvEmail = 'sandbox-isv@baseplate.local'
 const merchantEmail = 'sandbox-merchant@baseplate.local'
 
-async function ensureOrganization(
+/** The organisation of the user with `email`, created with its user if there is none yet. */
+export async function ensureOrganization(
   db: Kysely<any>,
   email: string,
   organization: { name: string; kind: 'isv' | 'merchant'; industry?: string },

@@ -110,11 +110,11 @@ async function openPostgres(target: Extract<StorageTarget, { kind: 'postgres' }>
     assert(/^[a-z_][a-z0-9_]*$/.test(target.schema), 'schema name must be a plain identifier')
     options.options = `-c search_path=${target.schema}`
   }
-  // Prepared queries run as named statements, parsed and planned once per connection (ADR 0016).
   const pgPool = new pg.Pool(options)
   // A connection that fails while idle in the pool is dropped by the pool; without a listener
   // the pool's 'error' event would end the process.
   pgPool.on('error', () => undefined)
+  // Prepared queries run as named statements, parsed and planned once per connection (ADR 0016).
   const pool = namingPreparedQueries(pgPool)
   const db = new Kysely<CoreTables>({ dialect: new PostgresDialect({ pool }) })
   const setting = await sql<{ synchronous_commit: string }>`show synchronous_commit`.execute(db)

@@ -29,11 +29,6 @@ export function nameStatement(sql: string): void {
   statementNames.set(sql, name)
 }
 
-/** The name a text runs under, or undefined: it runs unnamed. */
-export function statementName(sql: string): string | undefined {
-  return statementNames.get(sql)
-}
-
 /** A pool whose clients run named texts as named statements, and everything else as before. */
 export function namingPreparedQueries(pool: pg.Pool): PostgresPool {
   // One wrapper per pooled client: Kysely keeps its connection object per client object.

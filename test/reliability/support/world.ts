@@ -16,11 +16,10 @@ import path from 'node:path'
 import { sql, type Kysely } from 'kysely'
 import pg from 'pg'
 import type { PaymentServices } from '../../../src/capabilities/payment/index.js'
-import { createSandbox, sandboxScopes } from '../../../src/cli/sandbox.js'
+import { createSandbox, ensureOrganization, sandboxScopes } from '../../../src/cli/sandbox.js'
 import { parseConfig, type Config } from '../../../src/config.js'
 import { registerKey } from '../../../src/platform/apps/service.js'
 import { grantAuthorization } from '../../../src/platform/authorization/index.js'
-import { createOrganization, createUser } from '../../../src/platform/identity/service.js'
 import { fen } from '../../../src/platform/money/money.js'
 import { preparePlatform } from '../../../src/server/platform.js'
 import type { AppPrincipal } from '../../../src/server/route-kit.js'
@@ -152,8 +151,8 @@ function isvApp(appId: string, isvId: string): AppPrincipal {
  * `count` worlds that share `world`'s app (the first is `world` itself): each further one a
  * merchant of its own that authorised the app, with a buyer of its own topped up with
  * `balanceFen`. A load spread over them does not queue every payment on the same two accounts
- * as the sandbox's one merchant and one buyer do. Once per database: the merchants' users have
- * fixed emails.
+ * as the sandbox's one merchant and one buyer do. Merchants and buyers have fixed emails
+ * and names, so a second call finds them again rather than adding more.
  */
 export async function manyMerchants(
   database: WorldDatabase,
@@ -166,21 +165,17 @@ export async function manyMerchants(
     const principal = isvApp(world.appId, world.isvId)
     const worlds: World[] = [world]
     for (let n = 1; n < options.count; n += 1) {
-      const merchant = await storage.db.transaction().execute(async (tx) => {
-        const password = crypto.randomBytes(24).toString('base64url')
-        const user = await createUser(tx, { email: `bench-merchant-${n}@baseplate.local`, password }, now, 'sandbox')
-        return createOrganization(
-          tx,
-          { name: `Bench merchant ${n}`, kind: 'merchant', industry: 'retail' },
-          user.id,
-          now,
-        )
-      })
+      const merchant = await ensureOrganization(
+        storage.db,
+        `bench-merchant-${n}@baseplate.local`,
+        { name: `Bench merchant ${n}`, kind: 'merchant', industry: 'retail' },
+        now,
+      )
       const grant = await grantAuthorization(
         storage.db,
         {
           appId: world.appId,
-          merchantId: merchant.id,
+          merchantId: merchant.organizationId,
           scopes: sandboxScopes,
           actor: 'sandbox',
           knownScopes: registry.scopes,
@@ -200,7 +195,7 @@ export async function manyMerchants(
       worlds.push({
         ...world,
         appAuthToken: grant.app_auth_token,
-        merchantId: merchant.id,
+        merchantId: merchant.organizationId,
         buyerId: buyer.id,
         paymentCode: buyer.code,
         openingBalanceFen: buyer.balance,
