@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { AssertionFailure } from '../src/assert.js'
 import type { AccountRef, LedgerService, PostingInput, Transfer } from '../src/capabilities/ledger/index.js'
@@ -205,6 +205,50 @@ forEachDialect('ledger', (dialect) => {
       expect(await snapshot()).toEqual(before)
     })
   })
+
+  it('completes a posting whose later account does not exist yet, after the earlier ones applied', async () => {
+    // In lock order the funded wallet comes first and the new one after it, so the accounts
+    // are updated up to the missing one before it is created.
+    const prefix = `later_${Math.random().toString(36).slice(2, 10)}`
+    const rich = freshAccount('consumer_wallet', 'sandbox', `${prefix}_a`)
+    const fresh = freshAccount('consumer_wallet', 'sandbox', `${prefix}_b`)
+    await post(posting([transfer(funding, rich, 1_000)]))
+    const before = await counts()
+    await post(posting([transfer(rich, fresh, 400)]))
+    expect(await balanceOf(rich)).toBe(600)
+    expect(await balanceOf(fresh)).toBe(400)
+    expect(await counts()).toEqual({ postings: before.postings + 1, entries: before.entries + 2 })
+  })
+
+  if (dialect === 'postgres') {
+    it('posts over existing accounts in one statement on PostgreSQL', async () => {
+      const wallet = await fundedWallet(1_000)
+      const pending = freshAccount('merchant_pending')
+      await post(posting([transfer(wallet, pending, 100)]))
+      await db()
+        .connection()
+        .execute(async (conn) => {
+          // How often this connection has run each statement it prepared, by a fragment of its text.
+          const runsOf = async (fragment: string) => {
+            const { rows } = await sql<{ statement: string; runs: number }>`
+              select statement, generic_plans + custom_plans as runs from pg_prepared_statements`.execute(conn)
+            return rows.filter((row) => row.statement.includes(fragment)).reduce((n, row) => n + Number(row.runs), 0)
+          }
+          const fragments = [
+            'with change0 as',
+            'update "ledger_accounts"',
+            'insert into "ledger_postings"',
+            'insert into "ledger_entries"',
+          ]
+          const runsBefore = await Promise.all(fragments.map(runsOf))
+          await conn.transaction().execute((tx) => ledger.post(tx, posting([transfer(wallet, pending, 250)]), now))
+          const runsAfter = await Promise.all(fragments.map(runsOf))
+          expect(runsAfter.map((runs, index) => runs - runsBefore[index]!)).toEqual([1, 0, 0, 0])
+        })
+      expect(await balanceOf(wallet)).toBe(650)
+      expect(await balanceOf(pending)).toBe(350)
+    })
+  }
 
   it('treats malformed postings as programmer errors and writes nothing', async () => {
     const wallet = await fundedWallet(1_000)

@@ -22,7 +22,7 @@
  * )
  * const app = await appById.first(db, { id: appId })
  */
-import type { CompiledQuery, DatabaseConnection, Kysely, KyselyPlugin } from 'kysely'
+import { PostgresAdapter, type CompiledQuery, type DatabaseConnection, type Kysely, type KyselyPlugin } from 'kysely'
 import { assert } from '../assert.js'
 import { nameStatement } from './named-statements.js'
 
@@ -41,6 +41,14 @@ interface ExecutorInternals {
 /** Kysely keeps its executor internal; its adapter is one per database and its plugins shape the SQL. */
 function executorOf(db: Kysely<any>): ExecutorInternals {
   return (db as unknown as { getExecutor(): ExecutorInternals }).getExecutor()
+}
+
+/**
+ * Whether `db` (or the transaction) runs on PostgreSQL. For the rare statement that only
+ * PostgreSQL can write (data-modifying `WITH`), beside the portable one SQLite runs.
+ */
+export function onPostgres(db: Kysely<any>): boolean {
+  return executorOf(db).adapter instanceof PostgresAdapter
 }
 
 /** Starts every placeholder; a placeholder is this, a read number, `:` and the value's name. */
