@@ -9,7 +9,7 @@ import crypto from 'node:crypto'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Kysely } from 'kysely'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { signWebhook, verifyWebhook, WebhookVerificationError, type WebhookEvent } from '../sdk/src/webhooks.js'
 import { parseConfig } from '../src/config.js'
 import {
@@ -530,6 +530,25 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
       last_status_code: 204,
     })
     expect(hitsOf('/lease').map((hit) => hit.attempt)).toEqual([2])
+  })
+
+  it('opens no transaction in a step that finds nothing to do, and one in a step that does', async () => {
+    while ((await worker.runOnce()) > 0) {}
+    const transactions = vi.spyOn(bp().storage.db, 'transaction')
+    try {
+      expect(await worker.runOnce()).toBe(0)
+      expect(transactions).not.toHaveBeenCalled()
+      const testApp = await merchantApp(bp())
+      await createEndpoint(bp(), testApp, receiver.url('/probe'))
+      receiver.respond = () => 204
+      await createStore(bp(), testApp, 'P-1', clock.now())
+      transactions.mockClear()
+      expect(await worker.runOnce()).toBeGreaterThan(0)
+      expect(transactions).toHaveBeenCalled()
+      expect(hitsOf('/probe')).toHaveLength(1)
+    } finally {
+      transactions.mockRestore()
+    }
   })
 
   it('stops sending to a disabled endpoint; what waited for it is dead', async () => {

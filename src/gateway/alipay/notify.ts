@@ -26,7 +26,7 @@ import type { AlipayGatewayConfig } from '../../config.js'
 import { assert } from '../../assert.js'
 import { newId } from '../../platform/ids.js'
 import type { DispatchedEvent, NotificationFormat } from '../../platform/notifications/index.js'
-import { claimDue } from '../../platform/notifications/deliverer.js'
+import { anyDue, claimDue } from '../../platform/notifications/deliverer.js'
 import type { PlatformKey } from '../../platform/signing/platform-keys.js'
 import type { AppPrincipal } from '../../server/route-kit.js'
 import type { Storage } from '../../storage/database.js'
@@ -146,6 +146,7 @@ interface Claimed extends AlipayNotificationsTable {
 async function claim(options: AlipayNotificationOptions, now: number, batchSizeMax: number, leaseMs: number) {
   const token = newId('lock')
   const lockedUntil = now + leaseMs
+  if (!(await anyDue(options.storage.db, 'alipay_notifications', now))) return []
   return options.storage.db.transaction().execute(async (transaction) => {
     const tx = transaction as unknown as Transaction<GatewayTables>
     const due = await tx
