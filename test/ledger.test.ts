@@ -250,6 +250,58 @@ forEachDialect('ledger', (dialect) => {
     })
   }
 
+  if (dialect === 'postgres') {
+    it('locks accounts in order, and a change refused on the statement’s snapshot is judged again', async () => {
+      // `first` sorts before `second`: the statement locks `first`, then `second`.
+      const prefix = `order_${Math.random().toString(36).slice(2, 10)}`
+      const first = freshAccount('consumer_wallet', 'sandbox', `${prefix}_a`)
+      const second = freshAccount('consumer_wallet', 'sandbox', `${prefix}_b`)
+      await post(posting([transfer(funding, first, 10), transfer(funding, second, 50)]))
+      const before = await counts()
+      const ownerIs = (account: AccountRef) => sql`kind = ${account.kind} and owner_id = ${account.ownerId}`
+      // Another transaction holds `first` until released.
+      let release!: () => void
+      const released = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      let holding!: () => void
+      const held = new Promise<void>((resolve) => {
+        holding = resolve
+      })
+      const holder = db()
+        .transaction()
+        .execute(async (tx) => {
+          await sql`select id from ledger_accounts where ${ownerIs(first)} for update`.execute(tx)
+          holding()
+          await released
+        })
+      await held
+      // Moves 100 out of `second`, which holds 50 when the statement starts.
+      const blocked = post(posting([transfer(second, first, 100)]))
+      const waitingDeadline = Date.now() + 5_000
+      for (;;) {
+        const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_stat_activity
+          where wait_event_type = 'Lock' and query like 'with change0 as%'`.execute(db())
+        if (rows[0]!.n > 0) break
+        expect(Date.now(), 'the posting waits for the lock on the first account').toBeLessThan(waitingDeadline)
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+      // Waiting on `first`, the statement has not locked `second`.
+      await db()
+        .transaction()
+        .execute((tx) => sql`select id from ledger_accounts where ${ownerIs(second)} for update nowait`.execute(tx))
+      // `second` is topped up meanwhile; the statement's snapshot still shows 50, so its guard
+      // refuses, and the change is judged again one by one against the committed 550.
+      await post(posting([transfer(funding, second, 500)]))
+      release()
+      await holder
+      await blocked
+      expect(await balanceOf(first)).toBe(110)
+      expect(await balanceOf(second)).toBe(450)
+      expect(await counts()).toEqual({ postings: before.postings + 2, entries: before.entries + 4 })
+    })
+  }
+
   it('treats malformed postings as programmer errors and writes nothing', async () => {
     const wallet = await fundedWallet(1_000)
     const pending = freshAccount('merchant_pending')

@@ -385,9 +385,11 @@ async function insertEntries(db: LedgerDb, entries: readonly LedgerEntriesTable[
  * accounts are locked in the posting's lock order, as one by one, and what applied is always a
  * leading run of `changes`; the posting and its entries are written only if every change
  * applied. It returns the rows of the changes that applied. Fewer than all means an account
- * does not exist yet or a guard refused a change, and nothing else was written: the caller goes
- * on one by one from there ({@link applyChanges}). The row locks are then also held for two
- * round trips fewer, which is what caps a single hot account (a merchant's) on PostgreSQL.
+ * does not exist yet, or a guard refused a change — possibly on the statement's snapshot, older
+ * than the row a later step waited for — and nothing else was written: the caller goes on one
+ * by one from there ({@link applyChanges}), judging each change again on the latest row. The
+ * rows locked are also held for fewer round trips (three fewer for the first account), and
+ * the one account every payment to a merchant locks is what caps a merchant on PostgreSQL.
  */
 async function postAtOnce(
   db: LedgerDb,
