@@ -144,9 +144,9 @@ interface Claimed extends AlipayNotificationsTable {
 }
 
 async function claim(options: AlipayNotificationOptions, now: number, batchSizeMax: number, leaseMs: number) {
+  if (!(await anyDue(options.storage.db, 'alipay_notifications', now))) return []
   const token = newId('lock')
   const lockedUntil = now + leaseMs
-  if (!(await anyDue(options.storage.db, 'alipay_notifications', now))) return []
   return options.storage.db.transaction().execute(async (transaction) => {
     const tx = transaction as unknown as Transaction<GatewayTables>
     const due = await tx

@@ -118,6 +118,8 @@ const dueProbe = (table: DeliveryQueue) =>
       // Literal, not bound, as in the claims: both planners then match the partial index of due rows.
       .where(sql<boolean>`status in ('pending', 'delivering')`)
       .where('next_attempt_at', '<=', p.now)
+      // Ordered as the claims are, so that both planners read the partial index, not the table.
+      .orderBy('next_attempt_at')
       .limit(1),
   )
 const dueProbes = {
@@ -194,9 +196,9 @@ async function claim(
   options: DeliverOptions,
 ): Promise<{ claimed: Claimed[]; exhausted: number }> {
   const { now } = options
+  if (!(await anyDue(storage.db, 'webhook_deliveries', now))) return { claimed: [], exhausted: 0 }
   const token = newId('lock')
   const lockedUntil = now + options.leaseMs
-  if (!(await anyDue(storage.db, 'webhook_deliveries', now))) return { claimed: [], exhausted: 0 }
   return storage.db.transaction().execute(async (transaction) => {
     const tx = transaction as unknown as Transaction<NotificationTables>
     const due = await tx

@@ -47,7 +47,14 @@ export type FanOut = (tx: Kysely<any>, events: readonly DispatchedEvent[], now: 
 
 /** One event not fanned out yet, if any (the partial index outbox_events_undispatched). */
 const anyUndispatched = prepared((db: Kysely<NotificationTables>, _p: Record<string, never>) =>
-  db.selectFrom('outbox_events').select('id').where('dispatched_at', 'is', null).limit(1),
+  db
+    .selectFrom('outbox_events')
+    .select('id')
+    .where('dispatched_at', 'is', null)
+    // Ordered as the fan-out is, so that both planners read the partial index, not the table.
+    .orderBy('created_at')
+    .orderBy('id')
+    .limit(1),
 )
 
 /** Fans out up to `batchSizeMax` undispatched events; returns how many it fanned out. */
