@@ -225,6 +225,7 @@ forEachDialect('ledger', (dialect) => {
       const wallet = await fundedWallet(1_000)
       const pending = freshAccount('merchant_pending')
       await post(posting([transfer(wallet, pending, 100)]))
+      const before = await counts()
       await db()
         .connection()
         .execute(async (conn) => {
@@ -247,6 +248,7 @@ forEachDialect('ledger', (dialect) => {
         })
       expect(await balanceOf(wallet)).toBe(650)
       expect(await balanceOf(pending)).toBe(350)
+      expect(await counts()).toEqual({ postings: before.postings + 1, entries: before.entries + 2 })
     })
   }
 
