@@ -260,7 +260,8 @@ async function applyChanges(
 ): Promise<string[]> {
   const applied: Array<{ readonly id: string; readonly change: AccountChange }> = []
   const take = (row: PostedRow, change: AccountChange): void => {
-    checkApplied(row, change)
+    assert(row.kind === change.account.kind, 'the guarded update hit the account it named')
+    toBalance(row)
     applied.push({ id: row.id, change })
   }
   done.forEach((row, index) => take(row, changes[index]!))
@@ -289,12 +290,6 @@ async function applyChanges(
     take(row, change)
   }
   return applied.map(({ id }) => id)
-}
-
-/** Checks the row a guarded update returned. */
-function checkApplied(row: PostedRow, change: AccountChange): void {
-  assert(row.kind === change.account.kind, 'the guarded update hit the account it named')
-  toBalance(row)
 }
 
 /** An entry of a posting before its account's id is known: `change` indexes the posting's changes. */
@@ -429,14 +424,20 @@ async function postAtOnce(
   })
   const rows = await query.rows(db, values)
   rows.forEach((row, index) => assert(row.step === index, 'the applied changes are a leading run, in order'))
+  // Money moved if and only if the posting and all its entries were written with it.
+  const all = rows.length === changes.length
+  for (const row of rows) {
+    assert(Number(row.postings) === (all ? 1 : 0), 'the posting is written exactly when every change applied')
+    assert(Number(row.entries) === (all ? planned.length : 0), 'the entries are written exactly with the posting')
+  }
   return rows
 }
 
+/** A change the one-statement posting applied, with what the statement wrote beside it. */
+type AppliedRow = PostedRow & { step: number; postings: number; entries: number }
+
 /** One statement per number of changes and of entries (a handful of shapes). */
-const postAtOnceOfShape = new Map<
-  string,
-  PreparedQuery<LedgerTables, Record<string, unknown>, PostedRow & { step: number }>
->()
+const postAtOnceOfShape = new Map<string, PreparedQuery<LedgerTables, Record<string, unknown>, AppliedRow>>()
 
 function postAtOnceQuery(changeCount: number, entryCount: number) {
   assert(changeCount >= 1 && entryCount >= 2, 'a posting changes at least one account and has two entries')
@@ -473,20 +474,24 @@ function postAtOnceQuery(changeCount: number, entryCount: number) {
       }),
     )
     const all = sql.raw(`(select count(*) from applied) = ${changeCount}`)
-    const statement = sql<PostedRow & { step: number }>`with ${sql.join(updates)},
+    const statement = sql<AppliedRow>`with ${sql.join(updates)},
       applied as (${applied}),
       posting as (
         insert into ledger_postings (id, reference_type, reference_id, description, created_at)
         select ${p.postingId}::text, ${p.referenceType}::text, ${p.referenceId}::text,
           ${p.description}::text, ${p.now}::bigint
-        where ${all}),
+        where ${all}
+        returning id),
       entries as (
         insert into ledger_entries (id, account_id, side, posting_id, amount, created_at)
         select entry.id, applied.id, entry.side, ${p.postingId}::text, entry.amount, ${p.now}::bigint
         from (values ${entries}) as entry (id, step, side, amount)
         join applied on applied.step = entry.step
-        where ${all})
-      select step, id, kind, floor, debits_posted, credits_posted from applied order by step`
+        where ${all}
+        returning id)
+      select step, id, kind, floor, debits_posted, credits_posted,
+        (select count(*) from posting) as postings, (select count(*) from entries) as entries
+      from applied order by step`
     return { compile: () => statement.compile(db) }
   })
 }
@@ -516,15 +521,10 @@ export function createLedgerService() {
         const changes = netChanges(posting.transfers)
         const planned = planEntries(posting, changes)
         const postingId = newId('lpost')
-        let done: PostedRow[] = []
-        if (onPostgres(ledger)) {
-          done = await postAtOnce(ledger, changes, planned, posting, postingId, now)
-          if (done.length === changes.length) {
-            done.forEach((row, index) => checkApplied(row, changes[index]!))
-            return { postingId }
-          }
-        }
+        const done = onPostgres(ledger) ? await postAtOnce(ledger, changes, planned, posting, postingId, now) : []
+        // Checks the rows the statement applied, then applies the rest one by one.
         const accountIds = await applyChanges(ledger, changes, now, done)
+        if (done.length === changes.length) return { postingId }
         await insertPosting.affected(ledger, {
           id: postingId,
           referenceType: posting.reference.type,
