@@ -143,8 +143,13 @@ interface Claimed extends AlipayNotificationsTable {
   readonly event_payload: string
 }
 
-async function claim(options: AlipayNotificationOptions, now: number, batchSizeMax: number, leaseMs: number) {
-  if (!(await anyDue(options.storage.db, 'alipay_notifications', now))) return []
+async function claim(
+  options: AlipayNotificationOptions,
+  now: number,
+  batchSizeMax: number,
+  leaseMs: number,
+): Promise<{ claimed: Claimed[]; exhausted: number }> {
+  if (!(await anyDue(options.storage.db, 'alipay_notifications', now))) return { claimed: [], exhausted: 0 }
   const token = newId('lock')
   const lockedUntil = now + leaseMs
   return options.storage.db.transaction().execute(async (transaction) => {
@@ -158,8 +163,12 @@ async function claim(options: AlipayNotificationOptions, now: number, batchSizeM
       .limit(batchSizeMax)
       .$if(options.storage.dialect === 'postgres', (query) => query.forUpdate().skipLocked())
       .execute()
-    const { ids } = await claimDue(tx, 'alipay_notifications', due, alipayAttemptsMax, { now, lockedUntil, token })
-    if (ids.length === 0) return []
+    const { ids, exhausted } = await claimDue(tx, 'alipay_notifications', due, alipayAttemptsMax, {
+      now,
+      lockedUntil,
+      token,
+    })
+    if (ids.length === 0) return { claimed: [], exhausted }
     const rows = await tx
       .selectFrom('alipay_notifications as n')
       .innerJoin('outbox_events as e', 'e.id', 'n.event_id')
@@ -168,7 +177,7 @@ async function claim(options: AlipayNotificationOptions, now: number, batchSizeM
       .where('n.id', 'in', ids)
       .execute()
     assert(rows.length === ids.length, 'every claimed notification has its event')
-    return rows as Claimed[]
+    return { claimed: rows as Claimed[], exhausted }
   })
 }
 
@@ -306,7 +315,7 @@ export function alipayNotificationFormat(options: AlipayNotificationOptions): No
     name: 'alipay',
     fanOut,
     async deliverDue(context) {
-      const claimed = await claim(options, context.now, batchSizeMax, timeoutMs + leaseMarginMs)
+      const { claimed, exhausted } = await claim(options, context.now, batchSizeMax, timeoutMs + leaseMarginMs)
       const settled = await Promise.allSettled(
         claimed.map(async (row) => {
           const outcome = await attempt(options, row, context, timeoutMs)
@@ -315,7 +324,8 @@ export function alipayNotificationFormat(options: AlipayNotificationOptions): No
       )
       const failure = settled.find((result) => result.status === 'rejected')
       if (failure !== undefined) throw (failure as PromiseRejectedResult).reason
-      return claimed.length
+      // Retiring rows is work done too: the worker goes on at once rather than sleep a poll.
+      return claimed.length + exhausted
     },
   }
 }
