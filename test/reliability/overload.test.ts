@@ -61,6 +61,8 @@ interface Outcome {
   readonly phase: 'baseline' | 'overload' | 'recovery'
   /** Intended send time, from the start of its phase. */
   readonly offsetMs: number
+  /** How late the client itself sent it (its own event loop busy): part of the latency. */
+  readonly sendLagMs: number
 }
 
 function percentile(values: readonly number[], p: number): number {
@@ -144,14 +146,16 @@ forEachDialect(`overload (${mode})`, (dialect) => {
           const wait = intended - performance.now()
           if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait))
           const offsetMs = intended - started
+          const sendLagMs = performance.now() - intended
           inFlight.push(
             payOnce(agent).then(
               (response) => {
-                outcomes.push({ status: response.status, latencyMs: performance.now() - intended, phase, offsetMs })
+                const latencyMs = performance.now() - intended
+                outcomes.push({ status: response.status, latencyMs, phase, offsetMs, sendLagMs })
               },
               (error: unknown) => {
                 const status = /no answer within/.test(String(error)) ? 'timeout' : 'error'
-                outcomes.push({ status, latencyMs: performance.now() - intended, phase, offsetMs })
+                outcomes.push({ status, latencyMs: performance.now() - intended, phase, offsetMs, sendLagMs })
               },
             ),
           )
@@ -186,6 +190,8 @@ forEachDialect(`overload (${mode})`, (dialect) => {
         shedP50Ms: Math.round(percentile(latencies(shed), 50)),
         shedP99Ms: Math.round(percentile(latencies(shed), 99)),
         shedMaxMs: Math.round(percentile(latencies(shed), 100)),
+        shedSendLagP99Ms: Math.round(percentile(shed.map((outcome) => outcome.sendLagMs), 99)),
+        lateShedSentLate: shed.filter((outcome) => outcome.latencyMs > 50 && outcome.sendLagMs > 25).length,
         timeouts: outcomes.filter((outcome) => outcome.status === 'timeout').length,
         goodputPerSecond: Math.round(served.length / overloadS),
         goodputOfPeak: Number((served.length / overloadS / peak).toFixed(2)),
