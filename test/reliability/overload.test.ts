@@ -190,7 +190,12 @@ forEachDialect(`overload (${mode})`, (dialect) => {
         shedP50Ms: Math.round(percentile(latencies(shed), 50)),
         shedP99Ms: Math.round(percentile(latencies(shed), 99)),
         shedMaxMs: Math.round(percentile(latencies(shed), 100)),
-        shedSendLagP99Ms: Math.round(percentile(shed.map((outcome) => outcome.sendLagMs), 99)),
+        shedSendLagP99Ms: Math.round(
+          percentile(
+            shed.map((outcome) => outcome.sendLagMs),
+            99,
+          ),
+        ),
         lateShedSentLate: shed.filter((outcome) => outcome.latencyMs > 50 && outcome.sendLagMs > 25).length,
         timeouts: outcomes.filter((outcome) => outcome.status === 'timeout').length,
         goodputPerSecond: Math.round(served.length / overloadS),
