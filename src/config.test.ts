@@ -1,3 +1,5 @@
+import crypto from 'node:crypto'
+import util from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { ConfigError, knownVariables, parseConfig } from './config.js'
 
@@ -48,6 +50,34 @@ describe('config', () => {
       expect.stringContaining('must be shorter'),
     ])
     expect(problems({ PORT: '80', BASEPLATE_PORT: '81' })).toEqual([expect.stringContaining('disagree')])
+  })
+
+  it('takes the secret key from the environment or a file, and never shows it', () => {
+    expect(parseConfig({}, { cwd: '/srv/bp' }).secretKey).toEqual({ kind: 'file', path: '/srv/bp/data/secret.key' })
+    expect(parseConfig({ BASEPLATE_SECRET_KEY_FILE: 'keys/bp.key' }, { cwd: '/srv/bp' }).secretKey).toEqual({
+      kind: 'file',
+      path: '/srv/bp/keys/bp.key',
+    })
+    const secret = crypto.randomBytes(32)
+    const config = parseConfig({ BASEPLATE_SECRET_KEY: secret.toString('base64') })
+    expect(config.secretKey.kind).toBe('value')
+    expect(config.secretKey.kind === 'value' && config.secretKey.value.reveal().equals(secret)).toBe(true)
+    const shown = [JSON.stringify(config), util.inspect(config, { depth: 5 }), String(config.secretKey)]
+    for (const text of shown) {
+      expect(text).not.toContain(secret.toString('base64'))
+      expect(text).not.toContain(secret.toString('hex'))
+    }
+    expect(JSON.stringify(config)).toContain('[redacted]')
+  })
+
+  it('refuses a secret key of the wrong size without echoing it, and two sources at once', () => {
+    const short = crypto.randomBytes(16).toString('base64')
+    const [problem] = problems({ BASEPLATE_SECRET_KEY: short })
+    expect(problem).toMatch(/BASEPLATE_SECRET_KEY must be 32 bytes in base64.*got 16 bytes/)
+    expect(problem).not.toContain(short)
+    expect(problems({ BASEPLATE_SECRET_KEY: 'not base64 at all!' })).toEqual([expect.stringContaining('got 0 bytes')])
+    const both = { BASEPLATE_SECRET_KEY: crypto.randomBytes(32).toString('base64'), BASEPLATE_SECRET_KEY_FILE: 'k' }
+    expect(problems(both)).toEqual([expect.stringContaining('set only one')])
   })
 
   it('documents every variable it knows', () => {

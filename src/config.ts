@@ -51,7 +51,50 @@ export interface Config {
    * retry schedule (about three days) in seconds. See src/platform/clock.ts.
    */
   readonly testClock: { readonly speedup: number; readonly originMs: number | null }
+  /**
+   * The key that seals the platform's private keys in the database: BASEPLATE_SECRET_KEY, or
+   * else the file BASEPLATE_SECRET_KEY_FILE (default `<dataDir>/secret.key`, made if missing).
+   */
+  readonly secretKey: SecretKeySource
 }
+
+/**
+ * Where the key that seals the platform's private keys comes from (src/platform/signing/sealing.ts):
+ * the environment, or a file made at first start if missing.
+ */
+export type SecretKeySource =
+  { readonly kind: 'value'; readonly value: SecretValue } | { readonly kind: 'file'; readonly path: string }
+
+/**
+ * A secret from the environment. It prints, logs and serialises as `[redacted]`; only
+ * `reveal()` gives its bytes (a copy).
+ */
+export class SecretValue {
+  readonly #bytes: Buffer
+
+  constructor(bytes: Buffer) {
+    this.#bytes = Buffer.from(bytes)
+  }
+
+  reveal(): Buffer {
+    return Buffer.from(this.#bytes)
+  }
+
+  toJSON(): string {
+    return '[redacted]'
+  }
+
+  toString(): string {
+    return '[redacted]'
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return 'SecretValue [redacted]'
+  }
+}
+
+/** The sealing key's length: AES-256. */
+export const secretKeyBytes = 32
 
 export interface AlipayGatewayConfig {
   /**
@@ -118,6 +161,10 @@ export const knownVariables = {
   BASEPLATE_ALIPAY_TIMESTAMP_WINDOW_S: 'accepted clock skew of Alipay gateway requests, seconds (default 600)',
   BASEPLATE_ALIPAY_SIGNING_THREADS:
     'worker threads signing Alipay gateway responses, 0 to 16; 0 signs inline (default 1)',
+  BASEPLATE_SECRET_KEY:
+    "key sealing the platform's private keys in the database: 32 bytes in base64 (openssl rand -base64 32)",
+  BASEPLATE_SECRET_KEY_FILE:
+    'file holding that key, when BASEPLATE_SECRET_KEY is not set (default DATA_DIR/secret.key, made at first start)',
   BASEPLATE_TEST_PG: 'tests only: auto | required | skip (default auto)',
   BASEPLATE_TEST_DATABASE_URL: 'tests only: PostgreSQL used by the suite',
   BASEPLATE_TEST_MUTANT_ACK_BEFORE_COMMIT:
@@ -208,10 +255,13 @@ export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
   const maxQueued = integer('BASEPLATE_ADMISSION_MAX_QUEUED', 1024, 0, 100_000)
   const appRatePerS = integer('BASEPLATE_APP_RATE_LIMIT_PER_S', 1000, 0, 1_000_000)
 
+  const dataDir = path.resolve(options.cwd ?? '.', env.BASEPLATE_DATA_DIR || 'data')
+  const secretKey = secretKeySource(env, problems, options.cwd ?? '.', dataDir)
+
   const config: Config = {
     host,
     port,
-    dataDir: path.resolve(options.cwd ?? '.', env.BASEPLATE_DATA_DIR || 'data'),
+    dataDir,
     databaseUrl,
     logLevel: oneOf('BASEPLATE_LOG_LEVEL', logLevels, 'info'),
     publicUrl: publicUrl.replace(/\/+$/, ''),
@@ -240,6 +290,7 @@ export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
     testMutantAckBeforeCommit: mutant,
     testReliability: oneOf('BASEPLATE_TEST_RELIABILITY', ['short', 'full'], 'short'),
     testClock: Object.freeze({ speedup: clockSpeedup, originMs: clockOriginMs }),
+    secretKey,
   }
   // Relations between fields: an abandoned reservation must expire long before its record.
   if (config.admission.queueBurst > config.admission.maxQueued) {
@@ -250,6 +301,28 @@ export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
   }
   if (problems.length > 0) throw new ConfigError(problems)
   return Object.freeze(config)
+}
+
+/** The sealing key's source; a problem names the variable but never echoes its value. */
+function secretKeySource(env: Env, problems: string[], cwd: string, dataDir: string): SecretKeySource {
+  const value = env.BASEPLATE_SECRET_KEY
+  const file = env.BASEPLATE_SECRET_KEY_FILE
+  const given = value !== undefined && value !== ''
+  if (given && file !== undefined && file !== '') {
+    problems.push('BASEPLATE_SECRET_KEY and BASEPLATE_SECRET_KEY_FILE are both set; set only one')
+  }
+  if (given) {
+    const bytes = /^[A-Za-z0-9+/_-]+={0,2}$/.test(value.trim()) ? Buffer.from(value.trim(), 'base64') : Buffer.alloc(0)
+    if (bytes.length !== secretKeyBytes) {
+      problems.push(
+        `BASEPLATE_SECRET_KEY must be ${secretKeyBytes} bytes in base64 (openssl rand -base64 32), ` +
+          `got ${bytes.length} bytes`,
+      )
+    }
+    return Object.freeze({ kind: 'value', value: new SecretValue(bytes) })
+  }
+  const keyFile = file !== undefined && file !== '' ? path.resolve(cwd, file) : path.join(dataDir, 'secret.key')
+  return Object.freeze({ kind: 'file', path: keyFile })
 }
 
 /** Reads `process.env` once. Nothing else in the tree touches `process.env`. */

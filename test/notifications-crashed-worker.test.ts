@@ -11,7 +11,6 @@ import {
   startNotificationWorker,
   type NotificationTables,
 } from '../src/platform/notifications/index.js'
-import { loadPlatformKeys } from '../src/platform/signing/platform-keys.js'
 import { createAppWithKey, ed25519KeyPair, json, session, signed, signUp } from './fixtures.js'
 import { forEachDialect, manualClock, useTestPlatform } from './harness.js'
 
@@ -40,7 +39,7 @@ forEachDialect('webhooks: a delivery that crashes its workers', (dialect) => {
     )
     expect(store.statusCode, store.body).toBe(201)
     const db = bp().storage.db as unknown as Kysely<NotificationTables>
-    const platformKeys = await loadPlatformKeys(bp().storage.db)
+    const platformKeys = bp().platformKeys
 
     let posts = 0
     for (let worker = 1; worker <= attemptsMaxDefault + 3; worker += 1) {

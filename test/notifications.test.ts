@@ -19,7 +19,6 @@ import {
   type NotificationTables,
   type NotificationWorker,
 } from '../src/platform/notifications/index.js'
-import { loadPlatformKeys } from '../src/platform/signing/platform-keys.js'
 import { openPlatform, type Platform } from '../src/server/platform.js'
 import { openStorage, type DialectName, type Storage } from '../src/storage/database.js'
 import {
@@ -333,7 +332,7 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
     receiver = await startReceiver()
     worker = startNotificationWorker({
       storage: bp().storage,
-      platformKeys: await loadPlatformKeys(bp().storage.db),
+      platformKeys: bp().platformKeys,
       clock,
       background: false,
       random: seeded(7),
@@ -497,7 +496,7 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
     const fetchCalled = new Promise<void>((resolve) => {
       stall.called = resolve
     })
-    const platformKeys = await loadPlatformKeys(bp().storage.db)
+    const platformKeys = bp().platformKeys
     const stalledFetch = () => {
       stall.called()
       return new Promise<Response>((resolve) => {
@@ -722,7 +721,7 @@ forEachDialect('webhooks: concurrent workers', (dialect: DialectName) => {
     }
     const eventsCount = 25
     for (let n = 0; n < eventsCount; n += 1) await createStore(platform, testApp, `C-${n}`, clock.now())
-    const keys = await loadPlatformKeys(platform.storage.db)
+    const keys = platform.platformKeys
     const counted = (storage: Storage) => {
       const worker = startNotificationWorker({ storage, platformKeys: keys, clock, background: false, batchSizeMax: 4 })
       const tally = { steps: 0, handled: 0 }

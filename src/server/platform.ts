@@ -21,7 +21,9 @@ import {
   type NotificationWorkerSettings,
 } from '../platform/notifications/worker.js'
 import type { PolicySource } from '../platform/policy/policy-service.js'
-import { ensurePlatformKeys, loadPlatformKeys } from '../platform/signing/platform-keys.js'
+import { ensurePlatformKeys, loadPlatformKeys, type PlatformKey } from '../platform/signing/platform-keys.js'
+import { resolveSealingKey } from '../platform/signing/sealing.js'
+import type { AppEnvironment } from '../storage/tables.js'
 import { openStorage, storageTarget, type Storage, type StorageTarget } from '../storage/database.js'
 import { migrateToLatest } from '../storage/migrate.js'
 import type { CoreTables } from '../storage/tables.js'
@@ -58,6 +60,8 @@ export interface Platform {
   readonly storage: Storage
   readonly registry: Registry
   readonly config: Config
+  /** The platform's own key pairs, opened from their sealed rows at start. */
+  readonly platformKeys: ReadonlyMap<AppEnvironment, PlatformKey>
   /** The workers this process runs; null where not started. */
   readonly workers: { readonly notifications: NotificationWorker | null; readonly jobs: JobRunner }
   /** Deletes expired nonces, idempotency records and sessions. */
@@ -70,27 +74,29 @@ export async function preparePlatform(config: Config, options: PlatformOptions =
   const capabilities = options.capabilities ?? defaultCapabilities
   const policySource = options.policySource === undefined ? createGovernancePolicySource() : options.policySource
   const registry = loadRegistry(capabilities, config, policySource)
+  // Before the database: a missing or malformed secret key stops the start with nothing changed.
+  const sealingKey = resolveSealingKey(config.secretKey)
   const storage = await openStorage(options.target ?? storageTarget(config))
   try {
     await migrateToLatest(storage.db, registry.modules, storage.dialect)
     const now = (options.clock ?? systemClock).now()
-    await ensurePlatformKeys(storage.db, now)
+    await ensurePlatformKeys(storage.db, now, sealingKey)
     const login = await bootstrapOperator(storage.db, config.operatorEmail, now)
     if (login !== null) options.onOperatorCreated?.(login)
   } catch (error) {
     await storage.close()
     throw error
   }
-  return { registry, storage }
+  return { registry, storage, sealingKey }
 }
 
 export async function openPlatform(config: Config, options: PlatformOptions = {}): Promise<Platform> {
-  const { registry, storage } = await preparePlatform(config, options)
+  const { registry, storage, sealingKey } = await preparePlatform(config, options)
   const clock = options.clock ?? systemClock
   let platformKeys: Awaited<ReturnType<typeof loadPlatformKeys>>
   let app: Awaited<ReturnType<typeof buildApp>>
   try {
-    platformKeys = await loadPlatformKeys(storage.db)
+    platformKeys = await loadPlatformKeys(storage.db, sealingKey)
     app = await buildApp({
       config,
       storage,
@@ -142,6 +148,7 @@ export async function openPlatform(config: Config, options: PlatformOptions = {}
     storage,
     registry,
     config,
+    platformKeys,
     workers: { notifications, jobs },
     housekeep: () => housekeep(storage.db, clock.now()),
     async close() {

@@ -14,6 +14,7 @@ import * as notifications from './migrations/2026-11-25T02-00_notifications.js'
 import * as governance from './migrations/2026-11-25T03-00_governance.js'
 import * as alipayGateway from './migrations/2026-11-26T00-00_alipay_gateway.js'
 import * as appKeysOrder from './migrations/2026-12-06T00-00_app_keys_order.js'
+import * as sealedPlatformKeys from './migrations/2026-12-07T00-00_sealed_platform_keys.js'
 
 export const coreMigrations: Readonly<Record<string, Migration>> = {
   '2026-11-25T00-00_core': core0001,
@@ -22,6 +23,7 @@ export const coreMigrations: Readonly<Record<string, Migration>> = {
   '2026-11-25T03-00_governance': governance,
   '2026-11-26T00-00_alipay_gateway': alipayGateway,
   '2026-12-06T00-00_app_keys_order': appKeysOrder,
+  '2026-12-07T00-00_sealed_platform_keys': sealedPlatformKeys,
 }
 
 /** Attempts when another schema vanishes under Kysely's table listing (see isForeignSchemaGone). */

@@ -67,7 +67,8 @@ export interface PlatformKeysTable {
   key_id: string
   algorithm: 'Ed25519'
   public_key_pem: string
-  private_key_pem: string
+  /** The PKCS#8 PEM, sealed (src/platform/signing/sealing.ts); never stored in the clear. */
+  private_key_sealed: string
   created_at: number
 }
 

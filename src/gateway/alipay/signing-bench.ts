@@ -97,8 +97,8 @@ async function measure(
 ): Promise<{ perSecond: number; busyMsPerAnswer: number }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baseplate-bench-'))
   const config = parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', BASEPLATE_DATA_DIR: dir })
-  const { registry, storage } = await preparePlatform(config)
-  const keys = await loadPlatformKeys(storage.db)
+  const { registry, storage, sealingKey } = await preparePlatform(config)
+  const keys = await loadPlatformKeys(storage.db, sealingKey)
   const payment = registry.service<PaymentServices>('payment')
   const sandbox = await createSandbox(storage.db, registry, config, Date.now())
   const signer = run.signer(keys)

@@ -7,9 +7,10 @@
  *   because `alipay-sdk` verifies SHA256withRSA and nothing else. ISVs configure its public
  *   key as `alipayPublicKey`.
  *
- * The private keys are stored in the platform's database: every API process must sign, and the
- * database is the one store they all share. Protect the database (and its backups) as you
- * would the keys; see docs/decisions/0004-platform-keys.md.
+ * The private keys are stored in the platform's database, which every API process shares
+ * (docs/decisions/0004-platform-keys.md), sealed under the secret key, which the database
+ * never holds (`sealing.ts`, ADR 0018). Keys stored before sealing existed are sealed by the
+ * first start that has the secret key.
  */
 import crypto from 'node:crypto'
 import { promisify } from 'node:util'
@@ -17,6 +18,7 @@ import type { Kysely } from 'kysely'
 import { assert } from '../../assert.js'
 import type { AppEnvironment, CoreTables } from '../../storage/tables.js'
 import { newId } from '../ids.js'
+import { isSealed, SealingError, type SealingKey } from './sealing.js'
 
 export const environments: readonly AppEnvironment[] = ['sandbox', 'live']
 /** RSA2 as Alipay uses it: 2048-bit keys, SHA-256. */
@@ -48,24 +50,37 @@ interface RsaKeysTables {
     key_id: string
     bits: number
     public_key_pem: string
-    private_key_pem: string
+    private_key_sealed: string
     created_at: number
   }
 }
 
+type KeyTable = 'platform_keys' | 'platform_rsa_keys'
+
+/** What a sealed private key is bound to: the row it belongs in, so that it opens nowhere else. */
+function sealContext(table: KeyTable, environment: AppEnvironment, keyId: string): string {
+  return `${table}/${environment}/${keyId}`
+}
+
 const generateKeyPair = promisify(crypto.generateKeyPair)
 
-export async function ensurePlatformKeys(db: Kysely<any>, now: number): Promise<void> {
+/**
+ * Creates the keys a first start needs, sealed under `key`, and seals any key stored in the
+ * clear by an earlier version.
+ */
+export async function ensurePlatformKeys(db: Kysely<any>, now: number, key: SealingKey): Promise<void> {
   for (const environment of environments) {
     const pair = crypto.generateKeyPairSync('ed25519')
+    const keyId = newId('pk')
+    const privateKeyPem = pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
     await (db as Kysely<CoreTables>)
       .insertInto('platform_keys')
       .values({
         environment,
-        key_id: newId('pk'),
+        key_id: keyId,
         algorithm: 'Ed25519',
         public_key_pem: pair.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-        private_key_pem: pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+        private_key_sealed: key.seal(privateKeyPem, sealContext('platform_keys', environment, keyId)),
         created_at: now,
       })
       .onConflict((oc) => oc.column('environment').doNothing())
@@ -89,40 +104,76 @@ export async function ensurePlatformKeys(db: Kysely<any>, now: number): Promise<
   )
   for (const [index, environment] of missing.entries()) {
     const pair = pairs[index]!
+    const keyId = newId('pkr')
     await rsa
       .insertInto('platform_rsa_keys')
       .values({
         environment,
-        key_id: newId('pkr'),
+        key_id: keyId,
         bits: platformRsaBits,
         public_key_pem: pair.publicKey,
-        private_key_pem: pair.privateKey,
+        private_key_sealed: key.seal(pair.privateKey, sealContext('platform_rsa_keys', environment, keyId)),
         created_at: now,
       })
       .onConflict((oc) => oc.column('environment').doNothing())
       .execute()
   }
+  for (const table of ['platform_keys', 'platform_rsa_keys'] as const) await sealStoredKeys(db, table, key)
 }
 
-/** Loads both environments' keys once; the server keeps them in memory. */
-export async function loadPlatformKeys(db: Kysely<any>): Promise<ReadonlyMap<AppEnvironment, PlatformKey>> {
+/**
+ * Seals the keys an earlier version stored in the clear. Each row is replaced only if it still
+ * holds the text read, so two processes starting at once seal it once; the loser's update
+ * finds the row changed and leaves it.
+ */
+async function sealStoredKeys(db: Kysely<any>, table: KeyTable, key: SealingKey): Promise<void> {
+  const keys = db as Kysely<RsaKeysTables & CoreTables>
+  const rows = await keys.selectFrom(table).select(['environment', 'key_id', 'private_key_sealed']).execute()
+  for (const row of rows) {
+    if (isSealed(row.private_key_sealed)) continue
+    await keys
+      .updateTable(table)
+      .set({ private_key_sealed: key.seal(row.private_key_sealed, sealContext(table, row.environment, row.key_id)) })
+      .where('environment', '=', row.environment)
+      .where('private_key_sealed', '=', row.private_key_sealed)
+      .execute()
+  }
+}
+
+/** A stored private key, opened; a key still in the clear is refused (ensurePlatformKeys seals them). */
+function openKey(
+  key: SealingKey,
+  table: KeyTable,
+  row: { environment: AppEnvironment; key_id: string; private_key_sealed: string },
+) {
+  const context = sealContext(table, row.environment, row.key_id)
+  if (!isSealed(row.private_key_sealed)) throw new SealingError(`${context} is stored in the clear`)
+  return key.unseal(row.private_key_sealed, context)
+}
+
+/** Loads and opens both environments' keys once; the server keeps them in memory. */
+export async function loadPlatformKeys(
+  db: Kysely<any>,
+  key: SealingKey,
+): Promise<ReadonlyMap<AppEnvironment, PlatformKey>> {
   const rows = await (db as Kysely<CoreTables>).selectFrom('platform_keys').selectAll().execute()
   const rsaRows = await (db as Kysely<RsaKeysTables>).selectFrom('platform_rsa_keys').selectAll().execute()
   const keys = new Map<AppEnvironment, PlatformKey>()
   for (const row of rows) {
     const rsa = rsaRows.find((candidate) => candidate.environment === row.environment)
     assert(rsa !== undefined, `RSA platform key for ${row.environment} is missing`)
+    const rsaPrivateKeyPem = openKey(key, 'platform_rsa_keys', rsa)
     keys.set(row.environment, {
       environment: row.environment,
       keyId: row.key_id,
       publicKeyPem: row.public_key_pem,
-      privateKey: crypto.createPrivateKey(row.private_key_pem),
+      privateKey: crypto.createPrivateKey(openKey(key, 'platform_keys', row)),
       rsa: {
         keyId: rsa.key_id,
         bits: rsa.bits,
         publicKeyPem: rsa.public_key_pem,
-        privateKey: crypto.createPrivateKey(rsa.private_key_pem),
-        privateKeyPem: rsa.private_key_pem,
+        privateKey: crypto.createPrivateKey(rsaPrivateKeyPem),
+        privateKeyPem: rsaPrivateKeyPem,
       },
     })
   }

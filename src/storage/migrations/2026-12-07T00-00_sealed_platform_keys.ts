@@ -1,0 +1,18 @@
+// Frozen in time: this migration must never import application code or change once released.
+//
+// The platform's private keys are stored sealed (AES-256-GCM under a key kept outside the
+// database, ADR 0018). The columns are renamed for what they now hold; rows written before are
+// sealed by the first start after this migration, which is the first code that has the key.
+import type { Kysely } from 'kysely'
+
+export async function up(db: Kysely<any>): Promise<void> {
+  for (const table of ['platform_keys', 'platform_rsa_keys']) {
+    await db.schema.alterTable(table).renameColumn('private_key_pem', 'private_key_sealed').execute()
+  }
+}
+
+export async function down(db: Kysely<any>): Promise<void> {
+  for (const table of ['platform_keys', 'platform_rsa_keys']) {
+    await db.schema.alterTable(table).renameColumn('private_key_sealed', 'private_key_pem').execute()
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * The platform's private keys are stored sealed under the secret key (ADR 0018): nothing in
+ * the database signs as the platform without that key, a restart with the same key signs with
+ * the same keys, a start with another key stops before it changes anything, and keys an
+ * earlier version stored in the clear are sealed by the first start that has the key.
+ */
+import crypto from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import type { Kysely } from 'kysely'
+import { afterEach, describe, expect, it } from 'vitest'
+import { parseConfig } from '../src/config.js'
+import { resolveSealingKey, SealingError, sealingKey } from '../src/platform/signing/sealing.js'
+import { openPlatform, preparePlatform } from '../src/server/platform.js'
+import { openStorage } from '../src/storage/database.js'
+import { forEachDialect, freshTarget, type TestTarget } from './harness.js'
+
+interface KeyRow {
+  environment: 'sandbox' | 'live'
+  key_id: string
+  public_key_pem: string
+  private_key_sealed: string
+}
+const keyTables = ['platform_keys', 'platform_rsa_keys'] as const
+
+function configWith(secret: Buffer) {
+  return parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', BASEPLATE_SECRET_KEY: secret.toString('base64') })
+}
+
+async function rows(target: TestTarget, table: (typeof keyTables)[number]): Promise<KeyRow[]> {
+  const storage = await openStorage(target.target)
+  try {
+    return await (storage.db as unknown as Kysely<Record<string, KeyRow>>)
+      .selectFrom(table)
+      .select(['environment', 'key_id', 'public_key_pem', 'private_key_sealed'])
+      .orderBy('environment')
+      .execute()
+  } finally {
+    await storage.close()
+  }
+}
+
+/** A private key signs something its row's public key verifies. */
+function pairMatches(privateKey: crypto.KeyObject, publicKeyPem: string): boolean {
+  const message = Buffer.from('baseplate')
+  const algorithm = privateKey.asymmetricKeyType === 'rsa' ? 'sha256' : null
+  return crypto.verify(algorithm, message, publicKeyPem, crypto.sign(algorithm, message, privateKey))
+}
+
+describe('sealing', () => {
+  const key = sealingKey(crypto.randomBytes(32))
+
+  it('opens what it sealed, for the same context only', () => {
+    const sealed = key.seal('-----BEGIN PRIVATE KEY-----\nabc\n', 'platform_keys/live/pk_1')
+    expect(sealed).toMatch(/^bpseal1\.[0-9a-f]{16}\./)
+    expect(sealed).not.toContain('PRIVATE KEY')
+    expect(key.unseal(sealed, 'platform_keys/live/pk_1')).toBe('-----BEGIN PRIVATE KEY-----\nabc\n')
+    // Every seal draws a fresh IV: the same key sealed twice does not look the same.
+    expect(key.seal('x', 'c')).not.toBe(key.seal('x', 'c'))
+    expect(() => key.unseal(sealed, 'platform_keys/sandbox/pk_1')).toThrow(/sealed for another row/)
+  })
+
+  it('refuses an altered value, another key and a value that is not sealed', () => {
+    const sealed = key.seal('secret', 'c')
+    const parts = sealed.split('.')
+    const body = Buffer.from(parts[3]!, 'base64url')
+    body[0]! ^= 1
+    const altered = [...parts.slice(0, 3), body.toString('base64url')].join('.')
+    expect(() => key.unseal(altered, 'c')).toThrow(SealingError)
+    const other = sealingKey(crypto.randomBytes(32))
+    expect(() => other.unseal(sealed, 'c')).toThrow(
+      new RegExp(`sealed under the key ${key.id}.*has the key ${other.id}`),
+    )
+    expect(() => key.unseal('-----BEGIN PRIVATE KEY-----', 'c')).toThrow(/is not sealed/)
+  })
+})
+
+describe('the secret key file', () => {
+  const dirs: string[] = []
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
+  })
+  const tempDir = () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baseplate-key-'))
+    dirs.push(dir)
+    return dir
+  }
+
+  it('is made once, readable by its owner only, and read back by every later start', () => {
+    const file = path.join(tempDir(), 'nested', 'secret.key')
+    const first = resolveSealingKey({ kind: 'file', path: file })
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600)
+    expect(Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64')).toHaveLength(32)
+    const again = resolveSealingKey({ kind: 'file', path: file })
+    expect(again.id).toBe(first.id)
+    expect(again.unseal(first.seal('x', 'c'), 'c')).toBe('x')
+    // No temporary file is left beside it.
+    expect(fs.readdirSync(path.dirname(file))).toEqual(['secret.key'])
+  })
+
+  it('refuses a file that does not hold a 32-byte key', () => {
+    const file = path.join(tempDir(), 'secret.key')
+    fs.writeFileSync(file, 'short\n')
+    expect(() => resolveSealingKey({ kind: 'file', path: file })).toThrow(/must hold a 32-byte key/)
+  })
+})
+
+forEachDialect('platform keys at rest', (dialect) => {
+  let target: TestTarget | undefined
+  afterEach(async () => {
+    await target?.dispose()
+    target = undefined
+  })
+
+  it('are stored sealed, and a restart with the same secret key signs with the same keys', async () => {
+    target = await freshTarget(dialect)
+    const secret = crypto.randomBytes(32)
+    const first = await openPlatform(configWith(secret), { target: target.target })
+    const signedFirst = first.platformKeys.get('live')!
+    await first.close()
+
+    for (const table of keyTables) {
+      const stored = await rows(target, table)
+      expect(stored.map((row) => row.environment)).toEqual(['live', 'sandbox'])
+      for (const row of stored) {
+        expect(row.private_key_sealed).toMatch(/^bpseal1\./)
+        expect(row.private_key_sealed).not.toContain('PRIVATE KEY')
+      }
+    }
+
+    const second = await openPlatform(configWith(secret), { target: target.target })
+    try {
+      const live = second.platformKeys.get('live')!
+      expect(live.keyId).toBe(signedFirst.keyId)
+      expect(live.rsa.keyId).toBe(signedFirst.rsa.keyId)
+      expect(pairMatches(live.privateKey, signedFirst.publicKeyPem)).toBe(true)
+      expect(pairMatches(live.rsa.privateKey, signedFirst.rsa.publicKeyPem)).toBe(true)
+    } finally {
+      await second.close()
+    }
+  })
+
+  it('refuses to start with another secret key, and changes nothing', async () => {
+    target = await freshTarget(dialect)
+    const platform = await openPlatform(configWith(crypto.randomBytes(32)), { target: target.target })
+    await platform.close()
+    const before = await rows(target, 'platform_keys')
+    await expect(openPlatform(configWith(crypto.randomBytes(32)), { target: target.target })).rejects.toThrow(
+      /was sealed under the key [0-9a-f]{16}, but this platform has the key [0-9a-f]{16}/,
+    )
+    expect(await rows(target, 'platform_keys')).toEqual(before)
+  })
+
+  it('seals keys an earlier version stored in the clear, and keeps them', async () => {
+    target = await freshTarget(dialect)
+    const secret = crypto.randomBytes(32)
+    const key = sealingKey(secret)
+    const { storage } = await preparePlatform(configWith(secret), { target: target.target })
+    // What the previous version left: each private key as PKCS#8 PEM, in the clear.
+    const clear = new Map<string, string>()
+    for (const table of keyTables) {
+      const db = storage.db as unknown as Kysely<Record<string, KeyRow>>
+      for (const row of await db.selectFrom(table).selectAll().execute()) {
+        const pem = key.unseal(row.private_key_sealed, `${table}/${row.environment}/${row.key_id}`)
+        clear.set(`${table}/${row.environment}`, pem)
+        await db
+          .updateTable(table)
+          .set({ private_key_sealed: pem })
+          .where('environment', '=', row.environment)
+          .execute()
+      }
+    }
+    await storage.close()
+
+    const platform = await openPlatform(configWith(secret), { target: target.target })
+    try {
+      for (const table of keyTables) {
+        for (const row of await rows(target, table)) {
+          expect(row.private_key_sealed).toMatch(/^bpseal1\./)
+          const context = `${table}/${row.environment}/${row.key_id}`
+          expect(key.unseal(row.private_key_sealed, context)).toBe(clear.get(`${table}/${row.environment}`))
+        }
+      }
+      const sandbox = platform.platformKeys.get('sandbox')!
+      expect(pairMatches(sandbox.privateKey, sandbox.publicKeyPem)).toBe(true)
+      expect(pairMatches(sandbox.rsa.privateKey, sandbox.rsa.publicKeyPem)).toBe(true)
+    } finally {
+      await platform.close()
+    }
+  })
+
+  it('will not open a sealed key moved into another environment', async () => {
+    target = await freshTarget(dialect)
+    const secret = crypto.randomBytes(32)
+    const { storage } = await preparePlatform(configWith(secret), { target: target.target })
+    try {
+      const db = storage.db as unknown as Kysely<Record<string, KeyRow>>
+      const sandbox = await db
+        .selectFrom('platform_keys')
+        .selectAll()
+        .where('environment', '=', 'sandbox')
+        .executeTakeFirstOrThrow()
+      await db
+        .updateTable('platform_keys')
+        .set({ private_key_sealed: sandbox.private_key_sealed })
+        .where('environment', '=', 'live')
+        .execute()
+    } finally {
+      await storage.close()
+    }
+    await expect(openPlatform(configWith(secret), { target: target.target })).rejects.toThrow(
+      /platform_keys\/live\/.* does not open: it was altered, or sealed for another row/,
+    )
+  })
+})
