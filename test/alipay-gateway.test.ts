@@ -6,6 +6,7 @@
  */
 import crypto from 'node:crypto'
 import { describe, expect, it } from 'vitest'
+import { sha256Hex } from '../src/platform/ids.js'
 import { issueCode } from '../src/platform/authorization/service.js'
 import { rsaPublicKeyPem } from '../src/platform/signing/platform-keys.js'
 import type { CoreTables } from '../src/storage/tables.js'
@@ -306,12 +307,17 @@ forEachDialect('alipay gateway through alipay-sdk', (dialect) => {
     )
     expect(badV2).toMatchObject({ code: '40002', msg: 'Invalid Arguments', subCode: 'isv.invalid-signature' })
     const echoed = (badV2.subMsg as string).split('验签字符串为：')[1]!
-    expect(echoed).toMatch(new RegExp(`^app_auth_token=${w.appAuthToken}&app_id=${w.sandbox.appId}&biz_content=`))
+    // The app auth token is a bearer credential: the echo shows its fingerprint, never the token.
+    expect(echoed).not.toContain(w.appAuthToken)
+    expect(echoed).toMatch(
+      new RegExp(`^app_auth_token=<secret sha256:${sha256Hex(w.appAuthToken).slice(0, 16)}>&app_id=`),
+    )
     expect(echoed).toContain('&biz_content={"out_trade_no":"X"}&charset=utf-8&method=alipay.trade.query&sign_type=RSA2')
     const badV3 = await w.v3Error('alipay.trade.query', { out_trade_no: 'X' }, { sdk: stale })
     expect(badV3).toMatchObject({ code: 'isv.invalid-signature', responseHttpStatus: 401 })
     expect(badV3.message).toContain(`app_id=${w.sandbox.appId},nonce=`)
     expect(badV3.message).toContain('\nPOST\n/v3/alipay/trade/query\n{"out_trade_no":"X"}\n')
+    expect(badV3.message).not.toContain(w.appAuthToken)
 
     // A stale timestamp: v2 with the SDK's timestamp overridden, v3 with the server clock an hour on.
     const staleV2 = await w.v2('alipay.trade.query', { outTradeNo: 'X' }, { timestamp: '2020-01-01 00:00:00' })

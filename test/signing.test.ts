@@ -1,5 +1,6 @@
 import crypto from 'node:crypto'
 import { beforeAll, expect, it } from 'vitest'
+import { sha256Hex } from '../src/platform/ids.js'
 import { responseSigningString, verifyText } from '../sdk/src/protocol.js'
 import { createAppWithKey, ed25519KeyPair, json, rsaKeyPair, signed, signUp, type TestApp } from './fixtures.js'
 import { forEachDialect, useTestPlatform } from './harness.js'
@@ -111,6 +112,23 @@ forEachDialect('signed requests', (dialect) => {
       expect(body.requestId).toMatch(/^req_/)
     })
   }
+
+  it('shows a signed app auth token in signedString as its fingerprint, never the token itself', async () => {
+    const token = `bpat_${'t'.repeat(43)}`
+    const response = await signed(bp().app, rsaApp, {
+      method: 'GET',
+      url: '/v1/stores',
+      appAuthToken: token,
+      tamper: (r) => {
+        r.headers['baseplate-signature'] = Buffer.alloc(256, 7).toString('base64')
+      },
+    })
+    expect(json(response).code).toBe('AUTH_SIGNATURE_INVALID')
+    expect(response.body).not.toContain(token)
+    const lines = (json(response).signedString as string).split('\n')
+    expect(lines[5]).toBe(`<secret sha256:${sha256Hex(token).slice(0, 16)}>`)
+    expect(lines[4]).toBe('GET /v1/stores')
+  })
 
   it('refuses a signature made with a key of the wrong type', async () => {
     // The app registered an RSA key; an Ed25519 signature over the same string must fail.

@@ -9,6 +9,7 @@
 import type { Kysely } from 'kysely'
 import { headerNames, isSingleLine, requestSigningString, verifyText } from '../../sdk/src/protocol.js'
 import type { Config } from '../config.js'
+import { maskSecrets } from '../platform/signing/masked.js'
 import { AppError } from '../errors.js'
 import { signingApp } from '../platform/apps/service.js'
 import { cachedPublicKey } from '../platform/apps/public-keys.js'
@@ -140,7 +141,8 @@ export async function authenticateApp(
   if (!verified) {
     throw new AppError('AUTH_SIGNATURE_INVALID', {
       message: 'The signature does not verify with any active key of the app; signedString is what the server verified',
-      details: { signedString },
+      // The app auth token is a bearer credential: shown as its fingerprint, never echoed.
+      details: { signedString: maskSecrets(signedString, [appAuthToken]) },
     })
   }
 

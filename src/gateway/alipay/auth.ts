@@ -6,7 +6,7 @@
  *
  * @example
  * const app = await findApp(db, params.app_id, now)
- * verifyAppSignature(app, (key) => verifyRsa2(text, sign, key), () => signedString)
+ * verifyAppSignature(app, (key) => verifyRsa2(text, sign, key), () => signedString, requestSecrets(token, biz))
  * const principal = await principalFor(db, app, params.app_auth_token, 'payment:trade', resolver, now)
  */
 import crypto from 'node:crypto'
@@ -14,6 +14,7 @@ import type { Kysely } from 'kysely'
 import { decodeBase64Strict } from '../../../sdk/src/protocol.js'
 import { signingApp, type SigningApp } from '../../platform/apps/service.js'
 import { cachedPublicKey } from '../../platform/apps/public-keys.js'
+import { maskSecrets } from '../../platform/signing/masked.js'
 import type { AppAuthTokenResolver } from '../../server/authenticate.js'
 import type { AppPrincipal } from '../../server/route-kit.js'
 import { isUniqueViolation } from '../../storage/database.js'
@@ -48,22 +49,48 @@ export function verifyRsa2(text: string, signature: string, key: crypto.KeyObjec
   }
 }
 
+/** Fields of `biz_content` that are credentials (the token exchanges and queries send them). */
+const secretBizFields = ['app_auth_token', 'refresh_token', 'code'] as const
+
+/**
+ * The credentials a request carries, for masking where an error shows the request: the app
+ * auth token, and the tokens or code in its business JSON.
+ */
+export function requestSecrets(appAuthToken: string | undefined, bizJson: string | undefined): string[] {
+  const secrets = appAuthToken === undefined ? [] : [appAuthToken]
+  let biz: unknown
+  try {
+    biz = bizJson === undefined || bizJson === '' ? null : JSON.parse(bizJson)
+  } catch {
+    return secrets
+  }
+  if (typeof biz !== 'object' || biz === null) return secrets
+  for (const field of secretBizFields) {
+    const value = (biz as Record<string, unknown>)[field]
+    if (typeof value === 'string') secrets.push(value)
+  }
+  return secrets
+}
+
 /**
  * Passes when `verify` accepts one of the app's active RSA keys (Ed25519 keys serve the native
- * API only). A failure echoes, in sub_msg, the string the gateway verified: comparing it with
- * the string the client signed finds nearly every signing mistake.
+ * API only). A failure echoes, in sub_msg, the string the gateway verified, each of `secrets`
+ * shown as its fingerprint (`masked.ts`): comparing it with the string the client signed finds
+ * nearly every signing mistake, and the error never hands a bearer token back.
  */
 export function verifyAppSignature(
   app: GatewayApp,
   verify: (key: crypto.KeyObject) => boolean,
   signedString: () => string,
+  secrets: readonly string[],
 ): void {
   const keys = app.keys.filter((key) => key.algorithm === 'RSA')
   if (keys.length === 0) throw new AlipayError('isv.missing-signature-key')
   if (keys.some((key) => verify(cachedPublicKey(key.id, key.public_key_pem)))) return
   throw new AlipayError(
     'isv.invalid-signature',
-    '验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配，网关生成的验签字符串为：' + signedString(),
+    '验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配，网关生成的验签字符串为：' +
+      maskSecrets(signedString(), secrets),
   )
 }
 

@@ -10,7 +10,15 @@
  */
 import crypto from 'node:crypto'
 import type { AppEnvironment } from '../../storage/tables.js'
-import { checkTimestamp, findApp, principalFor, recordNonce, verifyAppSignature, verifyRsa2 } from './auth.js'
+import {
+  checkTimestamp,
+  findApp,
+  principalFor,
+  recordNonce,
+  requestSecrets,
+  verifyAppSignature,
+  verifyRsa2,
+} from './auth.js'
 import { AlipayError, toAlipayError } from './errors.js'
 import type { GatewayDeps } from './gateway-deps.js'
 import { lookupMethod, methodsForScopes } from './methods.js'
@@ -75,6 +83,7 @@ async function authenticate(deps: GatewayDeps, request: V3Request) {
     app,
     (publicKey) => verifyRsa2(signedString, authorization.signature, publicKey),
     () => signedString,
+    requestSecrets(appAuthToken, request.rawBody),
   )
   const timestamp = authorization.fields.get('timestamp') ?? ''
   const windowS = deps.config.alipay.timestampWindowS
