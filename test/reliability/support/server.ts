@@ -22,7 +22,7 @@ export interface ServerProcess {
   readonly pid: number
   /** Milliseconds from spawn to the "listening" line. */
   readonly startMs: number
-  /** What the child printed so far (last 64 KiB). */
+  /** What the child printed so far (the last `outputMaxBytes`, 64 KiB unless given). */
   output(): string
   /** Peak resident memory of the child so far (VmHWM), in bytes; null once it has exited. */
   peakRssBytes(): number | null
@@ -47,6 +47,8 @@ export interface ServerOptions {
    * `npm start` runs dist/: no tsx, so no compiling at start. Default: src/cli/main.ts through tsx.
    */
   readonly builtMain?: string
+  /** How much of what the child prints is kept for `output()` (the end of it). */
+  readonly outputMaxBytes?: number
 }
 
 /** A port that was free a moment ago on 127.0.0.1. */
@@ -58,7 +60,7 @@ export async function freePort(): Promise<number> {
   return port
 }
 
-const outputMax = 64 * 1024
+const outputMaxDefault = 64 * 1024
 
 // A run that dies (a failed assertion, ^C) must not leave servers behind.
 const children = new Set<ChildProcess>()
@@ -79,7 +81,7 @@ export async function startServer(options: ServerOptions): Promise<ServerProcess
   children.add(child)
   let output = ''
   const append = (chunk: Buffer) => {
-    output = (output + chunk.toString('utf8')).slice(-outputMax)
+    output = (output + chunk.toString('utf8')).slice(-(options.outputMaxBytes ?? outputMaxDefault))
   }
   child.stdout!.on('data', append)
   child.stderr!.on('data', append)
