@@ -20,7 +20,7 @@ import type { DialectName } from '../src/storage/database.js'
 import { parseConfig } from '../src/config.js'
 import { openPlatform, type Platform } from '../src/server/platform.js'
 import { cliEnvironment, runCli } from './cli-harness.js'
-import { freshTarget, type TestTarget } from './harness.js'
+import { freshTarget, testSecretKey, type TestTarget } from './harness.js'
 
 export interface Sandbox {
   readonly endpoint: string
@@ -121,6 +121,7 @@ export function useAlipayWorld(dialect: DialectName): () => AlipayWorld {
     const state = { skew: 0 }
     const config = parseConfig({
       BASEPLATE_LOG_LEVEL: 'silent',
+      BASEPLATE_SECRET_KEY: testSecretKey,
       BASEPLATE_ALIPAY_TIMEZONE_OFFSET_MINUTES: String(-new Date().getTimezoneOffset()),
     })
     platform = await openPlatform(config, {

@@ -24,6 +24,12 @@ import type { DialectName } from '../src/storage/database.js'
 /** The suite's switches (BASEPLATE_TEST_PG, BASEPLATE_TEST_DATABASE_URL), read by config.ts. */
 export const testConfig: Config = loadConfig()
 
+/**
+ * The secret key that seals platform keys (ADR 0018), one per test file: its platforms and the
+ * CLI it runs against the same database must share it, and none writes a key file.
+ */
+export const testSecretKey = crypto.randomBytes(32).toString('base64')
+
 async function postgresReachable(url: string): Promise<string | null> {
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 })
   try {
@@ -102,7 +108,11 @@ export function useTestPlatform(
   let target: TestTarget | undefined
   beforeAll(async () => {
     target = await freshTarget(dialect)
-    const config = parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', ...options.config })
+    const config = parseConfig({
+      BASEPLATE_LOG_LEVEL: 'silent',
+      BASEPLATE_SECRET_KEY: testSecretKey,
+      ...options.config,
+    })
     platform = await openPlatform(config, { ...options, target: target.target })
   })
   afterAll(async () => {

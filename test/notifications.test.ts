@@ -32,7 +32,7 @@ import {
   type Tenant,
   type TestApp,
 } from './fixtures.js'
-import { forEachDialect, freshTarget, manualClock, useTestPlatform, type TestTarget } from './harness.js'
+import { forEachDialect, freshTarget, manualClock, testSecretKey, useTestPlatform, type TestTarget } from './harness.js'
 
 // ---------------------------------------------------------------------------------------------
 // A local receiver: node:http on 127.0.0.1, port 0. `respond` decides each answer: a status,
@@ -690,7 +690,11 @@ forEachDialect('webhooks: concurrent workers', (dialect: DialectName) => {
   beforeAll(async () => {
     target = await freshTarget(dialect)
     platform = await openPlatform(
-      parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', BASEPLATE_SESSION_TTL_S: String(30 * 24 * 3600) }),
+      parseConfig({
+        BASEPLATE_LOG_LEVEL: 'silent',
+        BASEPLATE_SESSION_TTL_S: String(30 * 24 * 3600),
+        BASEPLATE_SECRET_KEY: testSecretKey,
+      }),
       { target: target.target, clock },
     )
     // SQLite has one writer per file: its workers share the process's connection instead.

@@ -12,7 +12,7 @@ import { parseConfig } from '../src/config.js'
 import { openPlatform, type Platform } from '../src/server/platform.js'
 import { createClient, verifyWebhook, type BaseplateClient } from '../sdk/src/index.js'
 import { createAppWithKey, json, rsaKeyPair, session, signUp, type Tenant, type TestApp } from './fixtures.js'
-import { forEachDialect, freshTarget, manualClock, type TestTarget } from './harness.js'
+import { forEachDialect, freshTarget, manualClock, testSecretKey, type TestTarget } from './harness.js'
 import { expectLedgerConsistent } from './ledger-helpers.js'
 
 const callback = 'https://isv.example.com/callback'
@@ -54,7 +54,7 @@ forEachDialect('the ISV journey through the SDK', (dialect) => {
   beforeAll(async () => {
     target = await freshTarget(dialect)
     receiver = await startReceiver()
-    platform = await openPlatform(parseConfig({ BASEPLATE_LOG_LEVEL: 'silent' }), {
+    platform = await openPlatform(parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', BASEPLATE_SECRET_KEY: testSecretKey }), {
       target: target.target,
       clock,
       workers: { notifications: { pollIntervalMs: 50 } },

@@ -89,10 +89,10 @@ describe('the secret key file', () => {
 
   it('is made once, readable by its owner only, and read back by every later start', () => {
     const file = path.join(tempDir(), 'nested', 'secret.key')
-    const first = resolveSealingKey({ kind: 'file', path: file })
+    const first = resolveSealingKey({ kind: 'file', path: file }, { mayMake: true })
     expect(fs.statSync(file).mode & 0o777).toBe(0o600)
     expect(Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64')).toHaveLength(32)
-    const again = resolveSealingKey({ kind: 'file', path: file })
+    const again = resolveSealingKey({ kind: 'file', path: file }, { mayMake: false })
     expect(again.id).toBe(first.id)
     expect(again.unseal(first.seal('x', 'c'), 'c')).toBe('x')
     // No temporary file is left beside it.
@@ -102,7 +102,15 @@ describe('the secret key file', () => {
   it('refuses a file that does not hold a 32-byte key', () => {
     const file = path.join(tempDir(), 'secret.key')
     fs.writeFileSync(file, 'short\n')
-    expect(() => resolveSealingKey({ kind: 'file', path: file })).toThrow(/must hold a 32-byte key/)
+    expect(() => resolveSealingKey({ kind: 'file', path: file }, { mayMake: true })).toThrow(/must hold a 32-byte key/)
+  })
+
+  it('is not made where it may not be (a database that already holds keys)', () => {
+    const file = path.join(tempDir(), 'secret.key')
+    expect(() => resolveSealingKey({ kind: 'file', path: file }, { mayMake: false })).toThrow(
+      /holds platform keys, but the secret key file .* does not exist/,
+    )
+    expect(fs.existsSync(file)).toBe(false)
   })
 })
 
@@ -141,15 +149,40 @@ forEachDialect('platform keys at rest', (dialect) => {
     }
   })
 
-  it('refuses to start with another secret key, and changes nothing', async () => {
+  it('refuses to start with another secret key, and changes nothing, whatever opens it', async () => {
     target = await freshTarget(dialect)
     const platform = await openPlatform(configWith(crypto.randomBytes(32)), { target: target.target })
     await platform.close()
-    const before = await rows(target, 'platform_keys')
-    await expect(openPlatform(configWith(crypto.randomBytes(32)), { target: target.target })).rejects.toThrow(
-      /was sealed under the key [0-9a-f]{16}, but this platform has the key [0-9a-f]{16}/,
+    const before = [await rows(target, 'platform_keys'), await rows(target, 'platform_rsa_keys')]
+    const wrongKey = /was sealed under the key [0-9a-f]{16}, but this platform has the key [0-9a-f]{16}/
+    await expect(openPlatform(configWith(crypto.randomBytes(32)), { target: target.target })).rejects.toThrow(wrongKey)
+    // What `baseplate migrate` and the other commands run: the same check, before any write.
+    await expect(preparePlatform(configWith(crypto.randomBytes(32)), { target: target.target })).rejects.toThrow(
+      wrongKey,
     )
-    expect(await rows(target, 'platform_keys')).toEqual(before)
+    expect([await rows(target, 'platform_keys'), await rows(target, 'platform_rsa_keys')]).toEqual(before)
+  })
+
+  it('makes no new key file for a database that holds keys: a lost file stops the start', async () => {
+    target = await freshTarget(dialect)
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baseplate-keyfile-'))
+    try {
+      const fileConfig = (name: string) =>
+        parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', BASEPLATE_SECRET_KEY_FILE: path.join(dir, name) })
+      const platform = await openPlatform(fileConfig('first.key'), { target: target.target })
+      await platform.close()
+      expect(fs.existsSync(path.join(dir, 'first.key'))).toBe(true)
+      const before = await rows(target, 'platform_keys')
+      await expect(preparePlatform(fileConfig('lost.key'), { target: target.target })).rejects.toThrow(
+        /holds platform keys, but the secret key file .*lost\.key does not exist/,
+      )
+      expect(fs.existsSync(path.join(dir, 'lost.key'))).toBe(false)
+      expect(await rows(target, 'platform_keys')).toEqual(before)
+      const again = await openPlatform(fileConfig('first.key'), { target: target.target })
+      await again.close()
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('seals keys an earlier version stored in the clear, and keeps them', async () => {
@@ -157,10 +190,11 @@ forEachDialect('platform keys at rest', (dialect) => {
     const secret = crypto.randomBytes(32)
     const key = sealingKey(secret)
     const { storage } = await preparePlatform(configWith(secret), { target: target.target })
-    // What the previous version left: each private key as PKCS#8 PEM, in the clear.
+    // Back to what the previous version left: the migration not run, and each private key as
+    // PKCS#8 PEM, in the clear, in the column it had.
     const clear = new Map<string, string>()
+    const db = storage.db as unknown as Kysely<Record<string, KeyRow & { private_key_pem: string }>>
     for (const table of keyTables) {
-      const db = storage.db as unknown as Kysely<Record<string, KeyRow>>
       for (const row of await db.selectFrom(table).selectAll().execute()) {
         const pem = key.unseal(row.private_key_sealed, `${table}/${row.environment}/${row.key_id}`)
         clear.set(`${table}/${row.environment}`, pem)
@@ -170,7 +204,12 @@ forEachDialect('platform keys at rest', (dialect) => {
           .where('environment', '=', row.environment)
           .execute()
       }
+      await db.schema.alterTable(table).renameColumn('private_key_sealed', 'private_key_pem').execute()
     }
+    await (storage.db as Kysely<any>)
+      .deleteFrom('baseplate_migrations')
+      .where('name', '=', '2026-12-07T00-00_sealed_platform_keys')
+      .execute()
     await storage.close()
 
     const platform = await openPlatform(configWith(secret), { target: target.target })

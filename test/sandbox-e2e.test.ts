@@ -9,7 +9,7 @@ import { parseConfig } from '../src/config.js'
 import { openPlatform, type Platform } from '../src/server/platform.js'
 import { createClient, type BaseplateClient } from '../sdk/src/index.js'
 import { cliEnvironment, runCli } from './cli-harness.js'
-import { forEachDialect, freshTarget, type TestTarget } from './harness.js'
+import { forEachDialect, freshTarget, testSecretKey, type TestTarget } from './harness.js'
 import { expectLedgerConsistent } from './ledger-helpers.js'
 
 forEachDialect('sandbox to refunded payment through the SDK', (dialect) => {
@@ -20,7 +20,7 @@ forEachDialect('sandbox to refunded payment through the SDK', (dialect) => {
 
   beforeAll(async () => {
     target = await freshTarget(dialect)
-    const config = parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', PORT: '0' })
+    const config = parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', PORT: '0', BASEPLATE_SECRET_KEY: testSecretKey })
     platform = await openPlatform(config, { target: target.target })
     const endpoint = await platform.app.listen({ port: 0, host: '127.0.0.1' })
     const first = await runCli(['sandbox', '--json'], {

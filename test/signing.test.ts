@@ -130,6 +130,23 @@ forEachDialect('signed requests', (dialect) => {
     expect(lines[4]).toBe('GET /v1/stores')
   })
 
+  it('shows a refresh token or code in a signed body as its fingerprint too', async () => {
+    const refreshToken = `bprt_${'r'.repeat(43)}`
+    const response = await signed(bp().app, rsaApp, {
+      method: 'POST',
+      url: '/v1/oauth/token',
+      body: { grant_type: 'refresh_token', refresh_token: refreshToken },
+      tamper: (r) => {
+        r.headers['baseplate-signature'] = Buffer.alloc(256, 7).toString('base64')
+      },
+    })
+    expect(json(response).code).toBe('AUTH_SIGNATURE_INVALID')
+    expect(response.body).not.toContain(refreshToken)
+    expect(json(response).signedString).toContain(
+      `"refresh_token":"<secret sha256:${sha256Hex(refreshToken).slice(0, 16)}>"`,
+    )
+  })
+
   it('refuses a signature made with a key of the wrong type', async () => {
     // The app registered an RSA key; an Ed25519 signature over the same string must fail.
     const impostor: TestApp = { ...rsaApp, keyPair: ed25519KeyPair() }

@@ -12,7 +12,12 @@ import cookie from '@fastify/cookie'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { Type } from '@sinclair/typebox'
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from 'fastify'
 import { sql, type Kysely } from 'kysely'
 import { headerNames, responseSigningString, signText } from '../../sdk/src/protocol.js'
 import { assert } from '../assert.js'
@@ -34,6 +39,7 @@ import {
   reserve,
   type IdempotencyRequest,
 } from '../platform/idempotency/idempotency.js'
+import { maskUrl } from '../platform/signing/masked.js'
 import type { PlatformKey } from '../platform/signing/platform-keys.js'
 import type { Storage } from '../storage/database.js'
 import { PendingCommits } from '../storage/group-commit.js'
@@ -80,7 +86,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   // Route schemas compile at first use, not at boot: a restart answers sooner (lazy-schemas.ts).
   const lazySchemas = createLazySchemas()
   const app = Fastify({
-    logger: deps.logger ?? false,
+    logger: loggerOptions(deps.logger),
     schemaController: { compilersFactory: { buildSerializer: lazySchemas.buildSerializer } },
     bodyLimit: config.bodyLimitBytes,
     genReqId: () => newId('req'),
@@ -457,3 +463,24 @@ async function acknowledgeBeforeCommit(reply: FastifyReply, status: number, body
 const mutantCommitDelayMs = 50
 
 export type { FastifyInstance, FastifyReply }
+
+/**
+ * Fastify's logger, with its request serializer's fields but the URL's credential parameters
+ * (an Alipay v2 client sends `app_auth_token` in the query) shown as fingerprints (ADR 0018).
+ */
+function loggerOptions(logger: AppDependencies['logger']): false | FastifyServerOptions['logger'] {
+  if (logger === undefined || logger === false) return false
+  return {
+    ...(logger === true ? {} : logger),
+    serializers: {
+      req: (request: FastifyRequest) => ({
+        method: request.method,
+        url: maskUrl(request.url),
+        version: [request.headers['accept-version']].flat()[0],
+        host: request.host,
+        remoteAddress: request.ip,
+        remotePort: request.socket?.remotePort,
+      }),
+    },
+  }
+}

@@ -9,7 +9,7 @@
 import type { Kysely } from 'kysely'
 import { headerNames, isSingleLine, requestSigningString, verifyText } from '../../sdk/src/protocol.js'
 import type { Config } from '../config.js'
-import { maskSecrets } from '../platform/signing/masked.js'
+import { credentialsIn, maskSecrets } from '../platform/signing/masked.js'
 import { AppError } from '../errors.js'
 import { signingApp } from '../platform/apps/service.js'
 import { cachedPublicKey } from '../platform/apps/public-keys.js'
@@ -141,8 +141,17 @@ export async function authenticateApp(
   if (!verified) {
     throw new AppError('AUTH_SIGNATURE_INVALID', {
       message: 'The signature does not verify with any active key of the app; signedString is what the server verified',
-      // The app auth token is a bearer credential: shown as its fingerprint, never echoed.
-      details: { signedString: maskSecrets(signedString, [appAuthToken]) },
+      // Credentials (the app auth token; tokens and codes in the query or body) show as fingerprints.
+      details: {
+        signedString: maskSecrets(
+          signedString,
+          credentialsIn({
+            named: [['app_auth_token', appAuthToken]],
+            queries: [parts.pathWithQuery.split('?')[1]],
+            json: [parts.rawBody],
+          }),
+        ),
+      },
     })
   }
 

@@ -21,8 +21,13 @@ import {
   type NotificationWorkerSettings,
 } from '../platform/notifications/worker.js'
 import type { PolicySource } from '../platform/policy/policy-service.js'
-import { ensurePlatformKeys, loadPlatformKeys, type PlatformKey } from '../platform/signing/platform-keys.js'
-import { resolveSealingKey } from '../platform/signing/sealing.js'
+import {
+  ensurePlatformKeys,
+  holdsPlatformKeys,
+  loadPlatformKeys,
+  type PlatformKey,
+} from '../platform/signing/platform-keys.js'
+import { readKeyFile, resolveSealingKey, type SealingKey } from '../platform/signing/sealing.js'
 import type { AppEnvironment } from '../storage/tables.js'
 import { openStorage, storageTarget, type Storage, type StorageTarget } from '../storage/database.js'
 import { migrateToLatest } from '../storage/migrate.js'
@@ -74,12 +79,15 @@ export async function preparePlatform(config: Config, options: PlatformOptions =
   const capabilities = options.capabilities ?? defaultCapabilities
   const policySource = options.policySource === undefined ? createGovernancePolicySource() : options.policySource
   const registry = loadRegistry(capabilities, config, policySource)
-  // Before the database: a missing or malformed secret key stops the start with nothing changed.
-  const sealingKey = resolveSealingKey(config.secretKey)
+  // Before the database: a malformed secret key stops the start with nothing changed.
+  if (config.secretKey.kind === 'file') readKeyFile(config.secretKey.path)
   const storage = await openStorage(options.target ?? storageTarget(config))
+  let sealingKey: SealingKey
   try {
     await migrateToLatest(storage.db, registry.modules, storage.dialect)
     const now = (options.clock ?? systemClock).now()
+    // A missing key file is made only for a database without keys (ADR 0018).
+    sealingKey = resolveSealingKey(config.secretKey, { mayMake: !(await holdsPlatformKeys(storage.db)) })
     await ensurePlatformKeys(storage.db, now, sealingKey)
     const login = await bootstrapOperator(storage.db, config.operatorEmail, now)
     if (login !== null) options.onOperatorCreated?.(login)

@@ -139,6 +139,37 @@ forEachDialect(`secrets (${mode})`, (dialect) => {
         const replayed = signedPay(world, 'CANARY-REPLAY', 1)
         expect((await call(replayed)).status).toBe(200)
         expect((await call(replayed)).status).toBeGreaterThanOrEqual(400)
+        // A token refresh whose signature fails, carrying a refresh token in its body.
+        const refreshToken = `bprt_canary_${crypto.randomBytes(24).toString('base64url')}`
+        const refresh = signedCall(world, {
+          method: 'POST',
+          path: '/v1/oauth/token',
+          body: { grant_type: 'refresh_token', refresh_token: refreshToken },
+          appAuthToken: null,
+        })
+        expect(
+          (await call({ ...refresh, headers: { ...refresh.headers, 'baseplate-signature': 'AAAA' } })).status,
+        ).toBe(401)
+        // The Alipay gateway, as alipay-sdk calls it: the app auth token in the URL's query (so
+        // in the request log), and a signature that fails (so echoed in sub_msg, in an HTTP 200).
+        const gatewayQuery = new URLSearchParams({
+          app_id: world.appId,
+          method: 'alipay.trade.query',
+          format: 'JSON',
+          charset: 'utf-8',
+          sign_type: 'RSA2',
+          timestamp: new Date(Date.now() + 8 * 3600_000).toISOString().slice(0, 19).replace('T', ' '),
+          version: '1.0',
+          app_auth_token: world.appAuthToken,
+          sign: Buffer.alloc(256, 9).toString('base64'),
+        })
+        const gateway = await call({
+          method: 'POST',
+          path: `/gateway.do?${gatewayQuery}`,
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ biz_content: JSON.stringify({ out_trade_no: 'CANARY-0' }) }).toString(),
+        })
+        expect(gateway.body).toContain('isv.invalid-signature')
         agent.destroy()
         await server.stop()
 
@@ -146,13 +177,14 @@ forEachDialect(`secrets (${mode})`, (dialect) => {
         const config = parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', ...databaseEnv(database) })
         assert(config.secretKey.kind === 'file', 'the suite keeps the secret key in a file')
         const keyFile = config.secretKey.path
-        const sealing = resolveSealingKey(config.secretKey)
+        const sealing = resolveSealingKey(config.secretKey, { mayMake: false })
         const storage = await openDatabase(database)
         const platformKeys = await loadPlatformKeys(storage.db, sealing).finally(() => storage.close())
         const canaries: Canary[] = [
           textCanary('console password', password),
           textCanary('session token', sessionToken),
           textCanary('app auth token', world.appAuthToken),
+          textCanary('refresh token', refreshToken),
           keyCanary('app private key', world.privateKey),
           {
             name: 'secret key',
@@ -169,7 +201,7 @@ forEachDialect(`secrets (${mode})`, (dialect) => {
           database: await databaseText(database, keyFile),
           logs: server.output(),
           'error bodies': answers
-            .filter((answer) => answer.status >= 400)
+            .filter((answer) => answer.status >= 400 || answer === gateway)
             .map((answer) => answer.body)
             .join('\n'),
           'any body': answers.map((answer) => answer.body).join('\n'),
@@ -181,7 +213,8 @@ forEachDialect(`secrets (${mode})`, (dialect) => {
         const publicLine = platformKeys.get('live')!.rsa.publicKeyPem.split('\n')[2]!
         expect(publicLine.length).toBe(64)
         expect(places.database).toContain(publicLine)
-        expect(answers.filter((answer) => answer.status >= 400).length).toBeGreaterThanOrEqual(8)
+        expect(answers.filter((answer) => answer.status >= 400).length).toBeGreaterThanOrEqual(9)
+        expect(places.logs).toContain('/gateway.do?app_id=')
         const found: string[] = []
         for (const canary of canaries) {
           for (const [place, text] of Object.entries(places)) {

@@ -6,7 +6,7 @@
  *
  * @example
  * const app = await findApp(db, params.app_id, now)
- * verifyAppSignature(app, (key) => verifyRsa2(text, sign, key), () => signedString, requestSecrets(token, biz))
+ * verifyAppSignature(app, (key) => verifyRsa2(text, sign, key), () => signedString, credentialsIn({ json: [biz] }))
  * const principal = await principalFor(db, app, params.app_auth_token, 'payment:trade', resolver, now)
  */
 import crypto from 'node:crypto'
@@ -47,29 +47,6 @@ export function verifyRsa2(text: string, signature: string, key: crypto.KeyObjec
   } catch {
     return false
   }
-}
-
-/** Fields of `biz_content` that are credentials (the token exchanges and queries send them). */
-const secretBizFields = ['app_auth_token', 'refresh_token', 'code'] as const
-
-/**
- * The credentials a request carries, for masking where an error shows the request: the app
- * auth token, and the tokens or code in its business JSON.
- */
-export function requestSecrets(appAuthToken: string | undefined, bizJson: string | undefined): string[] {
-  const secrets = appAuthToken === undefined ? [] : [appAuthToken]
-  let biz: unknown
-  try {
-    biz = bizJson === undefined || bizJson === '' ? null : JSON.parse(bizJson)
-  } catch {
-    return secrets
-  }
-  if (typeof biz !== 'object' || biz === null) return secrets
-  for (const field of secretBizFields) {
-    const value = (biz as Record<string, unknown>)[field]
-    if (typeof value === 'string') secrets.push(value)
-  }
-  return secrets
 }
 
 /**

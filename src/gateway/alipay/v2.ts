@@ -8,16 +8,9 @@
  * const { body } = await answerV2(deps, { rawQuery, rawBody, now })
  */
 import type { AppEnvironment } from '../../storage/tables.js'
+import { credentialsIn } from '../../platform/signing/masked.js'
 import { PendingCommits } from '../../storage/group-commit.js'
-import {
-  checkTimestamp,
-  findApp,
-  principalFor,
-  requestSecrets,
-  verifyAppSignature,
-  verifyRsa2,
-  type GatewayApp,
-} from './auth.js'
+import { checkTimestamp, findApp, principalFor, verifyAppSignature, verifyRsa2, type GatewayApp } from './auth.js'
 import { AlipayError, gatewayCodes, toAlipayError } from './errors.js'
 import type { GatewayDeps } from './gateway-deps.js'
 import { lookupMethod, methodsForScopes } from './methods.js'
@@ -95,7 +88,7 @@ async function authenticate(
       verifyRsa2(dropEmpty, signature, publicKey) ||
       (withEmpty !== dropEmpty && verifyRsa2(withEmpty, signature, publicKey)),
     () => dropEmpty,
-    requestSecrets(params.get('app_auth_token'), params.get('biz_content')),
+    credentialsIn({ named: params, json: [params.get('biz_content')] }),
   )
   checkProtocolParameters(params)
   const timestamp = params.get('timestamp')

@@ -14,8 +14,9 @@
  */
 import crypto from 'node:crypto'
 import { promisify } from 'node:util'
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import { assert } from '../../assert.js'
+import { onPostgres } from '../../storage/prepared.js'
 import type { AppEnvironment, CoreTables } from '../../storage/tables.js'
 import { newId } from '../ids.js'
 import { isSealed, SealingError, type SealingKey } from './sealing.js'
@@ -65,79 +66,112 @@ function sealContext(table: KeyTable, environment: AppEnvironment, keyId: string
 const generateKeyPair = promisify(crypto.generateKeyPair)
 
 /**
- * Creates the keys a first start needs, sealed under `key`, and seals any key stored in the
- * clear by an earlier version.
+ * Creates the keys a first start needs, sealed under `key`, and seals any key an earlier
+ * version stored in the clear — but first checks that every sealed key opens with `key`, and
+ * throws {@link SealingError} before writing anything if one does not. All of it is one
+ * transaction that concurrent starts take in turn (SQLite has one writer; PostgreSQL locks both
+ * tables), so no two processes ever seal keys of one database under two different keys.
  */
 export async function ensurePlatformKeys(db: Kysely<any>, now: number, key: SealingKey): Promise<void> {
-  for (const environment of environments) {
-    const pair = crypto.generateKeyPairSync('ed25519')
-    const keyId = newId('pk')
-    const privateKeyPem = pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
-    await (db as Kysely<CoreTables>)
-      .insertInto('platform_keys')
-      .values({
-        environment,
-        key_id: keyId,
-        algorithm: 'Ed25519',
-        public_key_pem: pair.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-        private_key_sealed: key.seal(privateKeyPem, sealContext('platform_keys', environment, keyId)),
-        created_at: now,
-      })
-      .onConflict((oc) => oc.column('environment').doNothing())
-      .execute()
-  }
-  // RSA generation costs about 0.1 s a key, so only missing keys are generated, in parallel
-  // on the thread pool. Concurrent first starts are still safe: the first insert wins.
-  const rsa = db as Kysely<RsaKeysTables>
-  const present = new Set(
-    (await rsa.selectFrom('platform_rsa_keys').select('environment').execute()).map((row) => row.environment),
+  // RSA generation costs about 0.1 s a key: the keys missing now are made first, in parallel on
+  // the thread pool and outside the transaction; one still missing inside it is made there.
+  const rsaMissing = await missingEnvironments(db, 'platform_rsa_keys')
+  const rsaPairs = new Map(
+    await Promise.all(rsaMissing.map(async (environment) => [environment, await generateRsaPair()] as const)),
   )
-  const missing = environments.filter((environment) => !present.has(environment))
-  const pairs = await Promise.all(
-    missing.map(() =>
-      generateKeyPair('rsa', {
-        modulusLength: platformRsaBits,
-        publicKeyEncoding: { type: 'spki', format: 'pem' },
-        privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-      }),
-    ),
-  )
-  for (const [index, environment] of missing.entries()) {
-    const pair = pairs[index]!
-    const keyId = newId('pkr')
-    await rsa
-      .insertInto('platform_rsa_keys')
-      .values({
-        environment,
-        key_id: keyId,
-        bits: platformRsaBits,
-        public_key_pem: pair.publicKey,
-        private_key_sealed: key.seal(pair.privateKey, sealContext('platform_rsa_keys', environment, keyId)),
-        created_at: now,
-      })
-      .onConflict((oc) => oc.column('environment').doNothing())
-      .execute()
-  }
-  for (const table of ['platform_keys', 'platform_rsa_keys'] as const) await sealStoredKeys(db, table, key)
+  await db.transaction().execute(async (tx) => {
+    if (onPostgres(tx)) await sql`lock table platform_keys, platform_rsa_keys in share row exclusive mode`.execute(tx)
+    const keys = tx as Kysely<RsaKeysTables & CoreTables>
+    const stored = {
+      platform_keys: await keys.selectFrom('platform_keys').select(storedColumns).execute(),
+      platform_rsa_keys: await keys.selectFrom('platform_rsa_keys').select(storedColumns).execute(),
+    }
+    for (const table of keyTables) {
+      for (const row of stored[table]) if (isSealed(row.private_key_sealed)) openKey(key, table, row)
+    }
+    for (const environment of environments) {
+      if (!stored.platform_keys.some((row) => row.environment === environment)) {
+        const pair = crypto.generateKeyPairSync('ed25519')
+        const keyId = newId('pk')
+        const privateKeyPem = pair.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+        await keys
+          .insertInto('platform_keys')
+          .values({
+            environment,
+            key_id: keyId,
+            algorithm: 'Ed25519',
+            public_key_pem: pair.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+            private_key_sealed: key.seal(privateKeyPem, sealContext('platform_keys', environment, keyId)),
+            created_at: now,
+          })
+          .execute()
+      }
+      if (!stored.platform_rsa_keys.some((row) => row.environment === environment)) {
+        const pair = rsaPairs.get(environment) ?? (await generateRsaPair())
+        const keyId = newId('pkr')
+        await keys
+          .insertInto('platform_rsa_keys')
+          .values({
+            environment,
+            key_id: keyId,
+            bits: platformRsaBits,
+            public_key_pem: pair.publicKey,
+            private_key_sealed: key.seal(pair.privateKey, sealContext('platform_rsa_keys', environment, keyId)),
+            created_at: now,
+          })
+          .execute()
+      }
+    }
+    // Keys an earlier version stored in the clear: sealed in place.
+    for (const table of keyTables) {
+      for (const row of stored[table]) {
+        if (isSealed(row.private_key_sealed)) continue
+        await keys
+          .updateTable(table)
+          .set({
+            private_key_sealed: key.seal(row.private_key_sealed, sealContext(table, row.environment, row.key_id)),
+          })
+          .where('environment', '=', row.environment)
+          .execute()
+      }
+    }
+  })
 }
 
-/**
- * Seals the keys an earlier version stored in the clear. Each row is replaced only if it still
- * holds the text read, so two processes starting at once seal it once; the loser's update
- * finds the row changed and leaves it.
- */
-async function sealStoredKeys(db: Kysely<any>, table: KeyTable, key: SealingKey): Promise<void> {
-  const keys = db as Kysely<RsaKeysTables & CoreTables>
-  const rows = await keys.selectFrom(table).select(['environment', 'key_id', 'private_key_sealed']).execute()
-  for (const row of rows) {
-    if (isSealed(row.private_key_sealed)) continue
-    await keys
-      .updateTable(table)
-      .set({ private_key_sealed: key.seal(row.private_key_sealed, sealContext(table, row.environment, row.key_id)) })
-      .where('environment', '=', row.environment)
-      .where('private_key_sealed', '=', row.private_key_sealed)
-      .execute()
+const keyTables = ['platform_keys', 'platform_rsa_keys'] as const
+const storedColumns = ['environment', 'key_id', 'private_key_sealed'] as const
+
+/** Whether the database holds any platform key yet (sealed or not): a first start's test. */
+export async function holdsPlatformKeys(db: Kysely<any>): Promise<boolean> {
+  for (const table of keyTables) {
+    if (
+      (
+        await (db as Kysely<CoreTables>)
+          .selectFrom(table as 'platform_keys')
+          .select('environment')
+          .limit(1)
+          .execute()
+      ).length > 0
+    )
+      return true
   }
+  return false
+}
+
+async function missingEnvironments(db: Kysely<any>, table: KeyTable): Promise<AppEnvironment[]> {
+  const rows = await (db as Kysely<CoreTables>)
+    .selectFrom(table as 'platform_keys')
+    .select('environment')
+    .execute()
+  return environments.filter((environment) => !rows.some((row) => row.environment === environment))
+}
+
+function generateRsaPair(): Promise<{ publicKey: string; privateKey: string }> {
+  return generateKeyPair('rsa', {
+    modulusLength: platformRsaBits,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  })
 }
 
 /** A stored private key, opened; a key still in the clear is refused (ensurePlatformKeys seals them). */

@@ -86,18 +86,36 @@ export function sealingKey(bytes: Buffer): SealingKey {
   }
 }
 
-/** The sealing key from the environment, or from its file (made on the first start). */
-export function resolveSealingKey(source: SecretKeySource): SealingKey {
+/**
+ * The sealing key from the environment, or from its file. A missing file is made only when
+ * `mayMake` (a database that holds no platform key yet): otherwise the keys it holds were sealed
+ * under a key that is not here, and a new one would only seal more keys under a key about to be
+ * lost (a data directory thrown away with its container, a secret that failed to mount).
+ */
+export function resolveSealingKey(source: SecretKeySource, options: { readonly mayMake: boolean }): SealingKey {
   if (source.kind === 'value') return sealingKey(source.value.reveal())
-  return sealingKey(readOrMakeKeyFile(source.path))
+  const existing = readKeyFile(source.path)
+  if (existing !== null) return sealingKey(existing)
+  if (!options.mayMake) {
+    throw new SealingError(
+      `the database holds platform keys, but the secret key file ${source.path} does not exist: restore it ` +
+        '(or point BASEPLATE_SECRET_KEY_FILE at it, or set BASEPLATE_SECRET_KEY)',
+    )
+  }
+  return sealingKey(makeKeyFile(source.path))
 }
 
-function readOrMakeKeyFile(file: string): Buffer {
+/** The key in `file`, or null if there is no such file; a malformed one throws. */
+export function readKeyFile(file: string): Buffer | null {
   try {
     return parseKeyFile(fs.readFileSync(file, 'utf8'), file)
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null
+    throw error
   }
+}
+
+function makeKeyFile(file: string): Buffer {
   const directory = path.dirname(file)
   fs.mkdirSync(directory, { recursive: true })
   // Written whole under a temporary name and made durable, then linked into place: a second
@@ -129,7 +147,8 @@ function readOrMakeKeyFile(file: string): Buffer {
 
 function parseKeyFile(text: string, file: string): Buffer {
   const trimmed = text.trim()
-  const bytes = /^[A-Za-z0-9+/]+={0,2}$/.test(trimmed) ? Buffer.from(trimmed, 'base64') : Buffer.alloc(0)
+  // Either base64 alphabet, as BASEPLATE_SECRET_KEY accepts.
+  const bytes = /^[A-Za-z0-9+/_-]+={0,2}$/.test(trimmed) ? Buffer.from(trimmed, 'base64') : Buffer.alloc(0)
   if (bytes.length !== secretKeyBytes) {
     throw new SealingError(`${file} must hold a ${secretKeyBytes}-byte key in base64 (openssl rand -base64 32)`)
   }

@@ -12,6 +12,16 @@ export async function up(db: Kysely<any>): Promise<void> {
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
+  // The version before this one reads PEM from the column; sealed keys would not load there.
+  for (const table of ['platform_keys', 'platform_rsa_keys']) {
+    const sealed = await db
+      .selectFrom(table)
+      .select('environment')
+      .where('private_key_sealed', 'like', 'bpseal1.%')
+      .limit(1)
+      .execute()
+    if (sealed.length > 0) throw new Error(`${table} holds sealed keys, which the previous version cannot read`)
+  }
   for (const table of ['platform_keys', 'platform_rsa_keys']) {
     await db.schema.alterTable(table).renameColumn('private_key_sealed', 'private_key_pem').execute()
   }
