@@ -27,6 +27,11 @@ export const coreErrors = {
   REQUEST_RATE_LIMITED: { status: 429, message: 'Too many requests', transient: true },
   AUTH_SESSION_REQUIRED: { status: 401, message: 'Log in first' },
   AUTH_INVALID_CREDENTIALS: { status: 401, message: 'Email or password is wrong' },
+  AUTH_LOGIN_THROTTLED: {
+    status: 429,
+    message: 'Too many failed logins for this account or from this address; retry after Retry-After seconds',
+    transient: true,
+  },
   AUTH_FORBIDDEN: { status: 403, message: 'You may not do this' },
   AUTH_SIGNATURE_MISSING: { status: 401, message: 'The request is not signed' },
   AUTH_SIGNATURE_INVALID: { status: 401, message: 'The signature does not verify' },

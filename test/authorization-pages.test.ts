@@ -247,6 +247,22 @@ forEachDialect('consent pages and redirect URIs', (dialect) => {
     expectErrorPage(asJson, 415, 'REQUEST_UNSUPPORTED_MEDIA_TYPE')
   })
 
+  it('refuses guessing on the form once an account has had its failures, in Chinese and English', async () => {
+    const form = await page(base(), null)
+    const loginCookie = form.cookies.find((entry) => entry.name === 'bp_oauth_login')!.value
+    const guessed = `nobody-${Date.now()}@example.com`
+    const fields = { ...base(), csrf_token: hidden(form.body, 'csrf_token'), email: guessed, password: 'guess' }
+    for (let attempt = 0; attempt < 5; attempt += 1) {
+      expect((await post('/oauth/login', fields, { bp_oauth_login: loginCookie })).statusCode).toBe(401)
+    }
+    const refused = await post('/oauth/login', fields, { bp_oauth_login: loginCookie })
+    expect(refused.statusCode).toBe(429)
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0)
+    expect(refused.body).toContain('登录失败次数过多')
+    expect(refused.body).toContain('Too many failed logins')
+    expect(refused.body).toContain('action="/oauth/login"')
+  })
+
   it('protects the login form and answers a wrong password on the form', async () => {
     const form = await page(base(), null)
     const loginCookie = form.cookies.find((entry) => entry.name === 'bp_oauth_login')!.value

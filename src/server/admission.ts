@@ -330,6 +330,17 @@ export class TokenBuckets {
     return { allowed: false, retryAfterMs: ((1 - bucket.tokens) * 1000) / this.ratePerS }
   }
 
+  /** Returns a token taken from `key` (an attempt that turned out not to count). */
+  giveBack(key: string): void {
+    const bucket = this.#buckets.get(key)
+    if (bucket !== undefined) bucket.tokens = Math.min(this.burst, bucket.tokens + 1)
+  }
+
+  /** Fills `key`'s bucket again. */
+  forget(key: string): void {
+    this.#buckets.delete(key)
+  }
+
   get size(): number {
     return this.#buckets.size
   }

@@ -29,6 +29,7 @@ import { alipaySettingsRoutes, registerAlipayGateway } from '../gateway/alipay/i
 import { governanceRoutes } from '../governance/index.js'
 import { appRoutes } from '../platform/apps/routes.js'
 import { authorizationPages, authorizationRoutes } from '../platform/authorization/index.js'
+import { createLoginThrottle } from '../platform/identity/login-throttle.js'
 import { identityRoutes } from '../platform/identity/routes.js'
 import { notificationRoutes } from '../platform/notifications/routes.js'
 import { newId, sha256Hex, systemClock, type Clock } from '../platform/ids.js'
@@ -85,6 +86,8 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   const clock = deps.clock ?? systemClock
   // Route schemas compile at first use, not at boot: a restart answers sooner (lazy-schemas.ts).
   const lazySchemas = createLazySchemas()
+  // One count of failed logins for the console's login and the consent page's (ADR 0019).
+  const loginThrottle = createLoginThrottle(clock)
   const app = Fastify({
     logger: loggerOptions(deps.logger),
     schemaController: { compilersFactory: { buildSerializer: lazySchemas.buildSerializer } },
@@ -190,7 +193,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { deepLinking: true } })
 
   const routes: RouteSpec[] = [
-    ...identityRoutes(config),
+    ...identityRoutes(config, loginThrottle),
     ...appRoutes(() => deps.platformKeys),
     ...authorizationRoutes(),
     ...notificationRoutes(),
@@ -213,7 +216,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   }
 
   await registerPages(app, registry.pages, storage, clock)
-  await app.register(authorizationPages, { db: storage.db, config, clock, scopes: registry.scopes })
+  await app.register(authorizationPages, { db: storage.db, config, clock, scopes: registry.scopes, loginThrottle })
   // The Alipay-compatible gateway: an adapter over the same services, with its own parsers.
   await registerAlipayGateway(app, {
     config,
@@ -374,6 +377,10 @@ function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteCont
             secure: config.publicUrl.startsWith('https:'),
           })
         },
+        setHeader: (name: string, value: string) => {
+          reply.header(name, value)
+        },
+        clientAddress: request.ip,
       }
       const serialize = (data: unknown): string => {
         reply.code(status)

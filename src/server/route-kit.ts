@@ -72,6 +72,10 @@ export interface RouteInput<S extends RouteSchemas, A extends AuthMode> {
   readonly now: number
   /** Lets a handler set a cookie (the console session); ignored elsewhere. */
   readonly setCookie: (name: string, value: string, options: CookieOptions) => void
+  /** Lets a handler set a response header, kept on an error answer too (`Retry-After`). */
+  readonly setHeader: (name: string, value: string) => void
+  /** The client's address as the server sees it (Fastify's `request.ip`). */
+  readonly clientAddress: string
 }
 
 export interface CookieOptions {

@@ -187,6 +187,7 @@ const chineseMessages: Readonly<Record<string, string>> = {
   AUTHZ_CSRF_TOKEN_INVALID: '表单已失效或并非来自本页面，请重新打开授权链接',
   AUTH_SESSION_REQUIRED: '登录已失效，请重新登录',
   AUTH_INVALID_CREDENTIALS: '邮箱或密码错误',
+  AUTH_LOGIN_THROTTLED: '登录失败次数过多，请稍后再试',
   REQUEST_BODY_TOO_LARGE: '提交的内容过大',
   REQUEST_UNSUPPORTED_MEDIA_TYPE: '请通过页面上的表单提交',
 }

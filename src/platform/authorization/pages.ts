@@ -20,7 +20,8 @@ import type { Kysely } from 'kysely'
 import type { Config } from '../../config.js'
 import { AppError } from '../../errors.js'
 import { requestErrorToAppError } from '../../server/http-errors.js'
-import { login, sessionCookieName, userForSession } from '../identity/service.js'
+import { LoginThrottledError, throttledLogin, type LoginThrottle } from '../identity/login-throttle.js'
+import { sessionCookieName, userForSession } from '../identity/service.js'
 import type { Clock } from '../ids.js'
 import {
   authorizableMerchants,
@@ -41,6 +42,8 @@ export interface AuthorizationPagesOptions {
   readonly clock: Clock
   /** Every scope a capability declares, with its description (`registry.scopes`). */
   readonly scopes: ReadonlyMap<string, string>
+  /** Shared with the console's login: one count of failures per account and per address. */
+  readonly loginThrottle: LoginThrottle
 }
 
 /** The forms hold a few short fields; anything bigger is not from these pages. */
@@ -203,7 +206,14 @@ async function submitLogin(context: PageContext, request: FastifyRequest, reply:
   if (cookie === undefined || field(form, 'csrf_token', 100) !== cookie) throw new AppError('AUTHZ_CSRF_TOKEN_INVALID')
   const email = field(form, 'email', 254) ?? ''
   try {
-    const session = await login(db, email, field(form, 'password', 200) ?? '', clock.now(), config.sessionTtlS)
+    const session = await throttledLogin(context.loginThrottle, {
+      db,
+      email,
+      password: field(form, 'password', 200) ?? '',
+      clientAddress: request.ip,
+      now: clock.now(),
+      ttlS: config.sessionTtlS,
+    })
     reply.setCookie(sessionCookieName, session.token, {
       path: '/',
       httpOnly: true,
@@ -212,9 +222,10 @@ async function submitLogin(context: PageContext, request: FastifyRequest, reply:
       maxAge: config.sessionTtlS,
     })
   } catch (error) {
-    if (!(error instanceof AppError) || error.code !== 'AUTH_INVALID_CREDENTIALS') throw error
+    if (error instanceof LoginThrottledError) reply.header('retry-after', String(error.retryAfterS))
+    else if (!(error instanceof AppError) || error.code !== 'AUTH_INVALID_CREDENTIALS') throw error
     return showLogin(context, request, reply, checked, {
-      status: 401,
+      status: (error as AppError).status,
       email,
       errorHtml: errorMessageHtml(error.code, error.message),
     })

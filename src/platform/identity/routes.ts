@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox'
 import type { Kysely } from 'kysely'
 import type { Config } from '../../config.js'
 import { defineRoute, type RouteSpec } from '../../server/route-kit.js'
+import { LoginThrottledError, throttledLogin, type LoginThrottle } from './login-throttle.js'
 import { Email, Id, IsoTime, Name, isoTime } from '../../server/schemas.js'
 import type { CoreTables, OrganizationsTable } from '../../storage/tables.js'
 import {
@@ -9,7 +10,6 @@ import {
   changePassword,
   createOrganization,
   createUser,
-  login,
   logout,
   requireMember,
   roles,
@@ -49,7 +49,7 @@ function organizationView(row: OrganizationsTable) {
   return { id: row.id, kind: row.kind, name: row.name, industry: row.industry, created_at: isoTime(row.created_at) }
 }
 
-export function identityRoutes(config: Config): RouteSpec[] {
+export function identityRoutes(config: Config, loginThrottle: LoginThrottle): RouteSpec[] {
   const tags = ['identity']
   return [
     defineRoute({
@@ -91,8 +91,12 @@ export function identityRoutes(config: Config): RouteSpec[] {
         ),
         response: Type.Object({ token: Type.String(), expires_at: IsoTime, user: User }),
       },
-      handler: async ({ db, body, now, setCookie }) => {
-        const session = await login(db, body.email, body.password, now, config.sessionTtlS)
+      handler: async ({ db, body, now, setCookie, setHeader, clientAddress }) => {
+        const attempt = { db, email: body.email, password: body.password, clientAddress, now, ttlS: config.sessionTtlS }
+        const session = await throttledLogin(loginThrottle, attempt).catch((error: unknown) => {
+          if (error instanceof LoginThrottledError) setHeader('retry-after', String(error.retryAfterS))
+          throw error
+        })
         setCookie(sessionCookieName, session.token, { maxAgeS: config.sessionTtlS, httpOnly: true })
         return {
           token: session.token,
