@@ -8,6 +8,7 @@
  * const config = parseConfig({ PORT: '9000' })
  * config.port // 9000
  */
+import net from 'node:net'
 import path from 'node:path'
 
 export type TestPostgresMode = 'auto' | 'required' | 'skip'
@@ -56,6 +57,11 @@ export interface Config {
    * else the file BASEPLATE_SECRET_KEY_FILE (default `<dataDir>/secret.key`, made if missing).
    */
   readonly secretKey: SecretKeySource
+  /**
+   * Addresses (or CIDR ranges) of the reverse proxies whose `X-Forwarded-For` is believed, so
+   * that a request's client address is the real client's; empty: none, the peer is the client.
+   */
+  readonly trustProxy: readonly string[]
 }
 
 /**
@@ -165,6 +171,8 @@ export const knownVariables = {
     "key sealing the platform's private keys in the database: 32 bytes in base64 (openssl rand -base64 32)",
   BASEPLATE_SECRET_KEY_FILE:
     'file holding that key, when BASEPLATE_SECRET_KEY is not set (default DATA_DIR/secret.key, made at first start)',
+  BASEPLATE_TRUST_PROXY:
+    'comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed (default none)',
   BASEPLATE_TEST_PG: 'tests only: auto | required | skip (default auto)',
   BASEPLATE_TEST_DATABASE_URL: 'tests only: PostgreSQL used by the suite',
   BASEPLATE_TEST_MUTANT_ACK_BEFORE_COMMIT:
@@ -291,6 +299,7 @@ export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
     testReliability: oneOf('BASEPLATE_TEST_RELIABILITY', ['short', 'full'], 'short'),
     testClock: Object.freeze({ speedup: clockSpeedup, originMs: clockOriginMs }),
     secretKey,
+    trustProxy: Object.freeze(proxyList(env.BASEPLATE_TRUST_PROXY, problems)),
   }
   // Relations between fields: an abandoned reservation must expire long before its record.
   if (config.admission.queueBurst > config.admission.maxQueued) {
@@ -301,6 +310,23 @@ export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
   }
   if (problems.length > 0) throw new ConfigError(problems)
   return Object.freeze(config)
+}
+
+/** BASEPLATE_TRUST_PROXY: addresses or CIDR ranges; `true` or a hop count would believe anyone. */
+function proxyList(raw: string | undefined, problems: string[]): string[] {
+  if (raw === undefined || raw.trim() === '') return []
+  const entries = raw.split(',').map((entry) => entry.trim())
+  for (const entry of entries) {
+    const [address, prefix, extra] = entry.split('/')
+    const family = net.isIP(address ?? '')
+    const prefixOk = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 6 ? 128 : 32))
+    if (family === 0 || !prefixOk || extra !== undefined) {
+      problems.push(
+        `BASEPLATE_TRUST_PROXY must list addresses or CIDR ranges (10.0.0.0/8, ::1), got ${JSON.stringify(entry)}`,
+      )
+    }
+  }
+  return entries
 }
 
 /** The sealing key's source; a problem names the variable but never echoes its value. */

@@ -108,7 +108,7 @@ describe('the secret key file', () => {
   it('is not made where it may not be (a database that already holds keys)', () => {
     const file = path.join(tempDir(), 'secret.key')
     expect(() => resolveSealingKey({ kind: 'file', path: file }, { mayMake: false })).toThrow(
-      /holds platform keys, but the secret key file .* does not exist/,
+      /holds sealed platform keys, but the secret key file .* does not exist/,
     )
     expect(fs.existsSync(file)).toBe(false)
   })
@@ -198,7 +198,7 @@ forEachDialect('platform keys at rest', (dialect) => {
       expect(fs.existsSync(path.join(dir, 'first.key'))).toBe(true)
       const before = await rows(target, 'platform_keys')
       await expect(preparePlatform(fileConfig('lost.key'), { target: target.target })).rejects.toThrow(
-        /holds platform keys, but the secret key file .*lost\.key does not exist/,
+        /holds sealed platform keys, but the secret key file .*lost\.key does not exist/,
       )
       expect(fs.existsSync(path.join(dir, 'lost.key'))).toBe(false)
       expect(await rows(target, 'platform_keys')).toEqual(before)
@@ -209,7 +209,7 @@ forEachDialect('platform keys at rest', (dialect) => {
     }
   })
 
-  it('seals keys an earlier version stored in the clear, and keeps them', async () => {
+  it('seals keys an earlier version stored in the clear, under a key file the upgrade makes', async () => {
     target = await freshTarget(dialect)
     const secret = crypto.randomBytes(32)
     const key = sealingKey(secret)
@@ -236,13 +236,19 @@ forEachDialect('platform keys at rest', (dialect) => {
       .execute()
     await storage.close()
 
-    const platform = await openPlatform(configWith(secret), { target: target.target })
+    // The upgrade as most deployments meet it: the default key file, which did not exist before.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baseplate-upgrade-'))
+    const keyFile = path.join(dir, 'secret.key')
+    const upgraded = parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', BASEPLATE_SECRET_KEY_FILE: keyFile })
+    const platform = await openPlatform(upgraded, { target: target.target })
     try {
+      const madeKey = resolveSealingKey({ kind: 'file', path: keyFile }, { mayMake: false })
+      expect(madeKey.id).not.toBe(key.id)
       for (const table of keyTables) {
         for (const row of await rows(target, table)) {
           expect(row.private_key_sealed).toMatch(/^bpseal1\./)
           const context = `${table}/${row.environment}/${row.key_id}`
-          expect(key.unseal(row.private_key_sealed, context)).toBe(clear.get(`${table}/${row.environment}`))
+          expect(madeKey.unseal(row.private_key_sealed, context)).toBe(clear.get(`${table}/${row.environment}`))
         }
       }
       const sandbox = platform.platformKeys.get('sandbox')!
@@ -250,6 +256,7 @@ forEachDialect('platform keys at rest', (dialect) => {
       expect(pairMatches(sandbox.rsa.privateKey, sandbox.rsa.publicKeyPem)).toBe(true)
     } finally {
       await platform.close()
+      fs.rmSync(dir, { recursive: true, force: true })
     }
   })
 

@@ -300,7 +300,8 @@ export type TakeResult = { readonly allowed: true } | { readonly allowed: false;
 /**
  * Token buckets keyed by a string (an app id): each holds up to `burst` tokens and gains
  * `ratePerS` a second; a request takes one. A full bucket is the same as no bucket, so full
- * ones are dropped when the map grows past `keysMax`.
+ * ones are dropped when the map grows past `keysMax`; if that is not enough, the oldest keys go
+ * too (a tenth of the map), so the map never holds more than `keysMax`.
  */
 export class TokenBuckets {
   readonly #buckets = new Map<string, { tokens: number; at: number }>()
@@ -317,6 +318,7 @@ export class TokenBuckets {
     let bucket = this.#buckets.get(key)
     if (bucket === undefined) {
       if (this.#buckets.size >= this.keysMax) this.#prune(now)
+      if (this.#buckets.size >= this.keysMax) this.#evictOldest()
       bucket = { tokens: this.burst, at: now }
       this.#buckets.set(key, bucket)
     } else {
@@ -347,6 +349,14 @@ export class TokenBuckets {
 
   #refilled(bucket: { tokens: number; at: number }, now: number): number {
     return Math.min(this.burst, bucket.tokens + (Math.max(0, now - bucket.at) * this.ratePerS) / 1000)
+  }
+
+  #evictOldest(): void {
+    let evict = Math.max(1, Math.floor(this.keysMax / 10))
+    for (const key of this.#buckets.keys()) {
+      if (evict-- <= 0) break
+      this.#buckets.delete(key)
+    }
   }
 
   #prune(now: number): void {

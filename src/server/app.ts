@@ -87,12 +87,14 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   // Route schemas compile at first use, not at boot: a restart answers sooner (lazy-schemas.ts).
   const lazySchemas = createLazySchemas()
   // One count of failed logins for the console's login and the consent page's (ADR 0019).
-  const loginThrottle = createLoginThrottle(clock)
+  const loginThrottle = createLoginThrottle(clock, { proxiesNamed: config.trustProxy.length > 0 })
   const app = Fastify({
     logger: loggerOptions(deps.logger),
     schemaController: { compilersFactory: { buildSerializer: lazySchemas.buildSerializer } },
     bodyLimit: config.bodyLimitBytes,
     genReqId: () => newId('req'),
+    // Only the proxies the operator names; otherwise the peer is the client (ADR 0019).
+    ...(config.trustProxy.length > 0 ? { trustProxy: [...config.trustProxy] } : {}),
     // Malformed URLs and over-long parameters get the same error body as every other failure.
     frameworkErrors: (error, request, reply) => {
       // These fire before any route is matched, so the error handler below never sees them.

@@ -23,7 +23,7 @@ import {
 import type { PolicySource } from '../platform/policy/policy-service.js'
 import {
   ensurePlatformKeys,
-  holdsPlatformKeys,
+  holdsSealedKeys,
   loadPlatformKeys,
   type PlatformKey,
 } from '../platform/signing/platform-keys.js'
@@ -86,8 +86,8 @@ export async function preparePlatform(config: Config, options: PlatformOptions =
   try {
     await migrateToLatest(storage.db, registry.modules, storage.dialect)
     const now = (options.clock ?? systemClock).now()
-    // A missing key file is made only for a database without keys (ADR 0018).
-    sealingKey = resolveSealingKey(config.secretKey, { mayMake: !(await holdsPlatformKeys(storage.db)) })
+    // A missing key file is made only for a database without sealed keys (ADR 0018).
+    sealingKey = resolveSealingKey(config.secretKey, { mayMake: !(await holdsSealedKeys(storage.db)) })
     await ensurePlatformKeys(storage.db, now, sealingKey)
     const login = await bootstrapOperator(storage.db, config.operatorEmail, now)
     if (login !== null) options.onOperatorCreated?.(login)

@@ -20,8 +20,8 @@ import type { Kysely } from 'kysely'
 import type { Config } from '../../config.js'
 import { AppError } from '../../errors.js'
 import { requestErrorToAppError } from '../../server/http-errors.js'
-import { LoginThrottledError, throttledLogin, type LoginThrottle } from '../identity/login-throttle.js'
-import { sessionCookieName, userForSession } from '../identity/service.js'
+import { LoginThrottledError, loginAccount, type LoginThrottle } from '../identity/login-throttle.js'
+import { login, sessionCookieName, userForSession } from '../identity/service.js'
 import type { Clock } from '../ids.js'
 import {
   authorizableMerchants,
@@ -206,14 +206,10 @@ async function submitLogin(context: PageContext, request: FastifyRequest, reply:
   if (cookie === undefined || field(form, 'csrf_token', 100) !== cookie) throw new AppError('AUTHZ_CSRF_TOKEN_INVALID')
   const email = field(form, 'email', 254) ?? ''
   try {
-    const session = await throttledLogin(context.loginThrottle, {
-      db,
-      email,
-      password: field(form, 'password', 200) ?? '',
-      clientAddress: request.ip,
-      now: clock.now(),
-      ttlS: config.sessionTtlS,
-    })
+    const password = field(form, 'password', 200) ?? ''
+    const session = await context.loginThrottle.guarded(loginAccount(email), request.ip, () =>
+      login(db, email, password, clock.now(), config.sessionTtlS),
+    )
     reply.setCookie(sessionCookieName, session.token, {
       path: '/',
       httpOnly: true,

@@ -2,12 +2,13 @@ import { Type } from '@sinclair/typebox'
 import type { Kysely } from 'kysely'
 import type { Config } from '../../config.js'
 import { defineRoute, type RouteSpec } from '../../server/route-kit.js'
-import { LoginThrottledError, throttledLogin, type LoginThrottle } from './login-throttle.js'
+import { LoginThrottledError, loginAccount, userAccount, type LoginThrottle } from './login-throttle.js'
 import { Email, Id, IsoTime, Name, isoTime } from '../../server/schemas.js'
 import type { CoreTables, OrganizationsTable } from '../../storage/tables.js'
 import {
   addMember,
   changePassword,
+  login,
   createOrganization,
   createUser,
   logout,
@@ -92,11 +93,11 @@ export function identityRoutes(config: Config, loginThrottle: LoginThrottle): Ro
         response: Type.Object({ token: Type.String(), expires_at: IsoTime, user: User }),
       },
       handler: async ({ db, body, now, setCookie, setHeader, clientAddress }) => {
-        const attempt = { db, email: body.email, password: body.password, clientAddress, now, ttlS: config.sessionTtlS }
-        const session = await throttledLogin(loginThrottle, attempt).catch((error: unknown) => {
-          if (error instanceof LoginThrottledError) setHeader('retry-after', String(error.retryAfterS))
-          throw error
-        })
+        const session = await loginThrottle
+          .guarded(loginAccount(body.email), clientAddress, () =>
+            login(db, body.email, body.password, now, config.sessionTtlS),
+          )
+          .catch(retryAfterOnThrottle(setHeader))
         setCookie(sessionCookieName, session.token, { maxAgeS: config.sessionTtlS, httpOnly: true })
         return {
           token: session.token,
@@ -169,8 +170,12 @@ export function identityRoutes(config: Config, loginThrottle: LoginThrottle): Ro
         ),
         response: Type.Object({ changed: Type.Boolean() }),
       },
-      handler: async ({ db, principal, body, now }) => {
-        await changePassword(db, principal, body.current_password, body.new_password, now)
+      handler: async ({ db, principal, body, now, setHeader, clientAddress }) => {
+        await loginThrottle
+          .guarded(userAccount(principal.userId), clientAddress, () =>
+            changePassword(db, principal, body.current_password, body.new_password, now),
+          )
+          .catch(retryAfterOnThrottle(setHeader))
         return { changed: true }
       },
     }),
@@ -253,3 +258,11 @@ export function identityRoutes(config: Config, loginThrottle: LoginThrottle): Ro
 }
 
 export { roles }
+
+/** Passes an error on, first setting Retry-After when it is the login throttle's refusal. */
+function retryAfterOnThrottle(setHeader: (name: string, value: string) => void) {
+  return (error: unknown): never => {
+    if (error instanceof LoginThrottledError) setHeader('retry-after', String(error.retryAfterS))
+    throw error
+  }
+}

@@ -141,19 +141,20 @@ export async function ensurePlatformKeys(db: Kysely<any>, now: number, key: Seal
 const keyTables = ['platform_keys', 'platform_rsa_keys'] as const
 const storedColumns = ['environment', 'key_id', 'private_key_sealed'] as const
 
-/** Whether the database holds any platform key yet (sealed or not): a first start's test. */
-export async function holdsPlatformKeys(db: Kysely<any>): Promise<boolean> {
+/**
+ * Whether the database holds a sealed platform key: then it needs the key that sealed it, and a
+ * new one must not be made. Keys in the clear (from before sealing) do not count, so the first
+ * start after the upgrade makes the key file and seals them.
+ */
+export async function holdsSealedKeys(db: Kysely<any>): Promise<boolean> {
   for (const table of keyTables) {
-    if (
-      (
-        await (db as Kysely<CoreTables>)
-          .selectFrom(table as 'platform_keys')
-          .select('environment')
-          .limit(1)
-          .execute()
-      ).length > 0
-    )
-      return true
+    const sealed = await (db as Kysely<CoreTables>)
+      .selectFrom(table as 'platform_keys')
+      .select('environment')
+      .where('private_key_sealed', 'like', 'bpseal1.%')
+      .limit(1)
+      .execute()
+    if (sealed.length > 0) return true
   }
   return false
 }

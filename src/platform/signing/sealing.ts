@@ -88,7 +88,7 @@ export function sealingKey(bytes: Buffer): SealingKey {
 
 /**
  * The sealing key from the environment, or from its file. A missing file is made only when
- * `mayMake` (a database that holds no platform key yet): otherwise the keys it holds were sealed
+ * `mayMake` (a database that holds no sealed key yet): otherwise the keys it holds were sealed
  * under a key that is not here, and a new one would only seal more keys under a key about to be
  * lost (a data directory thrown away with its container, a secret that failed to mount).
  */
@@ -98,7 +98,7 @@ export function resolveSealingKey(source: SecretKeySource, options: { readonly m
   if (existing !== null) return sealingKey(existing)
   if (!options.mayMake) {
     throw new SealingError(
-      `the database holds platform keys, but the secret key file ${source.path} does not exist: restore it ` +
+      `the database holds sealed platform keys, but the secret key file ${source.path} does not exist: restore it ` +
         '(or point BASEPLATE_SECRET_KEY_FILE at it, or set BASEPLATE_SECRET_KEY)',
     )
   }
