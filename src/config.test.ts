@@ -53,10 +53,15 @@ describe('config', () => {
   })
 
   it('takes the secret key from the environment or a file, and never shows it', () => {
-    expect(parseConfig({}, { cwd: '/srv/bp' }).secretKey).toEqual({ kind: 'file', path: '/srv/bp/data/secret.key' })
+    expect(parseConfig({}, { cwd: '/srv/bp' }).secretKey).toEqual({
+      kind: 'file',
+      path: '/srv/bp/data/secret.key',
+      named: false,
+    })
     expect(parseConfig({ BASEPLATE_SECRET_KEY_FILE: 'keys/bp.key' }, { cwd: '/srv/bp' }).secretKey).toEqual({
       kind: 'file',
       path: '/srv/bp/keys/bp.key',
+      named: true,
     })
     const secret = crypto.randomBytes(32)
     const config = parseConfig({ BASEPLATE_SECRET_KEY: secret.toString('base64') })

@@ -69,7 +69,13 @@ export interface Config {
  * the environment, or a file made at first start if missing.
  */
 export type SecretKeySource =
-  { readonly kind: 'value'; readonly value: SecretValue } | { readonly kind: 'file'; readonly path: string }
+  | { readonly kind: 'value'; readonly value: SecretValue }
+  | {
+      readonly kind: 'file'
+      readonly path: string
+      /** Named in BASEPLATE_SECRET_KEY_FILE, rather than the default in the data directory. */
+      readonly named: boolean
+    }
 
 /**
  * A secret from the environment. It prints, logs and serialises as `[redacted]`; only
@@ -347,8 +353,12 @@ function secretKeySource(env: Env, problems: string[], cwd: string, dataDir: str
     }
     return Object.freeze({ kind: 'value', value: new SecretValue(bytes) })
   }
-  const keyFile = file !== undefined && file !== '' ? path.resolve(cwd, file) : path.join(dataDir, 'secret.key')
-  return Object.freeze({ kind: 'file', path: keyFile })
+  const named = file !== undefined && file !== ''
+  return Object.freeze({
+    kind: 'file',
+    path: named ? path.resolve(cwd, file) : path.join(dataDir, 'secret.key'),
+    named,
+  })
 }
 
 /** Reads `process.env` once. Nothing else in the tree touches `process.env`. */

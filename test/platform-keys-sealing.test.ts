@@ -89,10 +89,10 @@ describe('the secret key file', () => {
 
   it('is made once, readable by its owner only, and read back by every later start', () => {
     const file = path.join(tempDir(), 'nested', 'secret.key')
-    const first = resolveSealingKey({ kind: 'file', path: file }, { mayMake: true })
+    const first = resolveSealingKey({ kind: 'file', path: file, named: true }, { mayMake: true })
     expect(fs.statSync(file).mode & 0o777).toBe(0o600)
     expect(Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64')).toHaveLength(32)
-    const again = resolveSealingKey({ kind: 'file', path: file }, { mayMake: false })
+    const again = resolveSealingKey({ kind: 'file', path: file, named: true }, { mayMake: false })
     expect(again.id).toBe(first.id)
     expect(again.unseal(first.seal('x', 'c'), 'c')).toBe('x')
     // No temporary file is left beside it.
@@ -102,12 +102,14 @@ describe('the secret key file', () => {
   it('refuses a file that does not hold a 32-byte key', () => {
     const file = path.join(tempDir(), 'secret.key')
     fs.writeFileSync(file, 'short\n')
-    expect(() => resolveSealingKey({ kind: 'file', path: file }, { mayMake: true })).toThrow(/must hold a 32-byte key/)
+    expect(() => resolveSealingKey({ kind: 'file', path: file, named: true }, { mayMake: true })).toThrow(
+      /must hold a 32-byte key/,
+    )
   })
 
   it('is not made where it may not be (a database that already holds keys)', () => {
     const file = path.join(tempDir(), 'secret.key')
-    expect(() => resolveSealingKey({ kind: 'file', path: file }, { mayMake: false })).toThrow(
+    expect(() => resolveSealingKey({ kind: 'file', path: file, named: true }, { mayMake: false })).toThrow(
       /holds sealed platform keys, but the secret key file .* does not exist/,
     )
     expect(fs.existsSync(file)).toBe(false)
@@ -187,6 +189,31 @@ forEachDialect('platform keys at rest', (dialect) => {
     }
   })
 
+  it('lets migrate and the verify commands touch no key (keys: false)', async () => {
+    target = await freshTarget(dialect)
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baseplate-nokeys-'))
+    try {
+      const keyFile = path.join(dir, 'secret.key')
+      const config = parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', BASEPLATE_SECRET_KEY_FILE: keyFile })
+      const { storage } = await preparePlatform(config, { target: target.target, keys: false })
+      await storage.close()
+      expect(fs.existsSync(keyFile)).toBe(false)
+      expect(await rows(target, 'platform_keys')).toEqual([])
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  if (dialect === 'postgres') {
+    it('refuses PostgreSQL with the default key file, which each host would make for itself', async () => {
+      target = await freshTarget(dialect)
+      const config = parseConfig({ BASEPLATE_LOG_LEVEL: 'silent' })
+      await expect(preparePlatform(config, { target: target.target })).rejects.toThrow(
+        /with DATABASE_URL, set BASEPLATE_SECRET_KEY/,
+      )
+    })
+  }
+
   it('makes no new key file for a database that holds keys: a lost file stops the start', async () => {
     target = await freshTarget(dialect)
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baseplate-keyfile-'))
@@ -242,7 +269,7 @@ forEachDialect('platform keys at rest', (dialect) => {
     const upgraded = parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', BASEPLATE_SECRET_KEY_FILE: keyFile })
     const platform = await openPlatform(upgraded, { target: target.target })
     try {
-      const madeKey = resolveSealingKey({ kind: 'file', path: keyFile }, { mayMake: false })
+      const madeKey = resolveSealingKey({ kind: 'file', path: keyFile, named: true }, { mayMake: false })
       expect(madeKey.id).not.toBe(key.id)
       for (const table of keyTables) {
         for (const row of await rows(target, table)) {

@@ -87,6 +87,7 @@ export function createCli(io: CliIo): Command {
     .description('Apply pending database migrations and exit')
     .action(async () => {
       const { storage } = await preparePlatform(config({}), {
+        keys: false,
         onOperatorCreated: (login) =>
           io.out(`Operator account created: ${login.email} / ${login.password} (shown once)\n`),
       })
@@ -154,7 +155,7 @@ export function createCli(io: CliIo): Command {
     .description("Recompute the audit log's hash chain; exit 1 on any edited, deleted or cut-off row")
     .option('--json', 'print the result as JSON')
     .action(async (options: { json?: boolean }) => {
-      const { storage } = await preparePlatform(config({}))
+      const { storage } = await preparePlatform(config({}), { keys: false })
       try {
         const result = await verifyAuditLog(storage.db)
         if (options.json === true) io.out(`${JSON.stringify(result)}\n`)
@@ -176,7 +177,7 @@ export function createCli(io: CliIo): Command {
     )
     .option('--json', 'print the result as JSON')
     .action(async (options: { json?: boolean }) => {
-      const { storage } = await preparePlatform(config({}))
+      const { storage } = await preparePlatform(config({}), { keys: false })
       try {
         const result = await verifyLedger(storage.db)
         if (options.json === true) io.out(`${JSON.stringify(result)}\n`)

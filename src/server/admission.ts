@@ -338,11 +338,6 @@ export class TokenBuckets {
     if (bucket !== undefined) bucket.tokens = Math.min(this.burst, bucket.tokens + 1)
   }
 
-  /** Fills `key`'s bucket again. */
-  forget(key: string): void {
-    this.#buckets.delete(key)
-  }
-
   get size(): number {
     return this.#buckets.size
   }

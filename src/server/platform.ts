@@ -9,7 +9,8 @@ import { capabilities as defaultCapabilities } from '../capabilities/index.js'
 import type { CapabilityModule } from '../capabilities/contract.js'
 import type { PaymentServices } from '../capabilities/payment/index.js'
 import { loadRegistry, type Registry } from '../capabilities/registry.js'
-import type { Config } from '../config.js'
+import { ConfigError, type Config } from '../config.js'
+import { assert } from '../assert.js'
 import { createGovernancePolicySource, governanceJobs } from '../governance/index.js'
 import { alipayNotificationFormat } from '../gateway/alipay/index.js'
 import { authorizationTokenResolver, purgeAuthorizationCodes } from '../platform/authorization/index.js'
@@ -65,7 +66,7 @@ export interface Platform {
   readonly storage: Storage
   readonly registry: Registry
   readonly config: Config
-  /** The platform's own key pairs, opened from their sealed rows at start. */
+  /** The platform's own key pairs, opened from their sealed rows at start (tests sign with them too). */
   readonly platformKeys: ReadonlyMap<AppEnvironment, PlatformKey>
   /** The workers this process runs; null where not started. */
   readonly workers: { readonly notifications: NotificationWorker | null; readonly jobs: JobRunner }
@@ -75,20 +76,25 @@ export interface Platform {
 }
 
 /** Opens storage, runs migrations and creates what the first start needs. */
-export async function preparePlatform(config: Config, options: PlatformOptions = {}) {
+export async function preparePlatform(config: Config, options: PlatformOptions & { readonly keys?: boolean } = {}) {
   const capabilities = options.capabilities ?? defaultCapabilities
   const policySource = options.policySource === undefined ? createGovernancePolicySource() : options.policySource
   const registry = loadRegistry(capabilities, config, policySource)
-  // Before the database: a malformed secret key stops the start with nothing changed.
-  if (config.secretKey.kind === 'file') readKeyFile(config.secretKey.path)
-  const storage = await openStorage(options.target ?? storageTarget(config))
-  let sealingKey: SealingKey
+  const target = options.target ?? storageTarget(config)
+  // `keys: false` (migrate, the verify commands) reads, makes and seals no platform key: a
+  // one-off job must never seal the keys under a key file that leaves with its container.
+  const keys = options.keys ?? true
+  if (keys) checkSecretKeySource(config, target)
+  const storage = await openStorage(target)
+  let sealingKey: SealingKey | null = null
   try {
     await migrateToLatest(storage.db, registry.modules, storage.dialect)
     const now = (options.clock ?? systemClock).now()
-    // A missing key file is made only for a database without sealed keys (ADR 0018).
-    sealingKey = resolveSealingKey(config.secretKey, { mayMake: !(await holdsSealedKeys(storage.db)) })
-    await ensurePlatformKeys(storage.db, now, sealingKey)
+    if (keys) {
+      // A missing key file is made only for a database without sealed keys (ADR 0018).
+      sealingKey = resolveSealingKey(config.secretKey, { mayMake: !(await holdsSealedKeys(storage.db)) })
+      await ensurePlatformKeys(storage.db, now, sealingKey)
+    }
     const login = await bootstrapOperator(storage.db, config.operatorEmail, now)
     if (login !== null) options.onOperatorCreated?.(login)
   } catch (error) {
@@ -98,8 +104,27 @@ export async function preparePlatform(config: Config, options: PlatformOptions =
   return { registry, storage, sealingKey }
 }
 
+/**
+ * Before the database is touched: a malformed key file stops the start, and so does PostgreSQL
+ * with the default key file, which each host would make for itself — every process sharing a
+ * database must be given the same key (`BASEPLATE_SECRET_KEY`, or a file it names).
+ */
+function checkSecretKeySource(config: Config, target: StorageTarget): void {
+  const source = config.secretKey
+  if (source.kind !== 'file') return
+  if (target.kind === 'postgres' && !source.named) {
+    throw new ConfigError([
+      'with DATABASE_URL, set BASEPLATE_SECRET_KEY (the same on every process that shares the database) ' +
+        'or BASEPLATE_SECRET_KEY_FILE: a key file each host made for itself would lock the others out',
+    ])
+  }
+  readKeyFile(source.path)
+}
+
 export async function openPlatform(config: Config, options: PlatformOptions = {}): Promise<Platform> {
-  const { registry, storage, sealingKey } = await preparePlatform(config, options)
+  const { registry, storage, sealingKey: opened } = await preparePlatform(config, { ...options, keys: true })
+  assert(opened !== null, 'a platform that serves has its sealing key')
+  const sealingKey = opened
   const clock = options.clock ?? systemClock
   let platformKeys: Awaited<ReturnType<typeof loadPlatformKeys>>
   let app: Awaited<ReturnType<typeof buildApp>>

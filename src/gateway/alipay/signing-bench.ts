@@ -25,6 +25,7 @@ import { createSandbox } from '../../cli/sandbox.js'
 import { parseConfig } from '../../config.js'
 import { authorizationTokenResolver } from '../../platform/authorization/index.js'
 import { systemClock } from '../../platform/ids.js'
+import { assert } from '../../assert.js'
 import { loadPlatformKeys } from '../../platform/signing/platform-keys.js'
 import { preparePlatform } from '../../server/platform.js'
 import { registerAlipayGateway } from './gateway.js'
@@ -98,6 +99,7 @@ async function measure(
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baseplate-bench-'))
   const config = parseConfig({ BASEPLATE_LOG_LEVEL: 'silent', BASEPLATE_DATA_DIR: dir })
   const { registry, storage, sealingKey } = await preparePlatform(config)
+  assert(sealingKey !== null, 'the platform keys were prepared')
   const keys = await loadPlatformKeys(storage.db, sealingKey)
   const payment = registry.service<PaymentServices>('payment')
   const sandbox = await createSandbox(storage.db, registry, config, Date.now())

@@ -1,6 +1,6 @@
 /**
  * Slows password guessing wherever a password is checked: the console's `POST /v1/sessions`, the
- * consent page's login form, and `PUT /v1/me/password`. Every check takes a token from two
+ * consent page's login form, and `POST /v1/me/password`. Every check takes a token from two
  * buckets, one per account (for a login the email, known or not, so the answer reveals nothing
  * about which emails exist; for a password change the user) and one per client address. A check
  * that fails on the credentials keeps both spent; any other outcome gives them back. A check

@@ -20,7 +20,7 @@ const secretLengthMin = 8
  * native API and the Alipay gateway: tokens, refresh tokens, authorisation codes and the
  * buyer's payment code.
  */
-export const credentialNames: ReadonlySet<string> = new Set([
+const credentialNames: ReadonlySet<string> = new Set([
   'app_auth_token',
   'auth_token',
   'refresh_token',
@@ -29,7 +29,7 @@ export const credentialNames: ReadonlySet<string> = new Set([
   'app_auth_code',
 ])
 
-export function secretFingerprint(secret: string): string {
+function secretFingerprint(secret: string): string {
   return `<secret sha256:${sha256Hex(secret).slice(0, 16)}>`
 }
 

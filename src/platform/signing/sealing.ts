@@ -15,7 +15,7 @@
  * 0600, made durable before anything is sealed with it.
  *
  * @example
- * const key = resolveSealingKey(config.secretKey)
+ * const key = resolveSealingKey(config.secretKey, { mayMake: false })
  * const sealed = key.seal(pem, 'platform_keys/live/pk_123')
  * key.unseal(sealed, 'platform_keys/live/pk_123') === pem
  */

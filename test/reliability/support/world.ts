@@ -27,7 +27,14 @@ import { openStorage, type Storage, type StorageTarget } from '../../../src/stor
 
 export type WorldDatabase =
   | { readonly kind: 'sqlite'; readonly dir: string; dispose(): Promise<void> }
-  | { readonly kind: 'postgres'; readonly url: string; readonly schema: string; dispose(): Promise<void> }
+  | {
+      readonly kind: 'postgres'
+      readonly url: string
+      readonly schema: string
+      /** Where its secret key file lives: servers sharing the database must share the key. */
+      readonly keyDir: string
+      dispose(): Promise<void>
+    }
 
 export interface World {
   readonly appId: string
@@ -54,15 +61,18 @@ export async function freshDatabase(kind: 'sqlite' | 'postgres', postgresUrl?: s
   await admin.connect()
   await admin.query(`create schema ${schema}`)
   await admin.end()
+  const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'baseplate-reliability-key-'))
   return {
     kind,
     url: postgresUrl,
     schema,
+    keyDir,
     dispose: async () => {
       const client = new pg.Client({ connectionString: postgresUrl })
       await client.connect()
       await client.query(`drop schema ${schema} cascade`)
       await client.end()
+      fs.rmSync(keyDir, { recursive: true, force: true })
     },
   }
 }
@@ -72,7 +82,7 @@ export function databaseEnv(database: WorldDatabase): Record<string, string> {
   if (database.kind === 'sqlite') return { BASEPLATE_DATA_DIR: database.dir }
   const url = new URL(database.url)
   url.searchParams.set('options', `-c search_path=${database.schema}`)
-  return { DATABASE_URL: url.toString() }
+  return { DATABASE_URL: url.toString(), BASEPLATE_SECRET_KEY_FILE: path.join(database.keyDir, 'secret.key') }
 }
 
 /**
