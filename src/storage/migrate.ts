@@ -55,6 +55,40 @@ export async function migrateToLatest(
   modules: readonly CapabilityModule<any>[],
   dialect: DialectName,
 ): Promise<MigrationResult[]> {
+  if (dialect === 'postgres') return migrateWith(db, modules, dialect)
+  // Nothing pending (every restart): no lock taken.
+  if (!(await anyPending(db, Object.keys(collectMigrations(coreMigrations, modules))))) return []
+  // On SQLite, Kysely takes no lock (its adapter has none, and runs migrations outside a
+  // transaction), and it reads which migrations ran before it first writes: two processes
+  // starting at once on a new database both ran the first migration, and one failed ("table
+  // already exists"). So the whole migration is one holder of the connection that first opens
+  // the group commit's transaction — `BEGIN IMMEDIATE`, SQLite's write lock — with an empty
+  // transaction; the group, and the lock, last until the holder lets go
+  // (src/storage/group-commit.ts). A second process waits for it (busy_timeout), then finds
+  // everything done.
+  return db.connection().execute(async (connection) => {
+    await connection.transaction().execute(async () => undefined)
+    return migrateWith(connection, modules, dialect)
+  })
+}
+
+/** Whether a migration has not run yet, by a plain read of Kysely's bookkeeping (no lock). */
+async function anyPending(db: Kysely<any>, names: readonly string[]): Promise<boolean> {
+  let done: Set<string>
+  try {
+    const rows = await db.selectFrom('baseplate_migrations').select('name').execute()
+    done = new Set(rows.map((row) => row.name as string))
+  } catch {
+    return true
+  }
+  return names.some((name) => !done.has(name))
+}
+
+async function migrateWith(
+  db: Kysely<any>,
+  modules: readonly CapabilityModule<any>[],
+  dialect: DialectName,
+): Promise<MigrationResult[]> {
   const migrations = collectMigrations(coreMigrations, modules)
   // Kysely looks for its bookkeeping tables by name across every schema it can see; on
   // PostgreSQL, name ours explicitly so that another schema's tables are never mistaken for them.

@@ -1,6 +1,7 @@
 import crypto from 'node:crypto'
 import type { Kysely } from 'kysely'
 import type { CoreTables } from '../../storage/tables.js'
+import { isAppError } from '../../errors.js'
 import { createUser } from './service.js'
 
 /**
@@ -13,13 +14,20 @@ export async function bootstrapOperator(
   email: string,
   now: number,
 ): Promise<{ email: string; password: string } | null> {
-  const existing = await (db as Kysely<CoreTables>)
-    .selectFrom('users')
-    .select('id')
-    .where('is_operator', '=', 1)
-    .executeTakeFirst()
-  if (existing !== undefined) return null
+  const operatorExists = async () =>
+    (await (db as Kysely<CoreTables>)
+      .selectFrom('users')
+      .select('id')
+      .where('is_operator', '=', 1)
+      .executeTakeFirst()) !== undefined
+  if (await operatorExists()) return null
   const password = crypto.randomBytes(18).toString('base64url')
-  await db.transaction().execute((tx) => createUser(tx, { email, password, isOperator: true }, now, 'system'))
+  try {
+    await db.transaction().execute((tx) => createUser(tx, { email, password, isOperator: true }, now, 'system'))
+  } catch (error) {
+    // Another process starting at the same moment made the operator first: it prints the login.
+    if (isAppError(error) && error.code === 'IDENTITY_EMAIL_TAKEN' && (await operatorExists())) return null
+    throw error
+  }
   return { email, password }
 }
