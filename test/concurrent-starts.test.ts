@@ -20,18 +20,12 @@ async function loadedCli(args: readonly string[], env: Record<string, string>) {
     "process.stdout.write('ready\\n');" +
     "process.stdin.once('data', async () => {" +
     '  const cli = createCli({ out: () => {}, err: (text) => process.stderr.write(text) });' +
-    "  try { await cli.parseAsync(['node', 'baseplate', ...JSON.parse(process.env.CLI_ARGS)]) }" +
+    "  try { await cli.parseAsync(['node', 'baseplate', ...process.argv.slice(1)]) }" +
     '  catch (error) { process.stderr.write(String(error)); process.exitCode = 1 }' +
     '  process.stdin.destroy() })'
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, ...args], {
     cwd: repoRoot,
-    env: {
-      PATH: process.env.PATH ?? '',
-      NODE_ENV: 'test',
-      BASEPLATE_LOG_LEVEL: 'silent',
-      CLI_ARGS: JSON.stringify(args),
-      ...env,
-    },
+    env: { NODE_ENV: 'test', BASEPLATE_LOG_LEVEL: 'silent', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   })
   let err = ''
