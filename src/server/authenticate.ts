@@ -9,7 +9,7 @@
 import type { Kysely } from 'kysely'
 import { headerNames, isSingleLine, requestSigningString, verifyText } from '../../sdk/src/protocol.js'
 import type { Config } from '../config.js'
-import { credentialsIn, maskSecrets } from '../platform/signing/masked.js'
+import { maskSecrets, requestCredentials } from '../platform/signing/masked.js'
 import { AppError } from '../errors.js'
 import { signingApp } from '../platform/apps/service.js'
 import { cachedPublicKey } from '../platform/apps/public-keys.js'
@@ -145,11 +145,7 @@ export async function authenticateApp(
       details: {
         signedString: maskSecrets(
           signedString,
-          credentialsIn({
-            named: [['app_auth_token', appAuthToken]],
-            queries: [parts.pathWithQuery.split('?')[1]],
-            json: [parts.rawBody],
-          }),
+          requestCredentials({ appAuthToken, url: parts.pathWithQuery, body: parts.rawBody }),
         ),
       },
     })

@@ -122,9 +122,8 @@ function checkSecretKeySource(config: Config, target: StorageTarget): void {
 }
 
 export async function openPlatform(config: Config, options: PlatformOptions = {}): Promise<Platform> {
-  const { registry, storage, sealingKey: opened } = await preparePlatform(config, { ...options, keys: true })
-  assert(opened !== null, 'a platform that serves has its sealing key')
-  const sealingKey = opened
+  const { registry, storage, sealingKey } = await preparePlatform(config, { ...options, keys: true })
+  assert(sealingKey !== null, 'a platform that serves has its sealing key')
   const clock = options.clock ?? systemClock
   let platformKeys: Awaited<ReturnType<typeof loadPlatformKeys>>
   let app: Awaited<ReturnType<typeof buildApp>>

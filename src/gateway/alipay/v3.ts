@@ -9,7 +9,7 @@
  * const answer = await answerV3(deps, { method: 'POST', url: '/v3/alipay/trade/query', headers, rawBody, now })
  */
 import crypto from 'node:crypto'
-import { credentialsIn } from '../../platform/signing/masked.js'
+import { requestCredentials } from '../../platform/signing/masked.js'
 import type { AppEnvironment } from '../../storage/tables.js'
 import { checkTimestamp, findApp, principalFor, recordNonce, verifyAppSignature, verifyRsa2 } from './auth.js'
 import { AlipayError, toAlipayError } from './errors.js'
@@ -76,11 +76,7 @@ async function authenticate(deps: GatewayDeps, request: V3Request) {
     app,
     (publicKey) => verifyRsa2(signedString, authorization.signature, publicKey),
     () => signedString,
-    credentialsIn({
-      named: [['app_auth_token', appAuthToken]],
-      queries: [request.url.split('?')[1]],
-      json: [request.rawBody],
-    }),
+    requestCredentials({ appAuthToken, url: request.url, body: request.rawBody }),
   )
   const timestamp = authorization.fields.get('timestamp') ?? ''
   const windowS = deps.config.alipay.timestampWindowS

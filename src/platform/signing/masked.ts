@@ -81,6 +81,22 @@ export function credentialsIn(parts: {
   return found
 }
 
+/**
+ * The credentials of a signed request: its app auth token (a header, outside the query and
+ * body), the credential parameters of its URL's query and the credential fields of its body.
+ */
+export function requestCredentials(request: {
+  readonly appAuthToken: string | undefined
+  readonly url: string
+  readonly body: string
+}): string[] {
+  return credentialsIn({
+    named: [['app_auth_token', request.appAuthToken]],
+    queries: [request.url.split('?')[1]],
+    json: [request.body],
+  })
+}
+
 function rawQueryValue(query: string, name: string): string | undefined {
   for (const pair of query.split('&')) {
     const at = pair.indexOf('=')

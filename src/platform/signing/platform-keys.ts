@@ -19,7 +19,7 @@ import { assert } from '../../assert.js'
 import { onPostgres } from '../../storage/prepared.js'
 import type { AppEnvironment, CoreTables } from '../../storage/tables.js'
 import { newId } from '../ids.js'
-import { isSealed, SealingError, type SealingKey } from './sealing.js'
+import { isSealed, SealingError, sealedPrefix, type SealingKey } from './sealing.js'
 
 export const environments: readonly AppEnvironment[] = ['sandbox', 'live']
 /** RSA2 as Alipay uses it: 2048-bit keys, SHA-256. */
@@ -56,7 +56,9 @@ interface RsaKeysTables {
   }
 }
 
-type KeyTable = 'platform_keys' | 'platform_rsa_keys'
+const keyTables = ['platform_keys', 'platform_rsa_keys'] as const
+type KeyTable = (typeof keyTables)[number]
+const storedColumns = ['environment', 'key_id', 'private_key_sealed'] as const
 
 /** What a sealed private key is bound to: the row it belongs in, so that it opens nowhere else. */
 function sealContext(table: KeyTable, environment: AppEnvironment, keyId: string): string {
@@ -138,9 +140,6 @@ export async function ensurePlatformKeys(db: Kysely<any>, now: number, key: Seal
   })
 }
 
-const keyTables = ['platform_keys', 'platform_rsa_keys'] as const
-const storedColumns = ['environment', 'key_id', 'private_key_sealed'] as const
-
 /**
  * Whether the database holds a sealed platform key: then it needs the key that sealed it, and a
  * new one must not be made. Keys in the clear (from before sealing) do not count, so the first
@@ -151,7 +150,7 @@ export async function holdsSealedKeys(db: Kysely<any>): Promise<boolean> {
     const sealed = await (db as Kysely<CoreTables>)
       .selectFrom(table as 'platform_keys')
       .select('environment')
-      .where('private_key_sealed', 'like', 'bpseal1.%')
+      .where('private_key_sealed', 'like', `${sealedPrefix}%`)
       .limit(1)
       .execute()
     if (sealed.length > 0) return true

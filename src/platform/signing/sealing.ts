@@ -26,6 +26,8 @@ import { assert } from '../../assert.js'
 import { secretKeyBytes, type SecretKeySource } from '../../config.js'
 
 const format = 'bpseal1'
+/** What every sealed value starts with (a SQL `like` may match on it). */
+export const sealedPrefix = `${format}.`
 const ivBytes = 12
 const tagBytes = 16
 
@@ -43,7 +45,7 @@ export interface SealingKey {
 }
 
 export function isSealed(value: string): boolean {
-  return value.startsWith(`${format}.`)
+  return value.startsWith(sealedPrefix)
 }
 
 export function sealingKey(bytes: Buffer): SealingKey {
