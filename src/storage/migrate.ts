@@ -33,9 +33,12 @@ const foreignSchemaRetriesMax = 3
  * Kysely's migrator looks for its bookkeeping tables by listing the tables of *every* schema it
  * can see; on PostgreSQL a schema dropped by someone else during that listing fails it with
  * 3F000 (invalid_schema_name) naming that schema, or 42P01 (undefined_table) naming one of its
- * tables as `"schema.table"`. Nothing of ours changed, and the listing comes before any
- * migration runs, so the attempt is simply repeated. Our own schema or table missing is a real
- * error and is not retried.
+ * tables as `"schema.table"`. The listing also calls `pg_get_serial_sequence` on every column,
+ * which fails with 42703 (undefined_column, no schema named) when another session is creating
+ * or altering that table as it runs: other schemas migrating, or another process migrating ours
+ * on a first start (before Kysely's migration lock, which comes after the listing). Nothing of
+ * ours changed, and the listing comes before any migration runs, so the attempt is simply
+ * repeated. Our own schema or table missing is a real error and is not retried.
  */
 export function isForeignSchemaGone(error: unknown, ownSchema: string | undefined): boolean {
   if (ownSchema === undefined || typeof error !== 'object' || error === null) return false
@@ -43,6 +46,7 @@ export function isForeignSchemaGone(error: unknown, ownSchema: string | undefine
   if (typeof message !== 'string') return false
   if (code === '3F000') return !message.includes(`"${ownSchema}"`)
   if (code === '42P01') return /"[^".]+\.[^"]+"/.test(message) && !message.includes(`"${ownSchema}.`)
+  if (code === '42703') return (error as { routine?: unknown }).routine === 'pg_get_serial_sequence'
   return false
 }
 
@@ -55,9 +59,10 @@ export async function migrateToLatest(
   modules: readonly CapabilityModule<any>[],
   dialect: DialectName,
 ): Promise<MigrationResult[]> {
-  if (dialect === 'postgres') return migrateWith(db, modules, dialect)
+  const migrations = collectMigrations(coreMigrations, modules)
+  if (dialect === 'postgres') return migrateWith(db, migrations, dialect)
   // Nothing pending (every restart): no lock taken.
-  if (!(await anyPending(db, Object.keys(collectMigrations(coreMigrations, modules))))) return []
+  if (!(await anyPending(db, Object.keys(migrations)))) return []
   // On SQLite, Kysely takes no lock (its adapter has none, and runs migrations outside a
   // transaction), and it reads which migrations ran before it first writes: two processes
   // starting at once on a new database both ran the first migration, and one failed ("table
@@ -68,7 +73,7 @@ export async function migrateToLatest(
   // everything done.
   return db.connection().execute(async (connection) => {
     await connection.transaction().execute(async () => undefined)
-    return migrateWith(connection, modules, dialect)
+    return migrateWith(connection, migrations, dialect)
   })
 }
 
@@ -86,10 +91,9 @@ async function anyPending(db: Kysely<any>, names: readonly string[]): Promise<bo
 
 async function migrateWith(
   db: Kysely<any>,
-  modules: readonly CapabilityModule<any>[],
+  migrations: Readonly<Record<string, Migration>>,
   dialect: DialectName,
 ): Promise<MigrationResult[]> {
-  const migrations = collectMigrations(coreMigrations, modules)
   // Kysely looks for its bookkeeping tables by name across every schema it can see; on
   // PostgreSQL, name ours explicitly so that another schema's tables are never mistaken for them.
   const schema =
