@@ -133,6 +133,25 @@ forEachDialect('idempotency', (dialect) => {
     expect(json(response).organization_id).toBe(other.tenant.organizationId)
   })
 
+  it('replays at 23 h 59 m, and housekeeping prunes the key once its 24 hours are over', async () => {
+    const keyRows = async () =>
+      (await bp().storage.db.selectFrom('idempotency_records').select('idempotency_key').execute()).filter(
+        (row) => row.idempotency_key === 'key-edge',
+      ).length
+    const body = { out_store_no: 'EDGE-1', name: 'Edge', address: 'x' }
+    const first = await call('key-edge', body)
+    expect(first.statusCode, first.body).toBe(201)
+    clock.advance((23 * 3600 + 59 * 60) * 1000)
+    await bp().housekeep()
+    const replay = await call('key-edge', body)
+    expect(replay.headers['idempotent-replayed']).toBe('true')
+    expect(replay.body).toBe(first.body)
+    expect(await keyRows()).toBe(1)
+    clock.advance(60 * 1000)
+    await bp().housekeep()
+    expect(await keyRows()).toBe(0)
+  })
+
   it('forgets a key after 24 hours', async () => {
     const body = { out_store_no: 'TTL-1', name: 'TTL', address: 'x' }
     expect((await call('key-ttl', body)).statusCode).toBe(201)

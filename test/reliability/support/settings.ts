@@ -30,6 +30,8 @@ export const settings = {
   fuzz: { requests: full ? 20_000 : 2_000 },
   notifications: { events: full ? 200 : 40, kills: full ? 3 : 1 },
   overload: { seconds: full ? 20 : 4 },
+  /** Command sequences of the payment model (reference figure 5: at least 10^4 per run). */
+  model: { sequences: full ? 10_000 : 1_500, postgresSequences: full ? 2_000 : 300 },
 } as const
 
 /** Milliseconds a test may take: generous, since the two cores are shared with other suites. */
