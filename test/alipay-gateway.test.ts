@@ -318,6 +318,26 @@ forEachDialect('alipay gateway through alipay-sdk', (dialect) => {
     expect(badV3.message).toContain(`app_id=${w.sandbox.appId},nonce=`)
     expect(badV3.message).toContain('\nPOST\n/v3/alipay/trade/query\n{"out_trade_no":"X"}\n')
     expect(badV3.message).not.toContain(w.appAuthToken)
+    // Both refusals are in the audit log, as the app they claimed (ADR 0020).
+    const refused = await w.platform.storage.db
+      .selectFrom('audit_log')
+      .select(['actor', 'target', 'data'])
+      .where('action', '=', 'access.refused')
+      .orderBy('seq', 'desc')
+      .limit(2)
+      .execute()
+    expect(refused.reverse().map((row) => ({ ...row, data: JSON.parse(row.data) }))).toMatchObject([
+      {
+        actor: 'anonymous',
+        target: 'POST /gateway.do',
+        data: { reason: 'authentication', code: 'isv.invalid-signature', claimed_app: w.sandbox.appId },
+      },
+      {
+        actor: 'anonymous',
+        target: 'POST /v3/*',
+        data: { reason: 'authentication', code: 'isv.invalid-signature', claimed_app: w.sandbox.appId },
+      },
+    ])
 
     // A stale timestamp: v2 with the SDK's timestamp overridden, v3 with the server clock an hour on.
     const staleV2 = await w.v2('alipay.trade.query', { outTradeNo: 'X' }, { timestamp: '2020-01-01 00:00:00' })

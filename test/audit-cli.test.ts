@@ -28,7 +28,7 @@ forEachDialect('audit chain', (dialect) => {
     expect(result.entries).toBeGreaterThanOrEqual(6)
   })
 
-  it('detects an edited row, then a deleted row, then a cut-off tail', async () => {
+  it('detects an edited row, then a deleted row, a cut-off tail and two rows reordered', async () => {
     const db = bp().storage.db
     const rows = await db.selectFrom('audit_log').selectAll().orderBy('seq').execute()
     const victim = rows[2]!
@@ -50,6 +50,21 @@ forEachDialect('audit chain', (dialect) => {
     result = await verifyAuditLog(db)
     expect(result.problems.some((p) => p.problem.includes('cut off'))).toBe(true)
     await db.insertInto('audit_log').values(last).execute()
+    expect((await verifyAuditLog(db)).ok).toBe(true)
+
+    // Reordered: two rows trade places, each under the other's sequence number.
+    const [first, second] = [rows[1]!, rows[2]!]
+    const place = (row: typeof first, seq: number) => {
+      const { seq: _seq, ...content } = row
+      return db.updateTable('audit_log').set(content).where('seq', '=', seq).execute()
+    }
+    await place(second, first.seq)
+    await place(first, second.seq)
+    result = await verifyAuditLog(db)
+    expect(result.ok).toBe(false)
+    expect(result.problems.map((p) => p.seq)).toContain(first.seq)
+    await place(first, first.seq)
+    await place(second, second.seq)
     expect((await verifyAuditLog(db)).ok).toBe(true)
   })
 

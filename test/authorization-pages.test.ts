@@ -27,6 +27,14 @@ function hidden(html: string, name: string): string {
   return match![1]!.replace(/&amp;/g, '&')
 }
 
+/** The refusal entry the request left in the audit log (ADR 0020). */
+async function refusalEntry(db: Kysely<any>, response: Injected): Promise<{ target: string; data: any } | undefined> {
+  const rows = await db.selectFrom('audit_log').selectAll().where('action', '=', 'access.refused').execute()
+  return rows
+    .map((row) => ({ target: row.target as string, data: JSON.parse(row.data) }))
+    .find((entry) => entry.data.request_id === response.headers['request-id'])
+}
+
 function expectErrorPage(response: Injected, status: number, code: string): void {
   expect(response.statusCode, response.body).toBe(status)
   expect(response.headers['content-type']).toMatch(/^text\/html/)
@@ -261,13 +269,22 @@ forEachDialect('consent pages and redirect URIs', (dialect) => {
     expect(refused.body).toContain('登录失败次数过多')
     expect(refused.body).toContain('Too many failed logins')
     expect(refused.body).toContain('action="/oauth/login"')
+    expect(await refusalEntry(bp().storage.db, refused)).toMatchObject({
+      target: 'POST /oauth/login',
+      data: { code: 'AUTH_LOGIN_THROTTLED', reason: 'authentication' },
+    })
   })
 
   it('protects the login form and answers a wrong password on the form', async () => {
     const form = await page(base(), null)
     const loginCookie = form.cookies.find((entry) => entry.name === 'bp_oauth_login')!.value
     const fields = { ...base(), csrf_token: hidden(form.body, 'csrf_token'), email: merchant.email, password: 'wrong' }
-    expectErrorPage(await post('/oauth/login', fields, {}), 403, 'AUTHZ_CSRF_TOKEN_INVALID')
+    const forged = await post('/oauth/login', fields, {})
+    expectErrorPage(forged, 403, 'AUTHZ_CSRF_TOKEN_INVALID')
+    expect(await refusalEntry(bp().storage.db, forged)).toMatchObject({
+      target: 'POST /oauth/login',
+      data: { code: 'AUTHZ_CSRF_TOKEN_INVALID', reason: 'authorization' },
+    })
     const wrong = await post('/oauth/login', fields, { bp_oauth_login: loginCookie })
     expect(wrong.statusCode).toBe(401)
     expect(wrong.body).toContain('邮箱或密码错误')

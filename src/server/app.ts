@@ -23,12 +23,13 @@ import { headerNames, responseSigningString, signText } from '../../sdk/src/prot
 import { assert } from '../assert.js'
 import type { Registry } from '../capabilities/registry.js'
 import type { Config } from '../config.js'
-import { AppError } from '../errors.js'
+import { AppError, type CoreErrorCode } from '../errors.js'
 import type { PaymentServices } from '../capabilities/payment/index.js'
 import { alipaySettingsRoutes, registerAlipayGateway } from '../gateway/alipay/index.js'
 import { governanceRoutes } from '../governance/index.js'
 import { appRoutes } from '../platform/apps/routes.js'
 import { authorizationPages, authorizationRoutes } from '../platform/authorization/index.js'
+import { createRefusalAudit, refusalReasons, type RefusalOfRequest } from '../platform/audit/refusals.js'
 import { createLoginThrottle } from '../platform/identity/login-throttle.js'
 import { identityRoutes } from '../platform/identity/routes.js'
 import { notificationRoutes } from '../platform/notifications/routes.js'
@@ -171,6 +172,47 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     return payload
   })
 
+  // Refused credentials and rights leave an audit entry, within a budget per caller (ADR 0020).
+  const refusals = createRefusalAudit(clock, {
+    proxiesNamed: config.trustProxy.length > 0,
+    onError: (error) => app.log.error({ err: error }, 'could not audit a refused request'),
+  })
+  /** Audits a refusal of `request`'s credentials or rights (ADR 0020). */
+  const recordRefusal = (request: FastifyRequest, refusal: RefusalOfRequest) =>
+    refusals.record(
+      storage.db,
+      {
+        ...refusal,
+        method: request.method,
+        route: request.routeOptions.url ?? null,
+        clientAddress: request.ip,
+        requestId: request.id,
+      },
+      clock.now(),
+    )
+  /** Audits `error` if it refuses the request's credentials or rights; anything else passes. */
+  const recordRefusedError = async (request: FastifyRequest, error: AppError) => {
+    const reason = refusalReasons[error.code as CoreErrorCode]
+    if (reason === undefined) return
+    const { principal, signing } = state(request)
+    const claimed = request.headers[headerNames.appId]
+    // The proven caller: a session's user, or an app whose signature verified (a scope or token
+    // refused after that); before that, nobody.
+    const actor =
+      principal.kind === 'user'
+        ? principal.userId
+        : principal.kind === 'app'
+          ? principal.appId
+          : signing?.proven === true
+            ? signing.appId
+            : 'anonymous'
+    await recordRefusal(request, {
+      reason,
+      code: error.code,
+      actor,
+      claimedApp: typeof claimed === 'string' ? claimed : null,
+    })
+  }
   app.setErrorHandler(async (error, request, reply) => {
     const appError = idempotencyHeaderError(error) ?? requestErrorToAppError(error)
     if (appError === null) {
@@ -178,6 +220,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       const response = internalError(request.id)
       return reply.code(response.status).type('application/json; charset=utf-8').send(JSON.stringify(response.body))
     }
+    await recordRefusedError(request, appError)
     const response = errorResponse(appError, request.id)
     return reply.code(response.status).type('application/json; charset=utf-8').send(JSON.stringify(response.body))
   })
@@ -218,7 +261,14 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   }
 
   await registerPages(app, registry.pages, storage, clock)
-  await app.register(authorizationPages, { db: storage.db, config, clock, scopes: registry.scopes, loginThrottle })
+  await app.register(authorizationPages, {
+    db: storage.db,
+    config,
+    clock,
+    scopes: registry.scopes,
+    loginThrottle,
+    recordRefusal: recordRefusedError,
+  })
   // The Alipay-compatible gateway: an adapter over the same services, with its own parsers.
   await registerAlipayGateway(app, {
     config,
@@ -229,6 +279,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     platformKeys: deps.platformKeys,
     clock,
     resolver: deps.appAuthTokenResolver ?? null,
+    recordRefusal,
   })
 
   app.get('/healthz', { schema: { hide: true } }, async () => {

@@ -35,6 +35,8 @@ export interface SignatureContext {
   readonly appId: string
   readonly environment: AppEnvironment
   readonly nonce: string
+  /** Whether the signature verified and the nonce was new: the request is the app's own. */
+  readonly proven: boolean
 }
 
 const nonceLengthMin = 16
@@ -109,7 +111,8 @@ export async function authenticateApp(
   // The app and its keys in one read, though the keys are needed only once the timestamp passes.
   const app = await signingApp(db, appId!, now)
   if (app === undefined) throw new AppError('AUTH_APP_NOT_FOUND', { field: `headers.${headerNames.appId}` })
-  onContext({ appId: app.id, environment: app.environment, nonce: nonce! })
+  const context: SignatureContext = { appId: app.id, environment: app.environment, nonce: nonce!, proven: false }
+  onContext(context)
 
   const skewS = Math.abs(now / 1000 - Number(timestamp))
   if (skewS > config.signatureWindowS) {
@@ -162,6 +165,7 @@ export async function authenticateApp(
     if (isUniqueViolation(error)) throw new AppError('AUTH_NONCE_REPLAYED', { field: `headers.${headerNames.nonce}` })
     throw error
   }
+  onContext({ ...context, proven: true })
 
   let actingFor: ActingFor | null = null
   if (appAuthToken !== '') {

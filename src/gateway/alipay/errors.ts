@@ -14,6 +14,7 @@
  * throw new AlipayError('ACQ.INVALID_PARAMETER', 'total_amount must be yuan, e.g. "88.88"')
  */
 import { errorTable, isAppError } from '../../errors.js'
+import type { RefusalOfRequest, RefusalReason } from '../../platform/audit/refusals.js'
 
 /** Gateway codes and their fixed messages, as alipay-sdk and ISV code expect them. */
 export const gatewayCodes = {
@@ -156,6 +157,37 @@ export const subCodes = {
 } as const satisfies Record<string, SubCodeSpec>
 
 export type SubCode = keyof typeof subCodes
+
+/**
+ * The sub codes that refuse a caller's credentials or rights, audited like the platform's own
+ * codes (ADR 0020). `proven`: the gateway answers it only once the signature has verified and
+ * the nonce was new, so the app it names is the caller.
+ */
+const refusalSubCodes: Readonly<
+  Partial<Record<SubCode, { readonly reason: RefusalReason; readonly proven: boolean }>>
+> = {
+  'isv.missing-signature': { reason: 'authentication', proven: false },
+  'isv.missing-signature-key': { reason: 'authentication', proven: false },
+  'isv.invalid-signature': { reason: 'authentication', proven: false },
+  'isv.invalid-app-id': { reason: 'authentication', proven: false },
+  'isv.invalid-timestamp': { reason: 'authentication', proven: false },
+  'isv.invalid-nonce': { reason: 'authentication', proven: false },
+  'aop.invalid-app-auth-token': { reason: 'authentication', proven: true },
+  'aop.invalid-app-auth-token-no-api': { reason: 'authorization', proven: true },
+  'isv.insufficient-isv-permissions': { reason: 'authorization', proven: true },
+}
+
+/** The audit's account of a gateway failure, or null when the failure refuses no credential or right. */
+export function gatewayRefusal(subCode: SubCode, claimedApp: string | null): RefusalOfRequest | null {
+  const refusal = refusalSubCodes[subCode]
+  if (refusal === undefined) return null
+  return {
+    reason: refusal.reason,
+    code: subCode,
+    actor: refusal.proven && claimedApp !== null ? claimedApp : 'anonymous',
+    claimedApp,
+  }
+}
 
 /** A failure the gateway answers in Alipay's shape. */
 export class AlipayError extends Error {

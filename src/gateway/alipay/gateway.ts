@@ -15,6 +15,7 @@ import type { PlatformKey } from '../../platform/signing/platform-keys.js'
 import type { AppAuthTokenResolver } from '../../server/authenticate.js'
 import type { Storage } from '../../storage/database.js'
 import type { AppEnvironment } from '../../storage/tables.js'
+import type { RefusalOfRequest } from '../../platform/audit/refusals.js'
 import { AlipayError, gatewayCodes } from './errors.js'
 import type { GatewayDeps } from './gateway-deps.js'
 import { createRsaSigner, type RsaSigner } from './signer.js'
@@ -31,6 +32,8 @@ export interface AlipayGatewayOptions {
   readonly resolver: AppAuthTokenResolver | null
   /** Replaces the signer built from `config.alipay.signingThreads` (the benchmark compares them). */
   readonly signer?: RsaSigner
+  /** Audits a refused credential or right (ADR 0020); the platform's error handler uses the same. */
+  readonly recordRefusal?: (request: FastifyRequest, refusal: RefusalOfRequest) => Promise<unknown>
 }
 
 const jsonType = 'application/json; charset=utf-8'
@@ -93,6 +96,7 @@ export async function registerAlipayGateway(app: FastifyInstance, options: Alipa
         now: options.clock.now(),
       })
       if (answer.unexpected !== null) request.log.error({ err: answer.unexpected }, 'alipay gateway failure')
+      if (answer.refusal !== null) await options.recordRefusal?.(request, answer.refusal)
       return reply.code(200).type(jsonType).header('trace_id', request.id).send(answer.body)
     }
     scope.route({ method: ['GET', 'POST'], url: '/gateway.do', schema: { hide: true }, handler: v2 })
@@ -106,6 +110,7 @@ export async function registerAlipayGateway(app: FastifyInstance, options: Alipa
         now: options.clock.now(),
       })
       if (answer.unexpected !== null) request.log.error({ err: answer.unexpected }, 'alipay gateway failure')
+      if (answer.refusal !== null) await options.recordRefusal?.(request, answer.refusal)
       return reply
         .code(answer.status)
         .type(jsonType)

@@ -11,7 +11,8 @@ import type { AppEnvironment } from '../../storage/tables.js'
 import { credentialsIn } from '../../platform/signing/masked.js'
 import { PendingCommits } from '../../storage/group-commit.js'
 import { checkTimestamp, findApp, principalFor, verifyAppSignature, verifyRsa2, type GatewayApp } from './auth.js'
-import { AlipayError, gatewayCodes, toAlipayError } from './errors.js'
+import type { RefusalOfRequest } from '../../platform/audit/refusals.js'
+import { AlipayError, gatewayCodes, gatewayRefusal, toAlipayError } from './errors.js'
 import type { GatewayDeps } from './gateway-deps.js'
 import { lookupMethod, methodsForScopes } from './methods.js'
 import { bizReader, parseLocalTime } from './params.js'
@@ -27,6 +28,8 @@ export interface V2Answer {
   readonly body: string
   /** A failure that is not the caller's: log it. */
   readonly unexpected: unknown
+  /** A refused credential or right: audit it (ADR 0020). */
+  readonly refusal: RefusalOfRequest | null
 }
 
 const urlLengthMax = 2048
@@ -112,9 +115,12 @@ export async function answerV2(deps: GatewayDeps, request: V2Request): Promise<V
   let environment: AppEnvironment = 'sandbox'
   let inner: Record<string, unknown>
   let unexpected: unknown = null
+  let refusal: RefusalOfRequest | null = null
+  let claimedApp: string | null = null
   const owed = new PendingCommits()
   try {
     const { params, duplicate } = readFormParameters(request.rawQuery, request.rawBody)
+    claimedApp = params.get('app_id') ?? null
     const method = params.get('method')
     if (isMethodName(method)) key = responseKey(method)
     if (duplicate !== null) throw new AlipayError('isv.invalid-parameter', `${duplicate} is given more than once`)
@@ -148,9 +154,10 @@ export async function answerV2(deps: GatewayDeps, request: V2Request): Promise<V
     const mapped = toAlipayError(error)
     if (mapped.unexpected) unexpected = error
     const failure = mapped.error
+    refusal = gatewayRefusal(failure.subCode, claimedApp)
     inner = { code: failure.code, msg: gatewayCodes[failure.code], sub_code: failure.subCode, sub_msg: failure.message }
   }
   const innerJson = JSON.stringify(inner)
   const signature = await deps.signer.sign(environment, innerJson)
-  return { body: v2Envelope(key, innerJson, signature), unexpected }
+  return { body: v2Envelope(key, innerJson, signature), unexpected, refusal }
 }

@@ -12,7 +12,8 @@ import crypto from 'node:crypto'
 import { requestCredentials } from '../../platform/signing/masked.js'
 import type { AppEnvironment } from '../../storage/tables.js'
 import { checkTimestamp, findApp, principalFor, recordNonce, verifyAppSignature, verifyRsa2 } from './auth.js'
-import { AlipayError, toAlipayError } from './errors.js'
+import type { RefusalOfRequest } from '../../platform/audit/refusals.js'
+import { AlipayError, gatewayRefusal, toAlipayError } from './errors.js'
 import type { GatewayDeps } from './gateway-deps.js'
 import { lookupMethod, methodsForScopes } from './methods.js'
 import { bizReader } from './params.js'
@@ -32,6 +33,8 @@ export interface V3Answer {
   readonly body: string
   readonly headers: Readonly<Record<string, string>>
   readonly unexpected: unknown
+  /** A refused credential or right: audit it (ADR 0020). */
+  readonly refusal: RefusalOfRequest | null
 }
 
 function header(request: V3Request, name: string): string | undefined {
@@ -55,6 +58,15 @@ function businessParameters(request: V3Request, query: string): Record<string, u
     if (name in params) throw new AlipayError('isv.invalid-parameter', `${name} is given in the query and the body`)
   }
   return { ...params, ...(body as Record<string, unknown>) }
+}
+
+/** The app id the request's authorization header names, if it can be read. */
+function claimedAppOf(request: V3Request): string | null {
+  try {
+    return parseV3Authorization(header(request, 'authorization')).fields.get('app_id') ?? null
+  } catch {
+    return null
+  }
 }
 
 /** Checks who is calling: the header, the app, the signature, the time and the nonce. */
@@ -121,6 +133,7 @@ export async function answerV3(deps: GatewayDeps, request: V3Request): Promise<V
       body,
       headers: { 'alipay-timestamp': timestamp, 'alipay-nonce': nonce, 'alipay-signature': signature },
       unexpected: null,
+      refusal: null,
     }
   } catch (error) {
     const mapped = toAlipayError(error)
@@ -130,6 +143,7 @@ export async function answerV3(deps: GatewayDeps, request: V3Request): Promise<V
       body: JSON.stringify({ code: failure.subCode, message: failure.message, links: [] }),
       headers: {},
       unexpected: mapped.unexpected ? error : null,
+      refusal: gatewayRefusal(failure.subCode, claimedAppOf(request)),
     }
   }
 }

@@ -44,6 +44,8 @@ export interface AuthorizationPagesOptions {
   readonly scopes: ReadonlyMap<string, string>
   /** Shared with the console's login: one count of failures per account and per address. */
   readonly loginThrottle: LoginThrottle
+  /** Audits a refusal (ADR 0020); the platform's error handler uses the same. */
+  readonly recordRefusal: (request: FastifyRequest, error: AppError) => Promise<unknown>
 }
 
 /** The forms hold a few short fields; anything bigger is not from these pages. */
@@ -123,6 +125,7 @@ export async function authorizationPages(app: FastifyInstance, options: Authoriz
     const appError = requestErrorToAppError(error)
     if (appError === null) request.log.error({ err: error }, 'unhandled error on a consent page')
     const shown = appError ?? new AppError('INTERNAL_ERROR')
+    await options.recordRefusal(request, shown)
     const switchAccountUrl = shown.code === 'AUTHZ_MERCHANT_ROLE_REQUIRED' ? switchUrlOf(request) : null
     return sendHtml(
       reply,
@@ -218,8 +221,10 @@ async function submitLogin(context: PageContext, request: FastifyRequest, reply:
       maxAge: config.sessionTtlS,
     })
   } catch (error) {
-    if (error instanceof LoginThrottledError) reply.header('retry-after', String(error.retryAfterS))
-    else if (!(error instanceof AppError) || error.code !== 'AUTH_INVALID_CREDENTIALS') throw error
+    if (error instanceof LoginThrottledError) {
+      reply.header('retry-after', String(error.retryAfterS))
+      await context.recordRefusal(request, error)
+    } else if (!(error instanceof AppError) || error.code !== 'AUTH_INVALID_CREDENTIALS') throw error
     return showLogin(context, request, reply, checked, {
       status: (error as AppError).status,
       email,
