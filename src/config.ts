@@ -45,7 +45,9 @@ export interface Config {
    */
   readonly testMutantAckBeforeCommit: boolean
   /** Tests only: how much the reliability suite does (short inside `npm test`, full on demand). */
-  readonly testReliability: 'short' | 'full'
+  readonly testReliability: 'short' | 'full' | 'soak'
+  /** Minutes the soak test runs (`npm run test:soak`); 30 by the reference. */
+  readonly testSoakMinutes: number
   /**
    * Tests only, and refused unless NODE_ENV=test: `serve` runs its clock `speedup` times faster
    * than real time from `originMs` (null: when it starts), so that a test covers the webhook
@@ -302,7 +304,8 @@ export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
       signingThreads: integer('BASEPLATE_ALIPAY_SIGNING_THREADS', 1, 0, 16),
     }),
     testMutantAckBeforeCommit: mutant,
-    testReliability: oneOf('BASEPLATE_TEST_RELIABILITY', ['short', 'full'], 'short'),
+    testReliability: oneOf('BASEPLATE_TEST_RELIABILITY', ['short', 'full', 'soak'], 'short'),
+    testSoakMinutes: integer('BASEPLATE_TEST_SOAK_MINUTES', 30, 1, 24 * 60),
     testClock: Object.freeze({ speedup: clockSpeedup, originMs: clockOriginMs }),
     secretKey,
     trustProxy: Object.freeze(proxyList(env.BASEPLATE_TRUST_PROXY, problems)),

@@ -121,11 +121,13 @@ forEachDialect('audit of refused requests', (dialect) => {
 
   it('keeps a flood to its budget, and counts the rest into the next entry', async () => {
     const address = '203.0.113.9'
+    // Each request claims another app: an unproven caller's claims buy it no fresh budget.
+    let claims = 0
     const flood = () =>
       bp().app.inject({
         method: 'GET',
         url: '/v1/trades/trade_y',
-        headers: { 'baseplate-app-id': 'app_flood', 'baseplate-signature': 'nonsense' },
+        headers: { 'baseplate-app-id': `app_flood${(claims += 1)}`, 'baseplate-signature': 'nonsense' },
         remoteAddress: address,
       })
     const before = (await refusals()).length
@@ -133,8 +135,8 @@ forEachDialect('audit of refused requests', (dialect) => {
     for (let i = 0; i < refusalRecordsBurst + extra; i += 1) expect((await flood()).statusCode).toBe(401)
     let recorded = (await refusals()).slice(before)
     expect(recorded.length).toBe(refusalRecordsBurst)
-    expect(recorded.every((entry) => entry.data.address === address && entry.data.claimed_app === 'app_flood')).toBe(
-      true,
+    expect(recorded.map((entry) => [entry.data.address, entry.data.claimed_app])).toEqual(
+      Array.from({ length: refusalRecordsBurst }, (_, i) => [address, `app_flood${i + 1}`]),
     )
     // Another caller keeps its own budget meanwhile.
     const other = await bp().app.inject({ method: 'GET', url: '/v1/me', remoteAddress: '198.51.100.4' })
@@ -144,8 +146,46 @@ forEachDialect('audit of refused requests', (dialect) => {
     clock.advance(refusalRecordRefillS * 1000)
     await flood()
     recorded = (await refusals()).slice(before)
-    expect(recorded.at(-1)!.data).toMatchObject({ claimed_app: 'app_flood', unrecorded: extra })
+    expect(recorded.at(-1)!.data).toMatchObject({ claimed_app: `app_flood${claims}`, unrecorded: extra })
     expect((await verifyAuditLog(bp().storage.db)).ok).toBe(true)
+  })
+
+  it('records a refusal the route answers itself: a lasting one kept for an Idempotency-Key', async () => {
+    const refused = await session(
+      bp().app,
+      'POST',
+      '/v1/governance/industries',
+      merchant.token,
+      { code: 'logistics', name: { en: 'Logistics', zh: '物流' } },
+      { 'idempotency-key': 'not-the-operator' },
+    )
+    expect(json(refused).code).toBe('AUTH_FORBIDDEN')
+    expect((await refusals()).at(-1)).toMatchObject({
+      actor: merchant.userId,
+      target: 'POST /v1/governance/industries',
+      data: { code: 'AUTH_FORBIDDEN', request_id: requestIdOf(refused) },
+    })
+  })
+
+  it("records a signed-in user's wrong current password, but not a login's twice", async () => {
+    const changer = await signUp(bp().app)
+    const wrong = await session(bp().app, 'POST', '/v1/me/password', changer.token, {
+      current_password: 'not my password',
+      new_password: 'another long passphrase',
+    })
+    expect(json(wrong).code).toBe('AUTH_INVALID_CREDENTIALS')
+    expect((await refusals()).at(-1)).toMatchObject({
+      actor: changer.userId,
+      data: { code: 'AUTH_INVALID_CREDENTIALS', request_id: requestIdOf(wrong) },
+    })
+    const login = await bp().app.inject({
+      method: 'POST',
+      url: '/v1/sessions',
+      payload: { email: changer.email, password: 'not my password' },
+    })
+    expect(json(login).code).toBe('AUTH_INVALID_CREDENTIALS')
+    const last = (await entries()).at(-1)!
+    expect([last.action, last.target]).toEqual(['session.login_failed', changer.email])
   })
 
   it('records a throttled console login', async () => {

@@ -28,10 +28,13 @@ function hidden(html: string, name: string): string {
 }
 
 /** The refusal entry the request left in the audit log (ADR 0020). */
-async function refusalEntry(db: Kysely<any>, response: Injected): Promise<{ target: string; data: any } | undefined> {
+async function refusalEntry(
+  db: Kysely<any>,
+  response: Injected,
+): Promise<{ actor: string; target: string; data: any } | undefined> {
   const rows = await db.selectFrom('audit_log').selectAll().where('action', '=', 'access.refused').execute()
   return rows
-    .map((row) => ({ target: row.target as string, data: JSON.parse(row.data) }))
+    .map((row) => ({ actor: row.actor as string, target: row.target as string, data: JSON.parse(row.data) }))
     .find((entry) => entry.data.request_id === response.headers['request-id'])
 }
 
@@ -154,6 +157,12 @@ forEachDialect('consent pages and redirect URIs', (dialect) => {
       const response = await page(base(), tenant.token)
       expectErrorPage(response, 403, 'AUTHZ_MERCHANT_ROLE_REQUIRED')
       expect(response.body).toContain('prompt=login')
+      // Audited as the signed-in user, with the app the consent request named (ADR 0020).
+      expect(await refusalEntry(bp().storage.db, response)).toMatchObject({
+        actor: tenant.userId,
+        target: 'GET /oauth/authorize',
+        data: { code: 'AUTHZ_MERCHANT_ROLE_REQUIRED', claimed_app: base().app_id },
+      })
     }
     const login = await page({ ...base(), prompt: 'login' }, isv.token)
     expect(login.statusCode).toBe(200)

@@ -29,6 +29,7 @@ import { alipaySettingsRoutes, registerAlipayGateway } from '../gateway/alipay/i
 import { governanceRoutes } from '../governance/index.js'
 import { appRoutes } from '../platform/apps/routes.js'
 import { authorizationPages, authorizationRoutes } from '../platform/authorization/index.js'
+import type { PageCaller } from '../platform/authorization/pages.js'
 import { createRefusalAudit, refusalReasons, type RefusalOfRequest } from '../platform/audit/refusals.js'
 import { createLoginThrottle } from '../platform/identity/login-throttle.js'
 import { identityRoutes } from '../platform/identity/routes.js'
@@ -191,10 +192,12 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       clock.now(),
     )
   /** Audits `error` if it refuses the request's credentials or rights; anything else passes. */
-  const recordRefusedError = async (request: FastifyRequest, error: AppError) => {
+  const recordRefusedError = async (request: FastifyRequest, error: AppError, caller?: PageCaller) => {
     const reason = refusalReasons[error.code as CoreErrorCode]
     if (reason === undefined) return
     const { principal, signing } = state(request)
+    // A login's wrong password is its own entry (session.login_failed); a signed-in user's is not.
+    if (error.code === 'AUTH_INVALID_CREDENTIALS' && principal.kind !== 'user') return
     const claimed = request.headers[headerNames.appId]
     // The proven caller: a session's user, or an app whose signature verified (a scope or token
     // refused after that); before that, nobody.
@@ -211,6 +214,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       code: error.code,
       actor,
       claimedApp: typeof claimed === 'string' ? claimed : null,
+      ...caller,
     })
   }
   app.setErrorHandler(async (error, request, reply) => {
@@ -257,7 +261,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       `public write ${spec.operationId} must declare idempotency 'none'`,
     )
     operationIds.add(spec.operationId)
-    registerRoute(app, spec, { deps, state, admission })
+    registerRoute(app, spec, { deps, state, admission, recordRefusedError })
   }
 
   await registerPages(app, registry.pages, storage, clock)
@@ -308,6 +312,8 @@ interface RouteContext {
   readonly deps: AppDependencies
   readonly state: (request: FastifyRequest) => RequestState
   readonly admission: Admission
+  /** Audits a refusal the route answers itself, not through the error handler (ADR 0020). */
+  readonly recordRefusedError: (request: FastifyRequest, error: AppError) => Promise<void>
 }
 
 function principalKey(principal: Principal): string {
@@ -374,7 +380,7 @@ function routeSchema(spec: RouteSpec) {
 }
 
 function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteContext): void {
-  const { deps, state, admission } = context
+  const { deps, state, admission, recordRefusedError } = context
   const { config, storage } = deps
   app.route({
     method: spec.method,
@@ -501,6 +507,7 @@ function registerRoute(app: FastifyInstance, spec: RouteSpec, context: RouteCont
         // that failure: the same key answers the same way.
         const response = errorResponse(appError, request.id)
         const body = JSON.stringify(response.body)
+        await recordRefusedError(request, appError)
         await complete(storage.db, idempotency, reservation.lockedAt, { status: response.status, body })
         return send(response.status, body)
       }

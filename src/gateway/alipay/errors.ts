@@ -160,8 +160,8 @@ export type SubCode = keyof typeof subCodes
 
 /**
  * The sub codes that refuse a caller's credentials or rights, audited like the platform's own
- * codes (ADR 0020). `proven`: the gateway answers it only once the signature has verified and
- * the nonce was new, so the app it names is the caller.
+ * codes (ADR 0020). `proven`: the gateway answers it only once the signature has verified (and,
+ * on v3, the nonce was new), so the app it names is the caller.
  */
 const refusalSubCodes: Readonly<
   Partial<Record<SubCode, { readonly reason: RefusalReason; readonly proven: boolean }>>

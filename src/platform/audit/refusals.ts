@@ -5,9 +5,11 @@
  * an `access.refused` entry, in its own transaction after the refusal, naming who was proven
  * (the app or user, else `anonymous` with the app the request claimed), the error code, the
  * route's template (never the URL, which may carry credentials), the client address and the
- * request id. Wrong passwords already leave `session.login_failed`, in the login's own code.
+ * request id. A wrong password at login leaves `session.login_failed` instead, in the login's
+ * own code; a wrong current password in a signed-in password change is a refusal.
  *
- * A refusal is cheap to send, so the entries are budgeted per (who, claimed app, address):
+ * A refusal is cheap to send, so the entries are budgeted per key — the proven caller and the
+ * address, or for an unproven one the address alone (whatever app it claims):
  * {@link refusalRecordsBurst}, then one per {@link refusalRecordRefillS}; a refusal past the
  * budget is counted, and the next entry written for that key says how many it stands for
  * (`data.unrecorded`). So a flood costs a bounded number of rows, and the count survives.
@@ -26,6 +28,8 @@ import { appendAudit } from './audit-log.js'
 /** The codes that record a refusal, and why: the credentials, or the rights they carry. */
 export const refusalReasons: Readonly<Partial<Record<CoreErrorCode, RefusalReason>>> = {
   AUTH_SESSION_REQUIRED: 'authentication',
+  /** Only when a signed-in user is refused (the password change); a login audits its own. */
+  AUTH_INVALID_CREDENTIALS: 'authentication',
   AUTH_SIGNATURE_MISSING: 'authentication',
   AUTH_SIGNATURE_INVALID: 'authentication',
   AUTH_TIMESTAMP_OUT_OF_WINDOW: 'authentication',
@@ -34,6 +38,8 @@ export const refusalReasons: Readonly<Partial<Record<CoreErrorCode, RefusalReaso
   AUTH_APP_NO_ACTIVE_KEY: 'authentication',
   AUTH_APP_AUTH_TOKEN_INVALID: 'authentication',
   AUTH_LOGIN_THROTTLED: 'authentication',
+  AUTHZ_CODE_INVALID: 'authentication',
+  AUTHZ_REFRESH_TOKEN_INVALID: 'authentication',
   AUTH_FORBIDDEN: 'authorization',
   AUTH_SCOPE_MISSING: 'authorization',
   AUTHZ_CSRF_TOKEN_INVALID: 'authorization',
@@ -45,8 +51,6 @@ export const refusalRecordsBurst = 20
 export const refusalRecordRefillS = 6
 /** Keys held at most (about 150 bytes each); past it the oldest are forgotten, counts and all. */
 const keysMax = 50_000
-/** The codes that say the claimed app does not exist, on the native API and the gateway. */
-const unknownAppCodes: ReadonlySet<string> = new Set(['AUTH_APP_NOT_FOUND', 'isv.invalid-app-id'])
 /** Claimed app ids are the caller's text: only this much of one is kept. */
 const claimedLengthMax = 64
 
@@ -84,16 +88,20 @@ export function createRefusalAudit(
 ): RefusalAudit {
   const budgets = new TokenBuckets(1 / refusalRecordRefillS, refusalRecordsBurst, () => clock.now(), keysMax)
   const unrecorded = new Map<string, number>()
+  /** Adds to a key's count of refusals not written, within the cap (the oldest key goes first). */
+  const count = (key: string, refusals: number) => {
+    if (unrecorded.size >= keysMax && !unrecorded.has(key)) unrecorded.delete(unrecorded.keys().next().value!)
+    unrecorded.set(key, (unrecorded.get(key) ?? 0) + refusals)
+  }
   return {
     async record(db, refusal, now) {
       const claimed = refusal.claimedApp?.slice(0, claimedLengthMax) ?? null
-      // An unknown app id is the caller's free choice: all of them share one budget.
-      const claimedKey = unknownAppCodes.has(refusal.code) ? '(unknown app)' : (claimed ?? '')
+      // The key is who was proven, else the address alone: an unproven caller names whatever
+      // app it likes, and each name must not buy it a fresh budget.
       const address = addressKey(refusal.clientAddress, options.proxiesNamed) ?? '(shared address)'
-      const key = `${refusal.actor}\n${claimedKey}\n${address}`
+      const key = `${refusal.actor}\n${address}`
       if (!budgets.take(key).allowed) {
-        if (unrecorded.size >= keysMax && !unrecorded.has(key)) unrecorded.delete(unrecorded.keys().next().value!)
-        unrecorded.set(key, (unrecorded.get(key) ?? 0) + 1)
+        count(key, 1)
         return 'counted'
       }
       const before = unrecorded.get(key) ?? 0
@@ -120,7 +128,7 @@ export function createRefusalAudit(
         )
         return 'recorded'
       } catch (error) {
-        unrecorded.set(key, before + 1)
+        count(key, before + 1)
         options.onError(error)
         return 'failed'
       }

@@ -44,8 +44,11 @@ export interface AuthorizationPagesOptions {
   readonly scopes: ReadonlyMap<string, string>
   /** Shared with the console's login: one count of failures per account and per address. */
   readonly loginThrottle: LoginThrottle
-  /** Audits a refusal (ADR 0020); the platform's error handler uses the same. */
-  readonly recordRefusal: (request: FastifyRequest, error: AppError) => Promise<unknown>
+  /**
+   * Audits a refusal (ADR 0020), as the platform's error handler does; the pages name the
+   * browser's signed-in user and the app of the consent request, which the handler cannot know.
+   */
+  readonly recordRefusal: (request: FastifyRequest, error: AppError, caller: PageCaller) => Promise<unknown>
 }
 
 /** The forms hold a few short fields; anything bigger is not from these pages. */
@@ -102,6 +105,11 @@ function sendHtml(reply: FastifyReply, status: number, html: string, formTarget:
     .send(html)
 }
 
+export interface PageCaller {
+  readonly actor: string
+  readonly claimedApp: string | null
+}
+
 interface PageContext extends AuthorizationPagesOptions {
   /** Cookies get the Secure flag when the platform is served over https. */
   readonly secure: boolean
@@ -125,7 +133,7 @@ export async function authorizationPages(app: FastifyInstance, options: Authoriz
     const appError = requestErrorToAppError(error)
     if (appError === null) request.log.error({ err: error }, 'unhandled error on a consent page')
     const shown = appError ?? new AppError('INTERNAL_ERROR')
-    await options.recordRefusal(request, shown)
+    if (appError !== null) await context.recordRefusal(request, appError, await pageCaller(context, request))
     const switchAccountUrl = shown.code === 'AUTHZ_MERCHANT_ROLE_REQUIRED' ? switchUrlOf(request) : null
     return sendHtml(
       reply,
@@ -136,6 +144,19 @@ export async function authorizationPages(app: FastifyInstance, options: Authoriz
   app.get('/oauth/authorize', { schema: { hide: true } }, (request, reply) => showAuthorize(context, request, reply))
   app.post('/oauth/login', { schema: { hide: true } }, (request, reply) => submitLogin(context, request, reply))
   app.post('/oauth/authorize', { schema: { hide: true } }, (request, reply) => submitDecision(context, request, reply))
+}
+
+/** Who a refused page request came from: the browser's signed-in user, and the app it asked for. */
+async function pageCaller(context: PageContext, request: FastifyRequest): Promise<PageCaller> {
+  const session = await browserSession(context, request, context.clock.now()).catch(() => null)
+  const appId = requestFields(request).app_id
+  return { actor: session?.user.userId ?? 'anonymous', claimedApp: typeof appId === 'string' ? appId : null }
+}
+
+/** The fields of the consent request: the query of a GET, the form of a POST. */
+function requestFields(request: FastifyRequest): Readonly<Record<string, unknown>> {
+  const source = request.method === 'GET' ? request.query : request.body instanceof FormBody ? request.body.fields : {}
+  return (source ?? {}) as Record<string, unknown>
 }
 
 /** The signed-in user of the browser, from the session cookie only (a page has no bearer). */
@@ -223,7 +244,7 @@ async function submitLogin(context: PageContext, request: FastifyRequest, reply:
   } catch (error) {
     if (error instanceof LoginThrottledError) {
       reply.header('retry-after', String(error.retryAfterS))
-      await context.recordRefusal(request, error)
+      await context.recordRefusal(request, error, await pageCaller(context, request))
     } else if (!(error instanceof AppError) || error.code !== 'AUTH_INVALID_CREDENTIALS') throw error
     return showLogin(context, request, reply, checked, {
       status: (error as AppError).status,
@@ -263,11 +284,11 @@ function decisionOf(form: Readonly<Record<string, unknown>>): Decision {
 
 /** Where "use another account" leads: the same request, with the login form forced. */
 function switchUrlOf(request: FastifyRequest): string | null {
-  const source = request.method === 'GET' ? request.query : request.body instanceof FormBody ? request.body.fields : {}
+  const source = requestFields(request)
   const keep = ['app_id', 'redirect_uri', 'scope', 'state'] as const
   const query = new URLSearchParams({ prompt: 'login' })
   for (const name of keep) {
-    const value = (source as Record<string, unknown>)[name]
+    const value = source[name]
     if (typeof value === 'string') query.set(name, value)
   }
   return `/oauth/authorize?${query.toString()}`

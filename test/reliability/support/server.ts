@@ -26,6 +26,8 @@ export interface ServerProcess {
   output(): string
   /** Peak resident memory of the child so far (VmHWM), in bytes; null once it has exited. */
   peakRssBytes(): number | null
+  /** Resident memory of the child now (VmRSS), in bytes; null once it has exited. */
+  rssBytes(): number | null
   /** Sends the signal and waits for the process to exit. */
   kill(signal: NodeJS.Signals): Promise<void>
   /** SIGTERM, then SIGKILL after `graceMs`. */
@@ -105,6 +107,16 @@ export async function startServer(options: ServerOptions): Promise<ServerProcess
     await new Promise((resolve) => setTimeout(resolve, 10))
   }
   const startMs = performance.now() - started
+  /** A memory figure of the child from /proc (`VmRSS`, `VmHWM`), in bytes. */
+  const memoryBytes = (field: 'VmRSS' | 'VmHWM'): number | null => {
+    if (!running) return null
+    try {
+      const match = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))
+      return match === null ? null : Number(match[1]) * 1024
+    } catch {
+      return null
+    }
+  }
   const kill = async (signal: NodeJS.Signals) => {
     if (running) child.kill(signal)
     await exited
@@ -115,16 +127,8 @@ export async function startServer(options: ServerOptions): Promise<ServerProcess
     pid: child.pid!,
     startMs,
     output: () => output,
-    peakRssBytes: () => {
-      if (!running) return null
-      try {
-        const status = fs.readFileSync(`/proc/${child.pid}/status`, 'utf8')
-        const match = /VmHWM:\s+(\d+) kB/.exec(status)
-        return match === null ? null : Number(match[1]) * 1024
-      } catch {
-        return null
-      }
-    },
+    peakRssBytes: () => memoryBytes('VmHWM'),
+    rssBytes: () => memoryBytes('VmRSS'),
     kill,
     async stop(graceMs = 10_000) {
       if (!running) return
