@@ -44,7 +44,7 @@ export interface Config {
    * acknowledged payments; nothing else may ever turn it on.
    */
   readonly testMutantAckBeforeCommit: boolean
-  /** Tests only: how much the reliability suite does (short inside `npm test`, full on demand). */
+  /** Tests only: how much the reliability suite does (short inside `npm test`, full or soak on demand). */
   readonly testReliability: 'short' | 'full' | 'soak'
   /** Minutes the soak test runs (`npm run test:soak`); 30 by the reference. */
   readonly testSoakMinutes: number
@@ -185,7 +185,9 @@ export const knownVariables = {
   BASEPLATE_TEST_DATABASE_URL: 'tests only: PostgreSQL used by the suite',
   BASEPLATE_TEST_MUTANT_ACK_BEFORE_COMMIT:
     'tests only (refused unless NODE_ENV=test): 1 answers writes before they commit, a bug the crash suite must catch',
-  BASEPLATE_TEST_RELIABILITY: 'tests only: short (default, inside npm test) | full (npm run test:reliability)',
+  BASEPLATE_TEST_RELIABILITY:
+    'tests only: short (default, inside npm test) | full (npm run test:reliability) | soak (npm run test:soak)',
+  BASEPLATE_TEST_SOAK_MINUTES: 'tests only: minutes the soak test runs, 1 to 1440 (default 30)',
   BASEPLATE_TEST_CLOCK_SPEEDUP:
     'tests only (refused unless NODE_ENV=test): serve runs its clock this many times faster, 1 to 1000000 (default 1)',
   BASEPLATE_TEST_CLOCK_ORIGIN_MS:

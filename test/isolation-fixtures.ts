@@ -467,7 +467,7 @@ export async function admitPartners(
 export async function advanceGovernance(platform: Platform, at: number): Promise<void> {
   const job = governanceJobs(platform.registry).find((spec) => spec.name === 'governance.advance')
   expect(job, 'the governance job').toBeDefined()
-  await job!.run(platform.storage.db, at)
+  await job!.run(platform.storage.db, at, () => at)
 }
 
 /**

@@ -334,6 +334,52 @@ forEachDialect('payments', (dialect) => {
     expect(rows.find((row) => row.id === paid.id)?.settle_status).toBe('settled')
   })
 
+  it("stamps a worker's settlement after a refund that committed while the run was under way", async () => {
+    const paid = json(await pay(800))
+    clock.advance(86_400_000 + 1_000)
+    const runStartedAt = clock.now()
+    clock.advance(2_000)
+    const refunded = await world.call({
+      method: 'POST',
+      url: `/v1/trades/${paid.id}/refunds`,
+      body: { out_request_no: 'DURING-RUN', amount: 100 },
+    })
+    expect(refunded.statusCode, refunded.body).toBe(201)
+    clock.advance(1_000)
+    // The job's run began at `runStartedAt`; it reaches this trade only now (its clock says so).
+    const job = bp().registry.jobs.find((spec) => spec.name === 'payment.settle-trades')!
+    expect(await job.run(bp().storage.db, runStartedAt, clock.now)).toBeGreaterThanOrEqual(1)
+    const events = await bp()
+      .storage.db.selectFrom('outbox_events')
+      .select(['type', 'payload', 'created_at'])
+      .where('type', 'in', ['payment.refund.succeeded', 'payment.trade.settled'])
+      .execute()
+    const at = (type: string, field: 'id' | 'trade_id') =>
+      Number(events.find((event) => event.type === type && JSON.parse(event.payload)[field] === paid.id)?.created_at)
+    expect(at('payment.trade.settled', 'id')).toBe(clock.now())
+    expect(at('payment.trade.settled', 'id')).toBeGreaterThan(at('payment.refund.succeeded', 'trade_id'))
+  })
+
+  it("stamps what a job closes with the time it reached the trade, not the run's start", async () => {
+    const waiting = json(
+      await world.call({
+        method: 'POST',
+        url: '/v1/trades/precreate',
+        body: { out_trade_no: orderNo('STAMP'), total_amount: 300, subject: 'stamp', timeout_seconds: 60 },
+      }),
+    )
+    clock.advance(61_000)
+    const runStartedAt = clock.now()
+    clock.advance(1_500)
+    const job = bp().registry.jobs.find((spec) => spec.name === 'payment.expire-trades')!
+    expect(await job.run(bp().storage.db, runStartedAt, clock.now)).toBeGreaterThanOrEqual(1)
+    const closed = json(await world.call({ method: 'GET', url: `/v1/trades/${waiting.id}` }))
+    expect({ status: closed.status, closed_at: closed.closed_at }).toEqual({
+      status: 'closed',
+      closed_at: new Date(clock.now()).toISOString(),
+    })
+  })
+
   it('refuses calls for an organisation that is not a merchant', async () => {
     const own = await world.isvApp.tenant
     const response = await (

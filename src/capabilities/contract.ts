@@ -99,7 +99,12 @@ export interface CapabilityModule<S = unknown> {
 export interface JobSpec {
   readonly name: string
   readonly intervalMs: number
-  run(db: Kysely<any>, now: number): Promise<number>
+  /**
+   * `now` is when the run began: what it selects. `clock` reads the time again: a run that
+   * works item by item stamps each item with the time after taking its lock, so the item's
+   * events never sort before a change another transaction committed on it meanwhile.
+   */
+  run(db: Kysely<any>, now: number, clock: () => number): Promise<number>
 }
 
 export interface PageRequest {

@@ -95,7 +95,7 @@ export function governanceJobs(registry: Registry, options: GovernanceOptions = 
     {
       name: 'governance.advance',
       intervalMs: advanceIntervalMs,
-      run: (db, now) => advanceDueProposals(db, deps.env, now),
+      run: (db, now, clock) => advanceDueProposals(db, deps.env, now, clock),
     },
   ]
 }

@@ -245,14 +245,19 @@ async function step(
   }
 }
 
-/** Applies every transition due at `now` to one proposal; call inside a transaction. */
+/**
+ * Applies every transition due at `now` to one proposal; call inside a transaction. `clock`
+ * (the job's, JobSpec) stamps the transitions with the time read once the proposal is locked.
+ */
 export async function advanceProposal(
   db: Kysely<any>,
   env: ContentEnvironment,
   id: string,
-  now: number,
+  start: number,
+  clock: () => number = () => start,
 ): Promise<GovProposalsTable> {
-  let row = await lockProposal(db, id, now)
+  let row = await lockProposal(db, id, start)
+  const now = Math.max(start, clock())
   const { content } = await contentOf(db, row)
   for (let count = 0; count < transitionsMax; count += 1) {
     const next = await step(db, env, row, content, now)
@@ -263,7 +268,12 @@ export async function advanceProposal(
 }
 
 /** The job: advances every proposal whose due time has come, each in its own transaction. */
-export async function advanceDueProposals(db: Kysely<any>, env: ContentEnvironment, now: number): Promise<number> {
+export async function advanceDueProposals(
+  db: Kysely<any>,
+  env: ContentEnvironment,
+  now: number,
+  clock: () => number = () => now,
+): Promise<number> {
   const due = await (db as Db)
     .selectFrom('gov_proposals')
     .select('id')
@@ -272,7 +282,7 @@ export async function advanceDueProposals(db: Kysely<any>, env: ContentEnvironme
     .limit(advanceBatchMax)
     .execute()
   for (const { id } of due) {
-    await db.transaction().execute((tx) => advanceProposal(tx, env, id, now))
+    await db.transaction().execute((tx) => advanceProposal(tx, env, id, now, clock))
   }
   return due.length
 }

@@ -7,6 +7,7 @@ import { AppError } from '../errors.js'
 import type { ProposalContent, DiffLine } from './actions.js'
 import type { ProposalRules } from './rules.js'
 import type { GovernanceTables, GovProposalsTable } from './tables.js'
+import { notBefore } from '../storage/expressions.js'
 
 type Db = Kysely<GovernanceTables>
 
@@ -35,7 +36,7 @@ export function electorateOf(row: Pick<GovProposalsTable, 'electorate'>): string
 export async function lockProposal(db: Kysely<any>, id: string, now: number): Promise<GovProposalsTable> {
   const locked = await (db as Db)
     .updateTable('gov_proposals')
-    .set({ updated_at: now })
+    .set({ updated_at: notBefore('updated_at', now) })
     .where('id', '=', id)
     .executeTakeFirst()
   if (locked.numUpdatedRows === 0n) throw new AppError('GOV_PROPOSAL_NOT_FOUND', { field: 'params.proposal_id' })

@@ -19,6 +19,7 @@ import { hasSeat, requireIndustry, requireOperator } from './council.js'
 import { notify } from './events.js'
 import { requirePartner } from './roadmap.js'
 import type { EnrolmentStatus, GovernanceTables, GovTrainingSessionsTable, TrainingKind } from './tables.js'
+import { notBefore } from '../storage/expressions.js'
 
 type Db = Kysely<GovernanceTables>
 
@@ -70,7 +71,7 @@ export async function createSession(
 async function lockSession(db: Kysely<any>, id: string, now: number): Promise<GovTrainingSessionsTable> {
   const locked = await (db as Db)
     .updateTable('gov_training_sessions')
-    .set({ updated_at: now })
+    .set({ updated_at: notBefore('updated_at', now) })
     .where('id', '=', id)
     .executeTakeFirst()
   if (locked.numUpdatedRows === 0n) throw new AppError('GOV_SESSION_NOT_FOUND', { field: 'params.session_id' })

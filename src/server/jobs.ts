@@ -29,7 +29,7 @@ export function startJobs(options: {
   const timers = new Set<NodeJS.Timeout>()
   const runJob = async (job: JobSpec): Promise<number> => {
     try {
-      return await job.run(options.storage.db, options.clock.now())
+      return await job.run(options.storage.db, options.clock.now(), () => options.clock.now())
     } catch (error) {
       options.onError(job.name, error)
       return 0

@@ -32,7 +32,7 @@ import { readKeyFile, resolveSealingKey, type SealingKey } from '../platform/sig
 import type { AppEnvironment } from '../storage/tables.js'
 import { openStorage, storageTarget, type Storage, type StorageTarget } from '../storage/database.js'
 import { migrateToLatest } from '../storage/migrate.js'
-import type { CoreTables } from '../storage/tables.js'
+import { deleteExpired } from '../storage/expiry.js'
 import { buildApp } from './app.js'
 import { startJobs, type JobRunner } from './jobs.js'
 import type { AppAuthTokenResolver } from './authenticate.js'
@@ -192,11 +192,10 @@ export async function openPlatform(config: Config, options: PlatformOptions = {}
   }
 }
 
+/** Deletes expired nonces, idempotency records, sessions and old authorisation codes, in batches. */
 export async function housekeep(db: Kysely<any>, now: number): Promise<void> {
-  const core = db as Kysely<CoreTables>
-  // Each table has an index on its expiry, so these deletes touch only expired rows.
-  await core.deleteFrom('request_nonces').where('expires_at', '<=', now).execute()
-  await core.deleteFrom('idempotency_records').where('expires_at', '<=', now).execute()
-  await core.deleteFrom('sessions').where('expires_at', '<=', now).execute()
+  await deleteExpired(db, 'request_nonces', now)
+  await deleteExpired(db, 'idempotency_records', now)
+  await deleteExpired(db, 'sessions', now)
   await purgeAuthorizationCodes(db, now)
 }

@@ -53,12 +53,16 @@ export default defineCapability<PaymentServices>({
   routes,
   pages: (services, context) => pages(services.trades, context),
   jobs: (services) => [
-    { name: 'expire-trades', intervalMs: 5_000, run: (db, now) => services.trades.expireDue(db, now) },
-    { name: 'poll-channels', intervalMs: 5_000, run: (db, now) => services.trades.pollChannels(db, now) },
+    { name: 'expire-trades', intervalMs: 5_000, run: (db, now, clock) => services.trades.expireDue(db, now, clock) },
+    {
+      name: 'poll-channels',
+      intervalMs: 5_000,
+      run: (db, now, clock) => services.trades.pollChannels(db, now, clock),
+    },
     {
       name: 'settle-trades',
       intervalMs: 30_000,
-      run: async (db, now) => (await services.settlement.settleDue(db, null, now)).settled_trades,
+      run: async (db, now, clock) => (await services.settlement.settleDue(db, null, now, clock)).settled_trades,
     },
   ],
 })

@@ -95,12 +95,14 @@ export function createSettlementService(context: CapabilityContext, ledger: Ledg
   return {
     /**
      * Settles trades whose delay has passed: the merchant's own (an app asking) or all of
-     * them (the worker, `merchantId` null). Each trade settles under its row lock.
+     * them (the worker, `merchantId` null). Each trade settles under its row lock, stamped with
+     * `clock()` read there (JobSpec).
      */
     async settleDue(
       db: Kysely<any>,
       scope: { merchantId: string; environment: 'sandbox' | 'live' } | null,
       now: number,
+      clock: () => number = () => now,
     ) {
       let query = (db as Db)
         .selectFrom('payment_trades')
@@ -119,7 +121,8 @@ export function createSettlementService(context: CapabilityContext, ledger: Ledg
         const settle = async (tx: Kysely<any>) => {
           const trade = await trades.lock(tx, principal, row.id, now)
           if (trade.settle_status !== 'unsettled') return
-          const { settled, commission } = await settleLocked(tx, trade, now)
+          // Stamped under the lock: after any refund that committed on the trade meanwhile.
+          const { settled, commission } = await settleLocked(tx, trade, Math.max(now, clock()))
           result.settled_trades += 1
           result.settled_amount += settled
           result.commission_amount += commission

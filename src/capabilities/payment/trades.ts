@@ -28,6 +28,7 @@ import type { ConsumerService } from './consumers.js'
 import { bpsDenominator, parameterKeys, priceFor } from './pricing.js'
 import type { TradeView } from './schema.js'
 import type { ChannelId, PaymentTables, TradeKind, TradesTable } from './tables.js'
+import { notBefore } from '../../storage/expressions.js'
 
 type Db = Kysely<PaymentTables>
 
@@ -188,7 +189,7 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
   async function lock(db: Kysely<any>, principal: AppPrincipal, tradeId: string, now: number): Promise<TradesTable> {
     const locked = await (db as Db)
       .updateTable('payment_trades')
-      .set({ updated_at: now })
+      .set({ updated_at: notBefore('updated_at', now) })
       .where('id', '=', tradeId)
       .where('merchant_id', '=', principal.tenantId)
       .where('environment', '=', principal.environment)
@@ -200,7 +201,7 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
   async function lockByQrToken(db: Kysely<any>, qrToken: string, now: number): Promise<TradesTable | null> {
     const locked = await (db as Db)
       .updateTable('payment_trades')
-      .set({ updated_at: now })
+      .set({ updated_at: notBefore('updated_at', now) })
       .where('qr_token', '=', qrToken)
       .executeTakeFirst()
     if (locked.numUpdatedRows === 0n) return null
@@ -516,8 +517,11 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
 
     closeLocked: close,
 
-    /** Closes trades whose time ran out; the worker calls it. Returns how many it closed. */
-    async expireDue(db: Kysely<any>, now: number): Promise<number> {
+    /**
+     * Closes trades whose time ran out; the worker calls it. Returns how many it closed. Each
+     * trade is stamped with `clock()` read under its lock (JobSpec).
+     */
+    async expireDue(db: Kysely<any>, now: number, clock: () => number = () => now): Promise<number> {
       const due = await (db as Db)
         .selectFrom('payment_trades')
         .select(['id', 'merchant_id', 'environment'])
@@ -533,15 +537,16 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
       for (const row of due) {
         await db.transaction().execute(async (tx) => {
           const principal = { tenantId: row.merchant_id, environment: row.environment } as AppPrincipal
-          const trade = await refresh(tx, await lock(tx, principal, row.id, now), now)
+          const locked = await lock(tx, principal, row.id, now)
+          const trade = await refresh(tx, locked, Math.max(now, clock()))
           if (trade.status === 'closed') closed += 1
         })
       }
       return closed
     },
 
-    /** Asks the channels about payments they have not confirmed; the worker calls it. */
-    async pollChannels(db: Kysely<any>, now: number): Promise<number> {
+    /** Asks the channels about payments they have not confirmed; the worker calls it (as expireDue). */
+    async pollChannels(db: Kysely<any>, now: number, clock: () => number = () => now): Promise<number> {
       const open = await (db as Db)
         .selectFrom('payment_trades')
         .select(['id', 'merchant_id', 'environment'])
@@ -556,7 +561,8 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
       for (const row of open) {
         await db.transaction().execute(async (tx) => {
           const principal = { tenantId: row.merchant_id, environment: row.environment } as AppPrincipal
-          const trade = await refresh(tx, await lock(tx, principal, row.id, now), now)
+          const locked = await lock(tx, principal, row.id, now)
+          const trade = await refresh(tx, locked, Math.max(now, clock()))
           if (trade.status !== 'wait_buyer_pay') resolved += 1
         })
       }

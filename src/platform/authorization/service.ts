@@ -23,6 +23,7 @@ import { authorizationEventPublisher, type AuthorizationEventType } from './even
 import type { AuthorizationListQueryInput, AuthorizationView, TokenGrantView } from './schema.js'
 import { normalizeScopes, parseStoredScopes } from './scopes.js'
 import type { AuthorizationsTable, Db, RevokeReason } from './tables.js'
+import { deleteExpired } from '../../storage/expiry.js'
 
 /** Codes live ten minutes, as OAuth recommends: long enough to exchange, too short to farm. */
 export const codeTtlS = 10 * 60
@@ -632,11 +633,7 @@ export const codeRetentionS = 24 * 3600
  * await purgeAuthorizationCodes(storage.db, Date.now())
  */
 export async function purgeAuthorizationCodes(db: Kysely<any>, now: number): Promise<number> {
-  const deleted = await (db as Db)
-    .deleteFrom('authorization_codes')
-    .where('expires_at', '<=', now - codeRetentionS * 1000)
-    .executeTakeFirst()
-  return Number(deleted.numDeletedRows)
+  return deleteExpired(db, 'authorization_codes', now - codeRetentionS * 1000)
 }
 
 /**

@@ -1,0 +1,38 @@
+/**
+ * Deleting expired rows without stalling the server. A minute of nonces at a steady 650
+ * calls/s is about 39,000 rows: deleted by one statement, it held the event loop (and so every
+ * request) for most of a second each minute, which the soak test measured as p99 climbing from
+ * 70 ms to 300–800 ms ten minutes in, when the first nonces expired. In batches, with the event
+ * loop free between them, requests interleave.
+ *
+ * @example
+ * await deleteExpired(db, 'request_nonces', Date.now())
+ */
+import type { Kysely } from 'kysely'
+
+/** Rows one statement deletes, give or take the rows that share the batch's last expiry. */
+export const expiredBatchRowsMax = 500
+
+/**
+ * Deletes the rows of `table` whose `expires_at` is at or before `until`, a batch at a time:
+ * each batch ends at the expiry of its last row (the table's expiry index finds it), so ties
+ * with that row go too. Returns how many rows went.
+ */
+export async function deleteExpired(db: Kysely<any>, table: string, until: number): Promise<number> {
+  let deleted = 0
+  for (;;) {
+    const last = await db
+      .selectFrom(table)
+      .select('expires_at')
+      .where('expires_at', '<=', until)
+      .orderBy('expires_at')
+      .offset(expiredBatchRowsMax - 1)
+      .limit(1)
+      .executeTakeFirst()
+    const bound = last === undefined ? until : Number(last.expires_at)
+    const result = await db.deleteFrom(table).where('expires_at', '<=', bound).executeTakeFirst()
+    deleted += Number(result.numDeletedRows)
+    if (last === undefined) return deleted
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+}
