@@ -31,6 +31,7 @@ import { keepAliveAgent, send, signedPay } from './support/http.js'
 import { buildServer, type BuiltServer } from './support/build.js'
 import { between, seeded } from './support/random.js'
 import { freePort, startServer, type ServerProcess } from './support/server.js'
+import { percentile } from './support/stats.js'
 import { budgetMs, full, mode, postgresUrl, settings } from './support/settings.js'
 import {
   databaseEnv,
@@ -221,11 +222,6 @@ async function crashRounds(options: {
   const storage = await openDatabase(database)
   const final = await checkPayments(storage.db, world, acknowledged).finally(() => storage.close())
   return { rounds, finalStart: stats, final, acknowledged, pending, unexpected }
-}
-
-function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? 0
 }
 
 /** The starts that followed a kill: every round's but the first, and the last one. */

@@ -28,6 +28,7 @@ import { forEachDialect } from '../harness.js'
 import { checkPayments, type Acknowledged } from './support/check.js'
 import { keepAliveAgent, send, signedPay, type HttpResult } from './support/http.js'
 import { freePort, startServer, type ServerProcess } from './support/server.js'
+import { percentile } from './support/stats.js'
 import { budgetMs, mode, postgresUrl, settings } from './support/settings.js'
 import {
   databaseEnv,
@@ -63,11 +64,6 @@ interface Outcome {
   readonly offsetMs: number
   /** How late the client itself sent it (its own event loop busy): part of the latency. */
   readonly sendLagMs: number
-}
-
-function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? 0
 }
 
 /**

@@ -21,6 +21,7 @@ import { buildServer, type BuiltServer } from './support/build.js'
 import { checkPayments, type Acknowledged } from './support/check.js'
 import { keepAliveAgent, send, signedPay } from './support/http.js'
 import { freePort, startServer, type ServerProcess } from './support/server.js'
+import { percentile } from './support/stats.js'
 import { mode, settings } from './support/settings.js'
 import {
   databaseEnv,
@@ -36,11 +37,6 @@ const { minutes, rssGrowthMax, p99DriftMax } = settings.soak
 const timeoutMs = 30_000
 const closedClients = 64
 const rssSampleMs = 5_000
-
-function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? 0
-}
 
 describe.runIf(mode === 'soak')(`soak [sqlite] (${minutes} min at half the peak)`, () => {
   let built: BuiltServer

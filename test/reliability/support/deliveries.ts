@@ -10,6 +10,7 @@
  * expect(report.undelivered).toEqual([])
  */
 import type { Hit } from './webhook-receiver.js'
+import { percentile } from './stats.js'
 
 const minuteS = 60
 const hourS = 3600
@@ -112,11 +113,6 @@ export interface DeliveryReport {
     readonly firstAttemptUnseen: number
   }
   readonly skewRealMs: { readonly p99: number; readonly max: number }
-}
-
-export function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? 0
 }
 
 /** The documented wait after failed attempt `attempt` (1-based), before jitter, in seconds. */
