@@ -16,6 +16,7 @@ import {
   attemptsMaxDefault,
   retryDelaysMsDefault,
   startNotificationWorker,
+  type NotificationFormat,
   type NotificationTables,
   type NotificationWorker,
 } from '../src/platform/notifications/index.js'
@@ -529,6 +530,59 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
       last_status_code: 204,
     })
     expect(hitsOf('/lease').map((hit) => hit.attempt)).toEqual([2])
+  })
+
+  it('keeps fanning out, and delivering another format, while a webhook receiver hangs', async () => {
+    while ((await worker.runOnce()) > 0) {}
+    const testApp = await merchantApp(bp())
+    await createEndpoint(bp(), testApp, receiver.url('/hang'))
+    // Every POST hangs until the test lets it go: a receiver that accepts and never answers.
+    const hanging: ((response: Response) => void)[] = []
+    let posted = () => undefined as void
+    const firstPost = new Promise<void>((resolve) => {
+      posted = resolve
+    })
+    const hangingFetch = () =>
+      new Promise<Response>((resolve) => {
+        hanging.push(resolve)
+        posted()
+      })
+    // Another delivery format that only counts: what it is given to fan out, and its steps.
+    const fannedOut: string[] = []
+    let formatSteps = 0
+    const format: NotificationFormat = {
+      name: 'counting',
+      fanOut: async (_tx, events) => {
+        fannedOut.push(...events.map((event) => event.payload))
+      },
+      deliverDue: async () => {
+        formatSteps += 1
+        return 0
+      },
+    }
+    const background = startNotificationWorker({
+      storage: bp().storage,
+      platformKeys: bp().platformKeys,
+      clock,
+      fetch: hangingFetch,
+      formats: [format],
+      pollIntervalMs: 10,
+    })
+    try {
+      await createStore(bp(), testApp, 'H-1', clock.now())
+      await firstPost
+      const stepsWhenHung = formatSteps
+      await createStore(bp(), testApp, 'H-2', clock.now())
+      // Before each stage had its own loop, the webhook POST held the fan-out and the other format.
+      await eventually(async () =>
+        fannedOut.some((payload) => payload.includes('"H-2"')) && formatSteps > stepsWhenHung + 2 ? true : null,
+      )
+      expect(hanging.length).toBeGreaterThanOrEqual(1)
+    } finally {
+      for (const release of hanging) release(new Response(null, { status: 204 }))
+      await background.stop()
+    }
+    while ((await worker.runOnce()) > 0) {}
   })
 
   it('opens no transaction in a step that finds nothing to do, and one in a step that does', async () => {

@@ -1,7 +1,8 @@
 /**
- * The notification worker: a loop that fans out new outbox events into deliveries, then
- * claims a batch of due deliveries and POSTs them, signed. Several workers (in one process
- * or many, on PostgreSQL) share the work safely; on SQLite run one process.
+ * The notification worker: loops that fan out new outbox events into deliveries, and claim
+ * batches of due deliveries and POST them, signed; one loop per stage (fan-out, webhooks, each
+ * further format), so that no stage waits on another's slow receiver. Several workers (in one
+ * process or many, on PostgreSQL) share the work safely; on SQLite run one process.
  *
  * Retries follow {@link retryDelaysMsDefault}: 1 min, 5 min, 30 min, 2 h, 5 h, five times
  * 10 h, then 14 h, each plus up to 10 % jitter, so a delivery is tried 12 times over about
@@ -92,10 +93,11 @@ export interface NotificationWorkerOptions extends NotificationWorkerSettings {
 }
 
 export interface NotificationWorker {
-  /** One step: fan out a batch of events, then attempt a batch of due deliveries. Returns
-   * how many events and attempts it handled; 0 means there was nothing to do. */
+  /** One step of each stage in turn: fan out a batch of events, then attempt a batch of due
+   * deliveries of each format. Returns how many events and attempts it handled; 0 means there
+   * was nothing to do. */
   runOnce(): Promise<number>
-  /** Stops the loop and waits for the step in flight. */
+  /** Stops the loops and waits for the steps in flight. */
   stop(): Promise<void>
 }
 
@@ -131,57 +133,75 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
   assert(retryDelaysMs.length > 0 && retryDelaysMs.every((delay) => delay > 0), 'retry delays are positive')
 
   const formats = options.formats ?? []
-  const runOnce = async (): Promise<number> => {
-    const dispatched = await dispatchEvents(options.storage, {
+  /**
+   * The worker's stages, each a step that handles one batch and returns how much it handled:
+   * fanning events out, attempting native webhooks, attempting each further format. In the
+   * background each stage loops on its own, so that a batch waiting on a slow receiver (up to
+   * deliveryTimeoutMs) holds up neither the fan-out of new events nor the other format: a
+   * merchant's Alipay notification never waits behind another ISV's hanging webhook endpoint.
+   */
+  const fanOut = () =>
+    dispatchEvents(options.storage, {
       now: clock.now(),
       batchSizeMax,
       fanOuts: formats.map((format) => format.fanOut),
     })
-    const attempted = await deliverDue(options.storage, {
-      now: clock.now(),
-      clock,
-      fetch: fetchImpl,
-      platformKeys: options.platformKeys,
-      batchSizeMax,
-      deliveryTimeoutMs,
-      leaseMs,
-      attemptsMax,
-      retryDelayMs: (attempt) => retryDelayMs(attempt, retryDelaysMs, random),
-    })
-    let others = 0
-    for (const format of formats) others += await format.deliverDue({ now: clock.now(), clock, fetch: fetchImpl })
-    return dispatched + attempted + others
+  const stages: readonly (() => Promise<number>)[] = [
+    fanOut,
+    () =>
+      deliverDue(options.storage, {
+        now: clock.now(),
+        clock,
+        fetch: fetchImpl,
+        platformKeys: options.platformKeys,
+        batchSizeMax,
+        deliveryTimeoutMs,
+        leaseMs,
+        attemptsMax,
+        retryDelayMs: (attempt) => retryDelayMs(attempt, retryDelaysMs, random),
+      }),
+    ...formats.map((format) => () => format.deliverDue({ now: clock.now(), clock, fetch: fetchImpl })),
+  ]
+  /** Each stage once, in order: what a test steps through. */
+  const runOnce = async (): Promise<number> => {
+    let handled = 0
+    for (const step of stages) handled += await step()
+    return handled
   }
 
   let stopped = false
-  // The pending sleep's early exit, so that stop() does not wait out a poll interval.
-  const sleep = { wake: null as (() => void) | null }
-  const loop = async (): Promise<void> => {
+  // The pending sleeps' early exits, so that stop() does not wait out a poll interval.
+  const wakes = new Set<() => void>()
+  /** A stage steps without pause while it finds work, and sleeps a poll when it finds none. */
+  const loop = async (step: () => Promise<number>): Promise<void> => {
     while (!stopped) {
       let handled = 0
       try {
-        handled = await runOnce()
+        handled = await step()
       } catch (error) {
         onError(error)
       }
+      // Fanned-out events are deliveries due now: the delivery stages need not finish their poll.
+      if (handled > 0 && step === fanOut) for (const wake of [...wakes]) wake()
       if (handled > 0 || stopped) continue
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pollIntervalMs)
-        timer.unref()
-        sleep.wake = () => {
+        const wake = () => {
           clearTimeout(timer)
+          wakes.delete(wake)
           resolve()
         }
+        const timer = setTimeout(wake, pollIntervalMs)
+        timer.unref()
+        wakes.add(wake)
       })
-      sleep.wake = null
     }
   }
-  const running = options.background === false ? Promise.resolve() : loop()
+  const running = options.background === false ? Promise.resolve() : Promise.all(stages.map(loop)).then(() => {})
   return {
     runOnce,
     async stop() {
       stopped = true
-      sleep.wake?.()
+      for (const wake of [...wakes]) wake()
       await running
     },
   }
