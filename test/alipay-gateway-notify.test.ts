@@ -53,6 +53,10 @@ forEachDialect('alipay notifications', (dialect) => {
       expect(received).toHaveLength(1)
       const first = received[0]!
       expect(first.contentType).toMatch(/^application\/x-www-form-urlencoded/)
+      expect({ deliveryId: first.deliveryId, attempt: first.attempt }).toEqual({
+        deliveryId: first.fields.notify_id,
+        attempt: '1',
+      })
       expect(first.fields).toMatchObject({
         notify_type: 'trade_status_sync',
         app_id: w.sandbox.appId,
@@ -94,6 +98,10 @@ forEachDialect('alipay notifications', (dialect) => {
       expect(received).toHaveLength(2)
       const retry = received[1]!
       expect(retry.fields.notify_id).toBe(first.fields.notify_id)
+      expect({ deliveryId: retry.deliveryId, attempt: retry.attempt }).toEqual({
+        deliveryId: first.fields.notify_id,
+        attempt: '2',
+      })
       expect(retry.fields.notify_time! > first.fields.notify_time!).toBe(true)
       expect(w.sdk.checkNotifySignV2(retry.fields)).toBe(true)
       const [delivered] = await notification(w, first.fields.trade_no!)

@@ -38,6 +38,9 @@ export interface ReceivedNotification {
   readonly raw: string
   readonly fields: Record<string, string>
   readonly contentType: string | undefined
+  /** The informational headers beside the form: which notification, which attempt. */
+  readonly deliveryId: string | undefined
+  readonly attempt: string | undefined
 }
 
 /** A merchant's notify endpoint: records every POST and answers from a script (then `success`). */
@@ -98,6 +101,8 @@ async function startReceiver(): Promise<{ receiver: Receiver; close: () => Promi
         raw,
         fields: Object.fromEntries(new URLSearchParams(raw)),
         contentType: request.headers['content-type'],
+        deliveryId: request.headers['baseplate-delivery-id'] as string | undefined,
+        attempt: request.headers['baseplate-delivery-attempt'] as string | undefined,
       })
       response.writeHead(200, { 'content-type': 'text/plain' }).end(answers.shift() ?? 'success')
     })

@@ -1,43 +1,60 @@
 /**
  * Notification delivery under failure: a real `baseplate serve` on a compressed clock
  * (BASEPLATE_TEST_CLOCK_SPEEDUP, src/platform/clock.ts) commits payment events through the
- * signed API and delivers them as webhooks to a loopback receiver that fails 30 % of calls at
- * random (500, 503 or a cut connection), is down for 6 clock hours (connection refused), and
- * holds requests open while the platform is killed with SIGKILL mid-delivery, then restarted.
- * A few events ("marathons") are refused until their twelfth and last attempt, so the whole
- * documented schedule (about three days) runs in seconds.
+ * signed API and delivers them in both of its formats, each to a loopback receiver of its own:
+ * native webhooks, and Alipay-format notifications (`trade_status_sync`, the app's notify URL).
+ * Both receivers fail 30 % of calls at random (500, 503, a cut connection; for Alipay a 200
+ * whose text is not `success`), go down together for 6 clock hours (connection refused), and
+ * hold requests open while the platform is killed with SIGKILL mid-delivery, then restarted.
+ * A few events of each format ("marathons") are refused until their last attempt (the twelfth
+ * of a webhook, the eighth of an Alipay notification), so the whole documented schedules
+ * (about three days, and about 25 hours) run in seconds.
  *
- * Afterwards, from the receiver's log and the database: every committed event delivered, its
- * signature verified with the SDK's verifyWebhook, its id and bytes the same on every attempt,
- * the spacing of retries as documented (docs/guides/webhooks.md §5), duplicates counted (and
- * explained by a kill), and commit to first attempt measured. docs/reliability.md publishes
- * the figures.
+ * Afterwards, from the receivers' logs and the database, for each format: every committed
+ * event delivered, its signature verified (the SDK's verifyWebhook; alipay-sdk's
+ * checkNotifySignV2), its id and bytes the same on every attempt (but an Alipay notification's
+ * `notify_time` and `sign`), the spacing of retries as documented (docs/guides/webhooks.md §5,
+ * docs/guides/alipay-compatibility.md §5), duplicates counted (and explained by a kill), and
+ * commit to first attempt measured. Each acknowledged payment's Alipay notification must say
+ * TRADE_SUCCESS with its order number and amount. docs/reliability.md publishes the figures.
  *
- * The receiver never fails a last attempt (attempt 12): at 30 % a delivery would otherwise die
- * with probability 0.3^12, and the test is about the platform, not the dice.
+ * A receiver never fails a last attempt: at 30 % a delivery would otherwise die with
+ * probability 0.3^12 (0.3^8 for Alipay), and the test is about the platform, not the dice.
  */
 import type http from 'node:http'
+import { AlipaySdk } from 'alipay-sdk'
 import type { Kysely } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { verifyWebhook, WebhookVerificationError } from '../../sdk/src/webhooks.js'
 import { parseConfig } from '../../src/config.js'
+import { setAlipaySettings } from '../../src/gateway/alipay/settings.js'
 import { acceleratedClock, acceleratedPollIntervalMs } from '../../src/platform/clock.js'
 import { createEndpoint } from '../../src/platform/notifications/service.js'
 import type { DialectName } from '../../src/storage/database.js'
 import { forEachDialect } from '../harness.js'
 import {
+  alipaySchedule,
+  attemptsOf,
   checkDeliveries,
-  documentedAttempts,
-  documentedDelaysS,
-  documentedJitter,
+  webhookSchedule,
   type CommittedEvent,
+  type DeliveryRow,
+  type DocumentedSchedule,
   type Verdict,
 } from './support/deliveries.js'
 import { keepAliveAgent, send, signedPay } from './support/http.js'
 import { between, seeded } from './support/random.js'
 import { freePort, startServer, type ServerProcess } from './support/server.js'
 import { budgetMs, full, mode, postgresUrl, settings } from './support/settings.js'
-import { startReceiver, type Answer, type Hit, type Receiver } from './support/webhook-receiver.js'
+import {
+  alipayProtocol,
+  startReceiver,
+  webhookProtocol,
+  type Answer,
+  type Hit,
+  type Receiver,
+  type ReceiverProtocol,
+} from './support/webhook-receiver.js'
 import {
   databaseEnv,
   freshDatabase,
@@ -70,16 +87,34 @@ const commitRealMsMin = 1_500
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-interface Run {
+/** One notification format, its receiver and what the run saw of it. */
+interface Lane {
+  readonly name: 'webhook' | 'alipay'
+  readonly schedule: DocumentedSchedule
+  readonly protocol: ReceiverProtocol
+  /** What a receiver that accepts answers. */
+  readonly ok: Answer
+  /** What a failing receiver answers, one at random. */
+  readonly failures: readonly Answer[]
   receiver: Receiver
+  /** The receiver's verdict on each hit's signature, by hit sequence. */
   readonly verdicts: Map<number, Verdict>
+  /** Event ids (webhooks) or notify ids (Alipay) refused until their last attempt. */
   readonly marathons: Set<string>
-  readonly killsAtRealMs: number[]
+  readonly seen: Set<string>
+  /** Requests on the wire at each kill. */
   readonly inFlightAtKill: number[]
   readonly acknowledgedAtKill: Set<number>
+}
+
+interface Run {
+  readonly lanes: readonly [Lane, Lane]
+  readonly killsAtRealMs: number[]
   readonly incarnations: { startMs: number; spawnClockMs: number }[]
   readonly unexpected: string[]
   acknowledgedPayments: number
+  /** Amount in fen of each acknowledged payment, by out_trade_no. */
+  readonly paid: Map<string, number>
   windowRetries: number
   downClock: { from: number; to: number } | null
   quietAtClockMs: number
@@ -108,14 +143,16 @@ forEachDialect(`notification delivery (${mode}, seed ${seed}, clock ×${speedup}
   afterAll(async () => database?.dispose())
 
   it.runIf(runs)(
-    `receiver failing ${failureRatio * 100} %, down ${downClockMs / hourMs} h, ${kills} kill(s) mid-delivery: ` +
-      'every committed event delivered once or more, signatures verify, retries on schedule',
+    `receivers failing ${failureRatio * 100} %, down ${downClockMs / hourMs} h, ${kills} kill(s) mid-delivery: ` +
+      'every committed event delivered once or more as a webhook and as an Alipay notification, signatures verify, ' +
+      'retries on schedule',
     async () => {
       const wallStarted = performance.now()
       const random = seeded(seed)
       originMs = Date.now()
       const run = await deliveryRun(random, clockAt)
-      const report = await analyse(run, realOf)
+      const reports = await analyse(run, realOf)
+      const context = `seed ${seed}, ${dialect}`
       const summary = {
         dialect,
         seed,
@@ -123,56 +160,95 @@ forEachDialect(`notification delivery (${mode}, seed ${seed}, clock ×${speedup}
         payments: run.acknowledgedPayments,
         windowRetries: run.windowRetries,
         kills: run.killsAtRealMs.length,
-        inFlightAtKill: run.inFlightAtKill,
-        acknowledgedAtKill: run.acknowledgedAtKill.size,
         restartMs: run.incarnations.map((incarnation) => Math.round(incarnation.startMs)),
         phasesMs: run.phasesMs.map(([name, ms]) => `${name} ${ms}`).join(', '),
-        ...report,
+        downClockH:
+          run.downClock === null ? null : Math.round(((run.downClock.to - run.downClock.from) / hourMs) * 10) / 10,
         wallS: Math.round((performance.now() - wallStarted) / 100) / 10,
       }
       console.info(`notifications suite [${dialect}]: ${JSON.stringify(summary)}`)
-      const context = `seed ${seed}, ${dialect}`
       expect(run.unexpected, context).toEqual([])
-      expect(report.delivery.undelivered, `committed events never delivered (${context})`).toEqual([])
-      expect(report.delivery.uncommitted, `events received but never committed (${context})`).toEqual([])
-      expect(report.delivery.deliveriesNotDelivered, context).toEqual([])
-      expect(report.delivery.signatureFailures, context).toEqual([])
-      expect(report.delivery.idsUnstable, context).toEqual([])
-      expect(report.delivery.duplicatesUnexplained, context).toEqual([])
-      expect(report.delivery.schedule.early, `retries earlier than documented (${context})`).toEqual([])
-      expect(report.delivery.schedule.late, `retries later than documented + lag (${context})`).toEqual([])
-      expect(report.marathons.problems, context).toEqual([])
-      expect(run.marathons.size, 'marathons chosen').toBe(marathonsWanted)
-      expect(report.delivery.committed).toBeGreaterThanOrEqual(payments)
-      // Every kill must have caught a delivery on the wire, or it tested nothing.
-      expect(
-        run.inFlightAtKill.every((count) => count > 0),
-        `deliveries in flight at each kill (${context})`,
-      ).toBe(true)
       expect(run.killsAtRealMs).toHaveLength(kills)
-      expect(report.delivery.commitToFirstAttempt.p99RealMs, 'commit to first attempt, p99').toBeLessThanOrEqual(1000)
+      for (const [index, lane] of run.lanes.entries()) {
+        const report = reports[index]!
+        const laneContext = `${lane.name}, ${context}`
+        console.info(
+          `notifications suite [${dialect}, ${lane.name}]: ${JSON.stringify({
+            inFlightAtKill: lane.inFlightAtKill,
+            acknowledgedAtKill: lane.acknowledgedAtKill.size,
+            ...report,
+          })}`,
+        )
+        expect(report.delivery.undelivered, `committed events never delivered (${laneContext})`).toEqual([])
+        expect(report.delivery.uncommitted, `events received but never committed (${laneContext})`).toEqual([])
+        expect(report.delivery.deliveriesNotDelivered, laneContext).toEqual([])
+        expect(report.delivery.signatureFailures, laneContext).toEqual([])
+        expect(report.delivery.idsUnstable, laneContext).toEqual([])
+        expect(report.delivery.duplicatesUnexplained, laneContext).toEqual([])
+        expect(report.delivery.schedule.early, `retries earlier than documented (${laneContext})`).toEqual([])
+        expect(report.delivery.schedule.late, `retries later than documented + lag (${laneContext})`).toEqual([])
+        expect(report.marathons.problems, laneContext).toEqual([])
+        expect(report.contents, `what the notifications say (${laneContext})`).toEqual([])
+        expect(lane.marathons.size, `marathons chosen (${laneContext})`).toBe(marathonsWanted)
+        expect(report.delivery.committed, laneContext).toBeGreaterThanOrEqual(payments)
+        // Every kill must have caught deliveries of both formats on the wire, or it tested nothing.
+        expect(lane.inFlightAtKill, `deliveries in flight at each kill (${laneContext})`).toHaveLength(kills)
+        expect(
+          lane.inFlightAtKill.every((count) => count > 0),
+          `deliveries in flight at each kill (${laneContext})`,
+        ).toBe(true)
+        expect(
+          report.delivery.commitToFirstAttempt.p99RealMs,
+          `commit to first attempt, p99 (${laneContext})`,
+        ).toBeLessThanOrEqual(1000)
+      }
     },
     budgetMs(120_000, 600_000),
   )
 
   /** The whole run: kill rounds, then the last incarnation until every delivery is settled. */
   async function deliveryRun(random: () => number, clockAt: (realMs: number) => number): Promise<Run> {
-    const run: Run = {
+    const lane = (
+      name: Lane['name'],
+      schedule: DocumentedSchedule,
+      protocol: ReceiverProtocol,
+      ok: Answer,
+      failures: readonly Answer[],
+    ): Lane => ({
+      name,
+      schedule,
+      protocol,
+      ok,
+      failures,
       receiver: null as unknown as Receiver,
       verdicts: new Map(),
       marathons: new Set(),
-      killsAtRealMs: [],
+      seen: new Set(),
       inFlightAtKill: [],
       acknowledgedAtKill: new Set(),
+    })
+    const run: Run = {
+      lanes: [
+        lane('webhook', webhookSchedule, webhookProtocol, { status: 204 }, [{ status: 500 }, { status: 503 }, 'drop']),
+        // Alipay's rule: anything but the text `success` fails, a 200 included.
+        lane('alipay', alipaySchedule, alipayProtocol, { status: 200 }, [
+          { status: 500 },
+          { status: 200, body: 'fail' },
+          'drop',
+        ]),
+      ],
+      killsAtRealMs: [],
       incarnations: [],
       unexpected: [],
       acknowledgedPayments: 0,
+      paid: new Map(),
       windowRetries: 0,
       downClock: null,
       quietAtClockMs: 0,
       dispatchedBefore: new Set(),
       phasesMs: [],
     }
+    const [webhooks, alipay] = run.lanes
     let phaseStarted = performance.now()
     const phase = (name: string) => {
       const now = performance.now()
@@ -180,12 +256,20 @@ forEachDialect(`notification delivery (${mode}, seed ${seed}, clock ×${speedup}
       phaseStarted = now
     }
     const toleranceS = Math.ceil((toleranceRealMs * speedup) / 1000)
-    let holding = false
-    let final = false
-    const seen = new Set<string>()
-    const respond = (hit: Hit): Answer => {
-      const receivedClockMs = clockAt(hit.receivedAtMs)
-      let verdict: Verdict
+    const alipaySdk = new AlipaySdk({
+      appId: world.appId,
+      privateKey: world.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+      keyType: 'PKCS8',
+      alipayPublicKey: world.alipayPublicKeyPem,
+    })
+    /** The receiver's signature check of one hit, at the hit's clock time. */
+    const verify = (subject: Lane, hit: Hit, receivedClockMs: number): Verdict => {
+      const skewRealMs = (receivedClockMs - subject.schedule.timestampS(hit) * 1000) / speedup
+      if (subject.name === 'alipay') {
+        const fields = Object.fromEntries(new URLSearchParams(hit.body))
+        const verified = alipaySdk.checkNotifySignV2(fields)
+        return { verified, code: verified ? null : 'checkNotifySignV2 false', skewRealMs }
+      }
       try {
         verifyWebhook({
           headers: hit.headers,
@@ -194,33 +278,47 @@ forEachDialect(`notification delivery (${mode}, seed ${seed}, clock ×${speedup}
           toleranceS,
           now: () => receivedClockMs,
         })
-        verdict = { verified: true, code: null, skewRealMs: skewOf(hit, receivedClockMs) }
+        return { verified: true, code: null, skewRealMs }
       } catch (error) {
         if (!(error instanceof WebhookVerificationError)) throw error
-        verdict = { verified: false, code: error.code, skewRealMs: skewOf(hit, receivedClockMs) }
+        return { verified: false, code: error.code, skewRealMs }
       }
-      run.verdicts.set(hit.sequence, verdict)
-      const firstSight = !seen.has(hit.eventId)
-      seen.add(hit.eventId)
-      if (!verdict.verified) return { status: 400 }
-      if (holding) return 'hold'
-      if (hit.attempt >= documentedAttempts) return { status: 204 }
-      if (run.marathons.has(hit.eventId)) return { status: 503 }
-      // Marathons: the first events the last incarnation sends (attempt 1), refused until attempt 12.
-      if (final && firstSight && hit.attempt === 1 && run.marathons.size < marathonsWanted) {
-        run.marathons.add(hit.eventId)
-        return { status: 503 }
-      }
-      if (random() < failureRatio) {
-        const kind = between(random, 0, 2)
-        return kind === 0 ? { status: 500 } : kind === 1 ? { status: 503 } : 'drop'
-      }
-      return { status: 204 }
     }
-    const receiverPort = await freePort()
-    const receiver = await startReceiver({ port: receiverPort, path: '/hooks', respond })
-    run.receiver = receiver
-    run.dispatchedBefore = await registerEndpoint(database, world, receiver.url, clockAt(Date.now()))
+    let holding = false
+    let final = false
+    const respond =
+      (subject: Lane) =>
+      (hit: Hit): Answer => {
+        const verdict = verify(subject, hit, clockAt(hit.receivedAtMs))
+        subject.verdicts.set(hit.sequence, verdict)
+        const firstSight = !subject.seen.has(hit.eventId)
+        subject.seen.add(hit.eventId)
+        if (!verdict.verified) return { status: 400 }
+        if (holding) return 'hold'
+        if (hit.attempt >= attemptsOf(subject.schedule)) return subject.ok
+        if (subject.marathons.has(hit.eventId)) return { status: 503 }
+        // Marathons: the first events the last incarnation sends (attempt 1), refused until the last attempt.
+        if (final && firstSight && hit.attempt === 1 && subject.marathons.size < marathonsWanted) {
+          subject.marathons.add(hit.eventId)
+          return { status: 503 }
+        }
+        if (random() < failureRatio) return subject.failures[between(random, 0, subject.failures.length - 1)]!
+        return subject.ok
+      }
+    for (const subject of run.lanes) {
+      subject.receiver = await startReceiver({
+        port: await freePort(),
+        path: subject.name === 'alipay' ? '/alipay/notify' : '/hooks',
+        respond: respond(subject),
+        protocol: subject.protocol,
+      })
+    }
+    run.dispatchedBefore = await registerEndpoints(
+      database,
+      world,
+      { webhook: webhooks.receiver.url, alipay: alipay.receiver.url },
+      clockAt(Date.now()),
+    )
 
     const env = {
       ...databaseEnv(database),
@@ -240,6 +338,7 @@ forEachDialect(`notification delivery (${mode}, seed ${seed}, clock ×${speedup}
         const response = await send(agent, server.url, request, 10_000)
         if (response.status === 200) {
           run.acknowledgedPayments += 1
+          run.paid.set(outTradeNo, amountFen)
           return
         }
         const code = (JSON.parse(response.body) as { code?: string }).code
@@ -283,15 +382,15 @@ forEachDialect(`notification delivery (${mode}, seed ${seed}, clock ×${speedup}
           phase('kill')
           continue
         }
-        // The last incarnation: payments while the receiver goes down for 6 clock hours.
+        // The last incarnation: payments while both receivers go down for 6 clock hours.
         const downRealMs = downClockMs / speedup
         const spreadMs = Math.max(commitRealMsMin, 2 * downRealMs)
         const outage = (async () => {
           await sleep(spreadMs / 4)
-          await receiver.down()
+          await Promise.all(run.lanes.map((subject) => subject.receiver.down()))
           const from = clockAt(Date.now())
           await sleep(downRealMs)
-          await receiver.up()
+          await Promise.all(run.lanes.map((subject) => subject.receiver.up()))
           run.downClock = { from, to: clockAt(Date.now()) }
         })()
         await Promise.all([commit(server, agent, perIncarnation, spreadMs, 'FINAL'), outage])
@@ -305,7 +404,7 @@ forEachDialect(`notification delivery (${mode}, seed ${seed}, clock ×${speedup}
         if (!final) await server.kill('SIGKILL')
       }
     }
-    await receiver.close()
+    await Promise.all(run.lanes.map((subject) => subject.receiver.close()))
     return run
 
     /**
@@ -316,18 +415,21 @@ forEachDialect(`notification delivery (${mode}, seed ${seed}, clock ×${speedup}
      */
     async function killMidDelivery(server: ServerProcess, agent: http.Agent): Promise<void> {
       holding = true
-      const first = receiver.nextHeld()
-      // A fresh payment gives the worker something to deliver right away.
+      const firsts = run.lanes.map((subject) => subject.receiver.nextHeld())
+      // A fresh payment gives the worker something to deliver right away, in both formats.
       const provoke = pay(server, agent, 'PROVOKE').catch(() => undefined)
-      const held = await Promise.race([first, sleep(5_000).then(() => null)])
-      if (held !== null) await sleep(between(random, 0, 20)) // let the rest of the batch arrive
+      const held = await Promise.race([Promise.all(firsts), sleep(5_000).then(() => null)])
+      if (held !== null) await sleep(between(random, 0, 20)) // let the rest of the batches arrive
       // Some held requests are answered 2xx just before the kill: the platform may die before
       // recording them, and must then deliver them again (a duplicate, at least once).
-      const answered = receiver.held.filter(() => random() < 0.5)
-      for (const entry of answered) {
-        entry.answer(204)
-        run.acknowledgedAtKill.add(entry.hit.sequence)
-      }
+      const answered = run.lanes.map((subject) => {
+        const chosen = subject.receiver.held.filter(() => random() < 0.5)
+        for (const entry of chosen) {
+          entry.answer((subject.ok as { status: number }).status)
+          subject.acknowledgedAtKill.add(entry.hit.sequence)
+        }
+        return chosen
+      })
       // 0: kill in the same tick as the answer, before the platform can have recorded it.
       const gapMs = between(random, 0, 3)
       if (gapMs > 0) await sleep(gapMs)
@@ -336,9 +438,11 @@ forEachDialect(`notification delivery (${mode}, seed ${seed}, clock ×${speedup}
       await sleep(50)
       run.killsAtRealMs.push(Date.now())
       holding = false
-      const inFlight = receiver.held.splice(0)
-      run.inFlightAtKill.push(inFlight.length)
-      for (const entry of inFlight) if (!answered.includes(entry)) entry.destroy()
+      run.lanes.forEach((subject, index) => {
+        const inFlight = subject.receiver.held.splice(0)
+        subject.inFlightAtKill.push(inFlight.length)
+        for (const entry of inFlight) if (!answered[index]!.includes(entry)) entry.destroy()
+      })
     }
   }
 
@@ -350,9 +454,13 @@ forEachDialect(`notification delivery (${mode}, seed ${seed}, clock ×${speedup}
       let quietSince: number | null = null
       for (;;) {
         const polledAt = clockAt(Date.now())
-        const marathonsDone =
-          run.marathons.size === marathonsWanted &&
-          [...run.marathons].every((id) => run.receiver.hits.some((hit) => hit.eventId === id && hit.acknowledged))
+        const marathonsDone = run.lanes.every(
+          (subject) =>
+            subject.marathons.size === marathonsWanted &&
+            [...subject.marathons].every((id) =>
+              subject.receiver.hits.some((hit) => hit.eventId === id && hit.acknowledged),
+            ),
+        )
         const open = marathonsDone ? await openWork(storage.db) : 1
         if (open === 0) {
           // Quiet twice in a row: an event whose transaction began before the first look but
@@ -394,67 +502,103 @@ forEachDialect(`notification delivery (${mode}, seed ${seed}, clock ×${speedup}
           !run.dispatchedBefore.has(row.id) &&
           (row.app_id === world.appId || (row.app_id === null && row.organization_id === world.isvId)),
       )
-      const events: CommittedEvent[] = targeted
-        .filter((row) => Number(row.created_at) <= run.quietAtClockMs)
-        .map((row) => ({ id: row.id, type: row.type, createdAt: Number(row.created_at) }))
-      const deliveries = (
-        await db
-          .selectFrom('webhook_deliveries')
-          .select(['id', 'event_id', 'status', 'attempts'])
-          .where('endpoint_id', '=', endpoint.id)
-          .execute()
-      ).map((row) => ({ id: row.id, eventId: row.event_id, status: row.status, attempts: Number(row.attempts) }))
-      const delivery = checkDeliveries({
-        hits: run.receiver.hits,
-        verdicts: run.verdicts,
-        events,
-        deliveries,
-        killsAtRealMs: run.killsAtRealMs,
-        acknowledgedAtKill: run.acknowledgedAtKill,
-        speedup,
-        realOf,
-        clockOf: clockAt,
-        measureFromClockMs: run.incarnations[0]!.spawnClockMs,
-        lagRealMsMax,
-        apiEventTypes: new Set(['payment.trade.created', 'payment.trade.paid']),
+      const committed = (row: (typeof rows)[number]) => Number(row.created_at) <= run.quietAtClockMs
+      const asEvent = (row: (typeof rows)[number]): CommittedEvent => ({
+        id: row.id,
+        type: row.type,
+        createdAt: Number(row.created_at),
       })
-      return {
-        delivery,
-        lateEvents: targeted.length - events.length,
-        marathons: checkMarathons(run, deliveries),
-        downClockH:
-          run.downClock === null ? null : Math.round(((run.downClock.to - run.downClock.from) / hourMs) * 10) / 10,
-      }
+      /** The delivery rows of one format, for one endpoint or app. */
+      const deliveryRows = async (table: string, column: string, value: string): Promise<DeliveryRow[]> =>
+        (
+          await db
+            .selectFrom(table)
+            .select(['id', 'event_id', 'status', 'attempts'])
+            .where(column, '=', value)
+            .execute()
+        ).map((row) => ({ id: row.id, eventId: row.event_id, status: row.status, attempts: Number(row.attempts) }))
+      const webhookDeliveries = await deliveryRows('webhook_deliveries', 'endpoint_id', endpoint.id)
+      // Alipay notifies the app's trade events (docs/guides/alipay-compatibility.md §5): here,
+      // every payment's `payment.trade.paid`. The wire names the notification (notify_id), the
+      // database its event.
+      const notifications = await deliveryRows('alipay_notifications', 'app_id', world.appId)
+      const eventOfNotification = new Map(notifications.map((row) => [row.id, row.eventId]))
+      const [webhooks, alipay] = run.lanes
+      const inputs = [
+        {
+          lane: webhooks,
+          events: targeted.filter(committed).map(asEvent),
+          deliveries: webhookDeliveries,
+          hits: webhooks.receiver.hits,
+          apiEventTypes: new Set(['payment.trade.created', 'payment.trade.paid']),
+        },
+        {
+          lane: alipay,
+          events: targeted
+            .filter((row) => committed(row) && row.app_id === world.appId && row.type === 'payment.trade.paid')
+            .map(asEvent),
+          deliveries: notifications,
+          hits: alipay.receiver.hits.map((hit) => ({
+            ...hit,
+            eventId: eventOfNotification.get(hit.deliveryId) ?? hit.eventId,
+          })),
+          apiEventTypes: new Set(['payment.trade.paid']),
+        },
+      ]
+      return inputs.map((input) => ({
+        delivery: checkDeliveries({
+          hits: input.hits,
+          verdicts: input.lane.verdicts,
+          events: input.events,
+          deliveries: input.deliveries,
+          schedule: input.lane.schedule,
+          killsAtRealMs: run.killsAtRealMs,
+          acknowledgedAtKill: input.lane.acknowledgedAtKill,
+          speedup,
+          realOf,
+          clockOf: clockAt,
+          measureFromClockMs: run.incarnations[0]!.spawnClockMs,
+          lagRealMsMax,
+          apiEventTypes: input.apiEventTypes,
+        }),
+        lateEvents: targeted.filter((row) => !committed(row)).length,
+        marathons: checkMarathons(input.lane, input.deliveries),
+        contents: input.lane.name === 'alipay' ? checkAlipayContents(run) : [],
+      }))
     } finally {
       await storage.close()
     }
   }
 
-  /** Each marathon: attempts 1 to 12, the last acknowledged, spanning the documented 71.6 h to 78.8 h. */
-  function checkMarathons(run: Run, deliveries: readonly { eventId: string; status: string; attempts: number }[]) {
+  /**
+   * Each marathon: every attempt, the last acknowledged, spanning the documented schedule (the
+   * sum of its waits, plus its jitter).
+   */
+  function checkMarathons(lane: Lane, deliveries: readonly DeliveryRow[]) {
     const problems: string[] = []
     const spansH: number[] = []
-    const lowerS = documentedDelaysS.reduce((sum, delay) => sum + delay, 0)
-    const upperS = lowerS * (1 + documentedJitter)
+    const attemptsMax = attemptsOf(lane.schedule)
+    const lowerS = lane.schedule.delaysS.reduce((sum, delay) => sum + delay, 0)
+    const upperS = lowerS * (1 + lane.schedule.jitter)
     // The lag allowance once for the whole span: lateness does not pile up retry after retry.
     const slackS = (lagRealMsMax * speedup) / 1000
-    for (const eventId of run.marathons) {
-      const hits = run.receiver.hits.filter((hit) => hit.eventId === eventId).sort((a, b) => a.attempt - b.attempt)
+    for (const marathon of lane.marathons) {
+      const hits = lane.receiver.hits.filter((hit) => hit.eventId === marathon).sort((a, b) => a.attempt - b.attempt)
       const attempts = hits.map((hit) => hit.attempt)
       const last = hits.at(-1)
-      const row = deliveries.find((delivery) => delivery.eventId === eventId)
-      if (last === undefined || hits[0]!.attempt !== 1 || last.attempt !== documentedAttempts || !last.acknowledged) {
-        problems.push(`${eventId}: attempts ${attempts.join(',')}`)
+      const row = deliveries.find((delivery) => delivery.id === last?.deliveryId)
+      if (last === undefined || hits[0]!.attempt !== 1 || last.attempt !== attemptsMax || !last.acknowledged) {
+        problems.push(`${marathon}: attempts ${attempts.join(',')}`)
         continue
       }
-      const spanS = Number(last.headers['webhook-timestamp']) - Number(hits[0]!.headers['webhook-timestamp'])
+      const spanS = lane.schedule.timestampS(last) - lane.schedule.timestampS(hits[0]!)
       spansH.push(Math.round((spanS / 3600) * 10) / 10)
-      if (spanS < lowerS || spanS > upperS + slackS) problems.push(`${eventId}: first to last ${spanS} s`)
-      if (row?.status !== 'delivered' || row.attempts !== documentedAttempts) {
-        problems.push(`${eventId}: ${row?.status} after ${row?.attempts} attempts`)
+      if (spanS < lowerS || spanS > upperS + slackS) problems.push(`${marathon}: first to last ${spanS} s`)
+      if (row?.status !== 'delivered' || row.attempts !== attemptsMax) {
+        problems.push(`${marathon}: ${row?.status} after ${row?.attempts} attempts`)
       }
     }
-    return { problems, spansH, seenAttempts: run.marathons.size }
+    return { problems, spansH, seenAttempts: lane.marathons.size }
   }
 })
 
@@ -481,35 +625,69 @@ describe('the compressed clock (BASEPLATE_TEST_CLOCK_SPEEDUP)', () => {
   })
 })
 
-function skewOf(hit: Hit, receivedClockMs: number): number {
-  return (receivedClockMs - Number(hit.headers['webhook-timestamp']) * 1000) / speedup
+/**
+ * What the Alipay notifications say: each acknowledged payment's acknowledged notification
+ * names its order (`out_trade_no`), TRADE_SUCCESS, and its amount in yuan; and no notification
+ * speaks of an order the suite never sent.
+ */
+function checkAlipayContents(run: Run): string[] {
+  const problems: string[] = []
+  const [, alipay] = run.lanes
+  const notified = new Map<string, URLSearchParams>()
+  for (const hit of alipay.receiver.hits) {
+    if (!hit.acknowledged) continue
+    const fields = new URLSearchParams(hit.body)
+    notified.set(fields.get('out_trade_no') ?? '', fields)
+  }
+  for (const [outTradeNo, amountFen] of run.paid) {
+    const fields = notified.get(outTradeNo)
+    const said =
+      fields === undefined ? 'no notification' : `${fields.get('trade_status')} ${fields.get('total_amount')}`
+    const expected = `TRADE_SUCCESS ${(amountFen / 100).toFixed(2)}`
+    if (said !== expected) problems.push(`${outTradeNo}: ${said}, expected ${expected}`)
+  }
+  for (const outTradeNo of notified.keys()) {
+    if (!/^NOTIFY-/.test(outTradeNo)) problems.push(`${outTradeNo}: not an order of this run`)
+  }
+  return problems
 }
 
-/** Outbox events not yet fanned out, plus deliveries still pending or under way. */
+/** Outbox events not yet fanned out, plus deliveries and Alipay notifications pending or under way. */
 async function openWork(db: Kysely<any>): Promise<number> {
   const undispatched = await db
     .selectFrom('outbox_events')
     .select((eb) => eb.fn.countAll().as('count'))
     .where('dispatched_at', 'is', null)
     .executeTakeFirstOrThrow()
-  const open = await db
-    .selectFrom('webhook_deliveries')
-    .select((eb) => eb.fn.countAll().as('count'))
-    .where('status', 'in', ['pending', 'delivering'])
-    .executeTakeFirstOrThrow()
-  return Number(undispatched.count) + Number(open.count)
+  let open = Number(undispatched.count)
+  for (const table of ['webhook_deliveries', 'alipay_notifications']) {
+    const row = await db
+      .selectFrom(table)
+      .select((eb) => eb.fn.countAll().as('count'))
+      .where('status', 'in', ['pending', 'delivering'])
+      .executeTakeFirstOrThrow()
+    open += Number(row.count)
+  }
+  return open
 }
 
 /**
- * Registers the app's endpoint as its owner would (the console call's own service function);
- * returns the events already fanned out by then, which it will not get.
+ * Registers the app's webhook endpoint and sets its Alipay notify URL as its owner would (the
+ * console calls' own service functions); returns the events already fanned out by then, which
+ * neither will get.
  */
-async function registerEndpoint(database: WorldDatabase, world: World, url: string, now: number): Promise<Set<string>> {
+async function registerEndpoints(
+  database: WorldDatabase,
+  world: World,
+  urls: { readonly webhook: string; readonly alipay: string },
+  now: number,
+): Promise<Set<string>> {
   const storage = await openDatabase(database)
   try {
     const principal = await isvOwner(storage.db, world)
     return await storage.db.transaction().execute(async (tx) => {
-      await createEndpoint(tx, principal, world.isvId, world.appId, { url }, now)
+      await createEndpoint(tx, principal, world.isvId, world.appId, { url: urls.webhook }, now)
+      await setAlipaySettings(tx, principal, world.isvId, world.appId, { notify_url: urls.alipay }, now)
       const dispatched = await (tx as Kysely<any>)
         .selectFrom('outbox_events')
         .select('id')

@@ -14,7 +14,8 @@
  *   over the sorted `k=v` of every field but `sign` and `sign_type`, raw values, with no empty
  *   field sent, so that `checkNotifySignV2` (and `checkNotifySign`, when no value holds a `%`)
  *   verify it. `notify_id` is the same on every retry of a notification; `notify_time` is the
- *   time of the attempt.
+ *   time of the attempt. Beside Alipay's form, two unsigned headers name the notification and
+ *   count its attempts (`baseplate-delivery-id`, `baseplate-delivery-attempt`), as on webhooks.
  *
  * @example
  * const format = alipayNotificationFormat({ storage, payment, platformKeys, settings: config.alipay })
@@ -26,7 +27,7 @@ import type { AlipayGatewayConfig } from '../../config.js'
 import { assert } from '../../assert.js'
 import { newId } from '../../platform/ids.js'
 import type { DispatchedEvent, NotificationFormat } from '../../platform/notifications/index.js'
-import { anyDue, claimDue } from '../../platform/notifications/deliverer.js'
+import { anyDue, claimDue, deliveryHeaderNames } from '../../platform/notifications/deliverer.js'
 import type { PlatformKey } from '../../platform/signing/platform-keys.js'
 import type { AppPrincipal } from '../../server/route-kit.js'
 import type { Storage } from '../../storage/database.js'
@@ -265,7 +266,13 @@ async function attempt(
   try {
     const response = await context.fetch(row.notify_url, {
       method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded; charset=utf-8', 'user-agent': userAgent },
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded; charset=utf-8',
+        'user-agent': userAgent,
+        // Not Alipay's, and not signed: for the receiver's logs, as on native webhooks.
+        [deliveryHeaderNames.deliveryId]: row.id,
+        [deliveryHeaderNames.attempt]: String(row.attempts),
+      },
       body: new URLSearchParams(body).toString(),
       redirect: 'manual',
       signal: AbortSignal.timeout(timeoutMs),

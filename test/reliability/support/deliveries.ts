@@ -1,41 +1,85 @@
 /**
  * What the notifications suite concludes from what its receiver saw and what the database
  * holds once the server is down: every committed event delivered, ids stable, signatures
- * valid, retries spaced as documented (docs/guides/webhooks.md §5), and how long an event
- * waits for its first attempt. Times: `clock` is the server's fast clock (ms), `real` the
+ * valid, retries spaced as documented (native webhooks or Alipay-format notifications), and
+ * how long an event waits for its first attempt. Times: `clock` is the server's fast clock (ms), `real` the
  * wall clock (ms); the suite converts between them.
  *
  * @example
- * const report = checkDeliveries({ hits, verdicts, events, deliveries, kills, ... })
+ * const report = checkDeliveries({ hits, verdicts, events, deliveries, schedule: webhookSchedule, ... })
  * expect(report.undelivered).toEqual([])
  */
 import type { Hit } from './webhook-receiver.js'
+import { assert } from '../../../src/assert.js'
 import { percentile } from './stats.js'
 
 const minuteS = 60
 const hourS = 3600
+
+/** A retry schedule as a guide publishes it, and how a hit shows the platform's time. */
+export interface DocumentedSchedule {
+  /** The wait after failed attempt n (index n - 1), before jitter, in seconds. */
+  readonly delaysS: readonly number[]
+  /** The most a wait is stretched at random, as a fraction of it. */
+  readonly jitter: number
+  /** The platform's clock at the attempt, in whole seconds, as the request states it. */
+  timestampS(hit: Hit): number
+  /** What must be byte for byte the same on every attempt of one event. */
+  stableBytes(hit: Hit): string
+}
+
 /**
- * The retry schedule as docs/guides/webhooks.md §5 publishes it, written out here rather than
- * imported from the worker, so that a change to the code that the documentation does not
- * follow fails the suite: the wait after failed attempt n (index n - 1), before jitter.
+ * Native webhooks, as docs/guides/webhooks.md §5 publishes the schedule: written out here
+ * rather than imported from the worker, so that a change to the code that the documentation
+ * does not follow fails the suite. "Each wait is stretched by up to 10 % at random."
  */
-export const documentedDelaysS: readonly number[] = [
-  minuteS,
-  5 * minuteS,
-  30 * minuteS,
-  2 * hourS,
-  5 * hourS,
-  10 * hourS,
-  10 * hourS,
-  10 * hourS,
-  10 * hourS,
-  10 * hourS,
-  14 * hourS,
-]
-/** Twelve attempts: the first and one after each wait. */
-export const documentedAttempts = documentedDelaysS.length + 1
-/** "Each wait is stretched by up to 10 % at random." */
-export const documentedJitter = 0.1
+export const webhookSchedule: DocumentedSchedule = {
+  delaysS: [
+    minuteS,
+    5 * minuteS,
+    30 * minuteS,
+    2 * hourS,
+    5 * hourS,
+    10 * hourS,
+    10 * hourS,
+    10 * hourS,
+    10 * hourS,
+    10 * hourS,
+    14 * hourS,
+  ],
+  jitter: 0.1,
+  timestampS: (hit) => Number(hit.headers['webhook-timestamp']),
+  stableBytes: (hit) => hit.body,
+}
+
+/**
+ * Alipay-format notifications, as docs/guides/alipay-compatibility.md §5 publishes them: at
+ * once, then after 4 m, 10 m, 10 m, 1 h, 2 h, 6 h and 15 h, no jitter. `notify_time` (the
+ * attempt's time, UTC+8 by default) and `sign` change on every attempt; the rest may not.
+ */
+export const alipaySchedule: DocumentedSchedule = {
+  delaysS: [4 * minuteS, 10 * minuteS, 10 * minuteS, hourS, 2 * hourS, 6 * hourS, 15 * hourS],
+  jitter: 0,
+  timestampS: (hit) => {
+    const text = new URLSearchParams(hit.body).get('notify_time') ?? ''
+    assert(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/.test(text), `notify_time ${text}`)
+    return Date.parse(`${text.replace(' ', 'T')}+08:00`) / 1000
+  },
+  stableBytes: (hit) => {
+    const fields = new URLSearchParams(hit.body)
+    fields.delete('notify_time')
+    fields.delete('sign')
+    return fields.toString()
+  },
+}
+
+/** Attempts in all: the first and one after each wait. */
+export const attemptsOf = (schedule: DocumentedSchedule) => schedule.delaysS.length + 1
+
+/** The documented wait after failed attempt `attempt` (1-based), before jitter, in seconds. */
+export function documentedDelayS(schedule: DocumentedSchedule, attempt: number): number {
+  return schedule.delaysS[Math.min(attempt, schedule.delaysS.length) - 1]!
+}
 
 /** The receiver's verdict on one hit: the SDK's verifyWebhook, at the hit's clock time. */
 export interface Verdict {
@@ -66,11 +110,11 @@ export interface ScheduleCheck {
   readonly pairsAcrossRestarts: number
   /** Retries earlier than the documented delay: must be none. */
   readonly early: string[]
-  /** Retries later than the documented delay + 10 % jitter + the allowed worker lag (real ms, per retry). */
+  /** Retries later than the documented delay + its jitter + the allowed worker lag (real ms, per retry). */
   readonly late: string[]
   /** Lateness beyond delay + jitter, in real ms (the worker's lag, amplified by the speedup in clock time). */
   readonly latenessRealMs: { readonly p50: number; readonly p99: number; readonly max: number }
-  /** Hits per attempt number, 1 to 12. */
+  /** Hits per attempt number, from 1. */
   readonly hitsByAttempt: Record<number, number>
 }
 
@@ -115,12 +159,6 @@ export interface DeliveryReport {
   readonly skewRealMs: { readonly p99: number; readonly max: number }
 }
 
-/** The documented wait after failed attempt `attempt` (1-based), before jitter, in seconds. */
-export function documentedDelayS(attempt: number): number {
-  return documentedDelaysS[Math.min(attempt, documentedDelaysS.length) - 1]!
-}
-
-const timestampOf = (hit: Hit) => Number(hit.headers['webhook-timestamp'])
 const tenths = (value: number) => Math.round(value * 10) / 10
 
 export function checkDeliveries(input: {
@@ -132,6 +170,7 @@ export function checkDeliveries(input: {
   readonly killsAtRealMs: readonly number[]
   /** Sequences of the hits answered 2xx just before a kill (their record may have died with it). */
   readonly acknowledgedAtKill: ReadonlySet<number>
+  readonly schedule: DocumentedSchedule
   readonly speedup: number
   readonly realOf: (clockMs: number) => number
   readonly clockOf: (realMs: number) => number
@@ -142,7 +181,8 @@ export function checkDeliveries(input: {
   /** Event types that the suite's API requests commit; the others come from jobs. */
   readonly apiEventTypes: ReadonlySet<string>
 }): DeliveryReport {
-  const { hits, verdicts, speedup } = input
+  const { hits, verdicts, speedup, schedule } = input
+  const timestampOf = schedule.timestampS
   const hitsByEvent = new Map<string, Hit[]>()
   const hitsByDelivery = new Map<string, Hit[]>()
   for (const hit of hits) {
@@ -178,7 +218,7 @@ export function checkDeliveries(input: {
   const deliveryOfEvent = new Map(input.deliveries.map((row) => [row.eventId, row.id]))
   for (const [eventId, eventHits] of hitsByEvent) {
     if (new Set(eventHits.map((hit) => hit.deliveryId)).size !== 1) idsUnstable.push(`${eventId}: several deliveries`)
-    if (new Set(eventHits.map((hit) => hit.body)).size !== 1) idsUnstable.push(`${eventId}: the body changed`)
+    if (new Set(eventHits.map(schedule.stableBytes)).size !== 1) idsUnstable.push(`${eventId}: the body changed`)
     if (deliveryOfEvent.get(eventId) !== eventHits[0]!.deliveryId) idsUnstable.push(`${eventId}: not its delivery`)
   }
   for (const [deliveryId, deliveryHits] of hitsByDelivery) {
@@ -201,10 +241,10 @@ export function checkDeliveries(input: {
 
   // The schedule, for consecutive hits of a delivery: from the moment the receiver answered
   // attempt n (the platform records the outcome, and schedules the next attempt, only after
-  // that) to the platform's own webhook-timestamp (clock seconds) on attempt m. Attempts refused
+  // that) to the platform's own timestamp (clock seconds) on attempt m. Attempts refused
   // while the receiver was down never reach it, so the pair must be spaced by the sum of the
   // documented waits n .. m-1: at least that (exactly, at the header's one-second resolution),
-  // at most 10 % more plus the worker's lag. Pairs across a kill are only checked for order.
+  // at most the jitter more plus the worker's lag. Pairs across a kill are only checked for order.
   let pairsChecked = 0
   let pairsAcrossRestarts = 0
   const early: string[] = []
@@ -230,8 +270,9 @@ export function checkDeliveries(input: {
       }
       pairsChecked += 1
       let lowerS = 0
-      for (let attempt = previous.attempt; attempt < next.attempt; attempt += 1) lowerS += documentedDelayS(attempt)
-      const upperS = lowerS * (1 + documentedJitter)
+      for (let attempt = previous.attempt; attempt < next.attempt; attempt += 1)
+        lowerS += documentedDelayS(schedule, attempt)
+      const upperS = lowerS * (1 + schedule.jitter)
       if (spacingS < lowerS) early.push(`${label} < ${lowerS} s`)
       const latenessRealMs = (Math.max(0, spacingS - upperS) * 1000) / speedup
       lateness.push(latenessRealMs)

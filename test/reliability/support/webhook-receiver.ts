@@ -3,7 +3,8 @@
  * that it can go down (the port closed: connection refused) and come back at the same URL.
  * It records every request it reads (a hit) and asks `respond` what to answer: a status, a
  * dropped connection, or `hold` to keep the request open until the test releases it (a
- * delivery in flight when the platform is killed).
+ * delivery in flight when the platform is killed). Native webhooks by default; Alipay-format
+ * notifications with {@link alipayProtocol} (acknowledged only by the plain text `success`).
  *
  * @example
  * const receiver = await startReceiver({ port: await freePort(), respond: () => ({ status: 204 }) })
@@ -12,8 +13,49 @@
  */
 import http from 'node:http'
 
-/** What the receiver does with a request: answer it, cut the connection, or keep it open. */
-export type Answer = { readonly status: number } | 'drop' | 'hold'
+/**
+ * What the receiver does with a request: answer it (with the protocol's body for the status
+ * unless one is given), cut the connection, or keep it open.
+ */
+export type Answer = { readonly status: number; readonly body?: string } | 'drop' | 'hold'
+
+/** How a receiver reads one kind of notification and what it answers. */
+export interface ReceiverProtocol {
+  /** The event (or notification), delivery and attempt number a request carries. */
+  identify(headers: http.IncomingHttpHeaders, body: string): Pick<Hit, 'eventId' | 'deliveryId' | 'attempt'>
+  /** The body answered with a status when `respond` names none. */
+  bodyFor(status: number): string
+  /** Whether an answer tells the platform the delivery succeeded. */
+  acknowledges(status: number, body: string): boolean
+}
+
+const is2xx = (status: number) => status >= 200 && status < 300
+
+/** Native webhooks (docs/guides/webhooks.md): the ids in headers; any 2xx acknowledges. */
+export const webhookProtocol: ReceiverProtocol = {
+  identify: (headers) => ({
+    eventId: String(headers['webhook-id']),
+    deliveryId: String(headers['baseplate-delivery-id']),
+    attempt: Number(headers['baseplate-delivery-attempt']),
+  }),
+  bodyFor: (status) => (is2xx(status) ? '' : 'receiver says no'),
+  acknowledges: (status) => is2xx(status),
+}
+
+/**
+ * Alipay-format notifications (docs/guides/alipay-compatibility.md §5): a form POST whose
+ * `notify_id` names the notification (its event is known only to the database), the attempt
+ * in the informational `baseplate-delivery-attempt` header; only a 2xx with the plain text
+ * `success` acknowledges.
+ */
+export const alipayProtocol: ReceiverProtocol = {
+  identify: (headers, body) => {
+    const notifyId = String(new URLSearchParams(body).get('notify_id'))
+    return { eventId: notifyId, deliveryId: notifyId, attempt: Number(headers['baseplate-delivery-attempt']) }
+  },
+  bodyFor: (status) => (is2xx(status) ? 'success' : 'fail'),
+  acknowledges: (status, body) => is2xx(status) && body === 'success',
+}
 
 export interface Hit {
   readonly sequence: number
@@ -21,8 +63,11 @@ export interface Hit {
   readonly receivedAtMs: number
   readonly headers: http.IncomingHttpHeaders
   readonly body: string
+  /** The event's id (`webhook-id`); for an Alipay notification its `notify_id`. */
   readonly eventId: string
+  /** The delivery's id; for an Alipay notification its `notify_id` again. */
   readonly deliveryId: string
+  /** 1 for the first attempt, as the platform counts them. */
   readonly attempt: number
   /** What the receiver answered; for a held request, set when it is released. */
   answer: Answer | 'killed' | null
@@ -57,7 +102,10 @@ export async function startReceiver(options: {
   readonly port: number
   readonly path: string
   readonly respond: (hit: Hit) => Answer
+  /** Default {@link webhookProtocol}. */
+  readonly protocol?: ReceiverProtocol
 }): Promise<Receiver> {
+  const protocol = options.protocol ?? webhookProtocol
   const hits: Hit[] = []
   const held: Held[] = []
   let waiters: ((held: Held) => void)[] = []
@@ -67,30 +115,29 @@ export async function startReceiver(options: {
     const chunks: Buffer[] = []
     request.on('data', (chunk: Buffer) => chunks.push(chunk))
     request.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8')
       const hit: Hit = {
         sequence: hits.length,
         receivedAtMs: Date.now(),
         headers: request.headers,
-        body: Buffer.concat(chunks).toString('utf8'),
-        eventId: String(request.headers['webhook-id']),
-        deliveryId: String(request.headers['baseplate-delivery-id']),
-        attempt: Number(request.headers['baseplate-delivery-attempt']),
+        body,
+        ...protocol.identify(request.headers, body),
         answer: null,
         answeredAtMs: null,
         acknowledged: false,
       }
       hits.push(hit)
       const answer = options.respond(hit)
-      const write = (status: number) => {
+      const write = (status: number, text = protocol.bodyFor(status)) => {
         hit.answeredAtMs = Date.now()
-        hit.answer = { status }
-        hit.acknowledged = status >= 200 && status < 300
-        response.writeHead(status, { 'content-type': 'text/plain' }).end(status >= 300 ? 'receiver says no' : '')
+        hit.answer = { status, body: text }
+        hit.acknowledged = protocol.acknowledges(status, text)
+        response.writeHead(status, { 'content-type': 'text/plain' }).end(text)
       }
       if (answer === 'hold') {
         const entry: Held = {
           hit,
-          answer: write,
+          answer: (status) => write(status),
           destroy: () => {
             hit.answeredAtMs = Date.now()
             hit.answer = 'killed'
@@ -105,7 +152,7 @@ export async function startReceiver(options: {
         hit.answeredAtMs = Date.now()
         hit.answer = 'drop'
         request.socket.destroy()
-      } else write(answer.status)
+      } else write(answer.status, answer.body)
     })
   }
 

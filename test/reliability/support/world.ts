@@ -40,6 +40,8 @@ export interface World {
   readonly appId: string
   readonly privateKey: crypto.KeyObject
   readonly platformPublicKey: crypto.KeyObject
+  /** The platform's RSA key of the sandbox, as alipay-sdk takes it (`alipayPublicKey`). */
+  readonly alipayPublicKeyPem: string
   readonly appAuthToken: string
   readonly isvId: string
   readonly merchantId: string
@@ -123,6 +125,7 @@ export async function prepareWorld(
       appId: sandbox.appId,
       privateKey: crypto.createPrivateKey(sandbox.appPrivateKey),
       platformPublicKey: crypto.createPublicKey(sandbox.platformPublicKey),
+      alipayPublicKeyPem: sandbox.alipayPublicKey,
       appAuthToken: sandbox.appAuthToken,
       isvId: sandbox.isv.id,
       merchantId: sandbox.merchant.id,
