@@ -55,7 +55,7 @@ export const jitterRatioMax = 0.1
 
 /** What a deployment may tune; the platform passes these through from its options. */
 export interface NotificationWorkerSettings {
-  /** Run the loop in the background (default); false leaves stepping to `runOnce()`. */
+  /** Run the stages' loops in the background (default); false leaves stepping to `runOnce()`. */
   readonly background?: boolean
   /** Sleep between polls when there was nothing to do. */
   readonly pollIntervalMs?: number
@@ -70,7 +70,7 @@ export interface NotificationWorkerSettings {
 
 /**
  * A second delivery format beside native webhooks (the Alipay-compatible notifications): it
- * queues its deliveries when events are fanned out, and attempts them on every step.
+ * queues its deliveries when events are fanned out, and attempts them in a loop of its own.
  */
 export interface NotificationFormat {
   readonly name: string
@@ -109,8 +109,8 @@ export function retryDelayMs(attempt: number, delaysMs: readonly number[], rando
 }
 
 /**
- * Starts a worker. The background loop (unless `background: false`) steps without pause
- * while there is work and sleeps `pollIntervalMs` when there is none.
+ * Starts a worker. In the background (unless `background: false`) each stage's loop steps
+ * without pause while it finds work and sleeps `pollIntervalMs` when it finds none.
  *
  * @example
  * const worker = startNotificationWorker({ storage, platformKeys, clock, fetch: myFetch, batchSizeMax: 50 })
@@ -172,9 +172,13 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
   let stopped = false
   // The pending sleeps' early exits, so that stop() does not wait out a poll interval.
   const wakes = new Set<() => void>()
+  // Fan-outs that found work so far: a delivery loop whose step began before the latest one may
+  // have looked before its rows committed, so it steps again rather than sleep.
+  let fanOutsWithWork = 0
   /** A stage steps without pause while it finds work, and sleeps a poll when it finds none. */
   const loop = async (step: () => Promise<number>): Promise<void> => {
     while (!stopped) {
+      const fanOutsBefore = fanOutsWithWork
       let handled = 0
       try {
         handled = await step()
@@ -182,8 +186,11 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
         onError(error)
       }
       // Fanned-out events are deliveries due now: the delivery stages need not finish their poll.
-      if (handled > 0 && step === fanOut) for (const wake of [...wakes]) wake()
-      if (handled > 0 || stopped) continue
+      if (handled > 0 && step === fanOut) {
+        fanOutsWithWork += 1
+        for (const wake of [...wakes]) wake()
+      }
+      if (handled > 0 || stopped || (step !== fanOut && fanOutsWithWork !== fanOutsBefore)) continue
       await new Promise<void>((resolve) => {
         const wake = () => {
           clearTimeout(timer)
@@ -196,7 +203,8 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
       })
     }
   }
-  const running = options.background === false ? Promise.resolve() : Promise.all(stages.map(loop)).then(() => {})
+  // allSettled: stop() waits for every loop even if one failed (an onError that throws).
+  const running = options.background === false ? Promise.resolve() : Promise.allSettled(stages.map(loop))
   return {
     runOnce,
     async stop() {
