@@ -78,6 +78,8 @@ export function createCli(io: CliIo): Command {
           ),
       })
       // A run that outlasts the interval (a backlog after downtime) is not joined by another.
+      // A run that never settled would stop housekeeping; each statement is bounded by the
+      // database's own timeouts (SQLite's busy timeout; PostgreSQL's, where the operator sets one).
       let housekeeping: Promise<void> | null = null
       const timer = setInterval(() => {
         housekeeping ??= platform
@@ -92,6 +94,8 @@ export function createCli(io: CliIo): Command {
       io.out(`Baseplate is listening on ${address} (${platform.storage.dialect}); docs at ${address}/docs\n`)
       await (io.waitForStop ?? waitForSignal)()
       clearInterval(timer)
+      // A run between two batches would otherwise meet a closed database.
+      await housekeeping
       await platform.close()
     })
   program

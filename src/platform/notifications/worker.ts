@@ -183,7 +183,11 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
       try {
         handled = await step()
       } catch (error) {
-        onError(error)
+        try {
+          onError(error)
+        } catch {
+          // The reporter failed too; the stage carries on regardless.
+        }
       }
       // Fanned-out events are deliveries due now: the delivery stages need not finish their poll.
       if (handled > 0 && step === fanOut) {
@@ -203,8 +207,7 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
       })
     }
   }
-  // allSettled: stop() waits for every loop even if one failed (an onError that throws).
-  const running = options.background === false ? Promise.resolve() : Promise.allSettled(stages.map(loop))
+  const running = options.background === false ? Promise.resolve() : Promise.all(stages.map(loop)).then(() => {})
   return {
     runOnce,
     async stop() {
