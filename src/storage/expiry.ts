@@ -18,7 +18,8 @@ export const expiredBatchRowsMax = 100
 /**
  * Deletes the rows of `table` whose `expires_at` is at or before `until`, a batch at a time:
  * each batch ends at the expiry of its last row (an index on `expires_at` finds it where the
- * table has one: nonces, idempotency records, authorisation codes), so ties with that row go too. Returns how many rows went.
+ * table has one: nonces, idempotency records, authorisation codes), so ties with that row go
+ * too. Returns how many rows went.
  */
 export async function deleteExpired(db: Kysely<any>, table: string, until: number): Promise<number> {
   let deleted = 0
