@@ -28,6 +28,15 @@ forEachDialect('payments', (dialect) => {
         auth_code: code ?? (await paymentCode(world)),
       },
     })
+  /** A QR order nobody pays, which times out after 60 s. */
+  const precreateExpiring = async (prefix: string, amount: number) =>
+    json(
+      await world.call({
+        method: 'POST',
+        url: '/v1/trades/precreate',
+        body: { out_trade_no: orderNo(prefix), total_amount: amount, subject: prefix, timeout_seconds: 60 },
+      }),
+    )
 
   it('charges a barcode payment from the wallet, books fee and pending, and records the pricing policy', async () => {
     const walletBefore = await balanceOf(bp(), 'consumer_wallet', world.consumerId)
@@ -313,13 +322,7 @@ forEachDialect('payments', (dialect) => {
   })
 
   it('expires and settles through the background jobs', async () => {
-    const waiting = json(
-      await world.call({
-        method: 'POST',
-        url: '/v1/trades/precreate',
-        body: { out_trade_no: orderNo('JOB'), total_amount: 400, subject: 'job', timeout_seconds: 60 },
-      }),
-    )
+    const waiting = await precreateExpiring('JOB', 400)
     const paid = json(await pay(600))
     clock.advance(86_400_000 + 1_000)
     const results = await bp().workers.jobs.runOnce()
@@ -361,13 +364,7 @@ forEachDialect('payments', (dialect) => {
   })
 
   it("stamps what a job closes with the time it reached the trade, not the run's start", async () => {
-    const waiting = json(
-      await world.call({
-        method: 'POST',
-        url: '/v1/trades/precreate',
-        body: { out_trade_no: orderNo('STAMP'), total_amount: 300, subject: 'stamp', timeout_seconds: 60 },
-      }),
-    )
+    const waiting = await precreateExpiring('STAMP', 300)
     clock.advance(61_000)
     const runStartedAt = clock.now()
     clock.advance(1_500)

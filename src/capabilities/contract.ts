@@ -100,9 +100,10 @@ export interface JobSpec {
   readonly name: string
   readonly intervalMs: number
   /**
-   * `now` is when the run began: what it selects. `clock` reads the time again: a run that
-   * works item by item stamps each item with the time after taking its lock, so the item's
-   * events never sort before a change another transaction committed on it meanwhile.
+   * `now` is when the run began: what it selects. `clock` reads the time again, never earlier
+   * than `now` (the runner sees to it): a run that works item by item stamps each item with the
+   * time after taking its lock, so the item's events never sort before a change another
+   * transaction committed on it meanwhile.
    */
   run(db: Kysely<any>, now: number, clock: () => number): Promise<number>
 }

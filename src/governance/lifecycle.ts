@@ -257,7 +257,7 @@ export async function advanceProposal(
   clock: () => number = () => start,
 ): Promise<GovProposalsTable> {
   let row = await lockProposal(db, id, start)
-  const now = Math.max(start, clock())
+  const now = clock()
   const { content } = await contentOf(db, row)
   for (let count = 0; count < transitionsMax; count += 1) {
     const next = await step(db, env, row, content, now)

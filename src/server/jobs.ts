@@ -29,7 +29,9 @@ export function startJobs(options: {
   const timers = new Set<NodeJS.Timeout>()
   const runJob = async (job: JobSpec): Promise<number> => {
     try {
-      return await job.run(options.storage.db, options.clock.now(), () => options.clock.now())
+      const startedAt = options.clock.now()
+      // JobSpec: the clock a run reads again never goes back before the run's start.
+      return await job.run(options.storage.db, startedAt, () => Math.max(startedAt, options.clock.now()))
     } catch (error) {
       options.onError(job.name, error)
       return 0

@@ -122,7 +122,7 @@ export function createSettlementService(context: CapabilityContext, ledger: Ledg
           const trade = await trades.lock(tx, principal, row.id, now)
           if (trade.settle_status !== 'unsettled') return
           // Stamped under the lock: after any refund that committed on the trade meanwhile.
-          const { settled, commission } = await settleLocked(tx, trade, Math.max(now, clock()))
+          const { settled, commission } = await settleLocked(tx, trade, clock())
           result.settled_trades += 1
           result.settled_amount += settled
           result.commission_amount += commission

@@ -538,7 +538,7 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
         await db.transaction().execute(async (tx) => {
           const principal = { tenantId: row.merchant_id, environment: row.environment } as AppPrincipal
           const locked = await lock(tx, principal, row.id, now)
-          const trade = await refresh(tx, locked, Math.max(now, clock()))
+          const trade = await refresh(tx, locked, clock())
           if (trade.status === 'closed') closed += 1
         })
       }
@@ -562,7 +562,7 @@ export function createTradeService(context: CapabilityContext, ledger: LedgerSer
         await db.transaction().execute(async (tx) => {
           const principal = { tenantId: row.merchant_id, environment: row.environment } as AppPrincipal
           const locked = await lock(tx, principal, row.id, now)
-          const trade = await refresh(tx, locked, Math.max(now, clock()))
+          const trade = await refresh(tx, locked, clock())
           if (trade.status !== 'wait_buyer_pay') resolved += 1
         })
       }
