@@ -12,8 +12,13 @@ import type { Kysely } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { signWebhook, verifyWebhook, WebhookVerificationError, type WebhookEvent } from '../sdk/src/webhooks.js'
 import { parseConfig } from '../src/config.js'
+import { deliverDue } from '../src/platform/notifications/deliverer.js'
+import { dispatchEvents } from '../src/platform/notifications/dispatcher.js'
+import { DeliverySlots } from '../src/platform/notifications/slots.js'
+import { leaseMarginMsDefault } from '../src/platform/notifications/worker.js'
 import {
   attemptsMaxDefault,
+  deliveryTimeoutMsDefault,
   retryDelaysMsDefault,
   startNotificationWorker,
   type NotificationFormat,
@@ -542,11 +547,14 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
     const firstPost = new Promise<void>((resolve) => {
       posted = resolve
     })
+    let releasing = false
     const hangingFetch = () =>
-      new Promise<Response>((resolve) => {
-        hanging.push(resolve)
-        posted()
-      })
+      releasing
+        ? Promise.resolve(new Response(null, { status: 204 }))
+        : new Promise<Response>((resolve) => {
+            hanging.push(resolve)
+            posted()
+          })
     // Another delivery format that only counts: what it is given to fan out, and its steps.
     const fannedOut: string[] = []
     let formatSteps = 0
@@ -578,10 +586,139 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
         fannedOut.some((payload) => payload.includes('"H-2"')) && formatSteps > stepsWhenHung + 2 ? true : null,
       )
     } finally {
+      // Attempts that start from now on (a claim already under way) answer at once, so stop() can end.
+      releasing = true
       for (const release of hanging) release(new Response(null, { status: 204 }))
       await background.stop()
     }
     while ((await worker.runOnce()) > 0) {}
+  })
+
+  it("delivers to other receivers while one hangs, and never holds more than the receiver's cap", async () => {
+    while ((await worker.runOnce()) > 0) {}
+    const slow = await merchantApp(bp())
+    const quick = await merchantApp(bp())
+    await createEndpoint(bp(), slow, receiver.url('/slow'))
+    await createEndpoint(bp(), quick, receiver.url('/quick'))
+    // The slow endpoint accepts and never answers until the test lets it go (or the worker
+    // gives up on it); the quick one answers at once.
+    const hanging = new Map<string, (response: Response) => void>()
+    let releasing = false
+    let slowInFlightMax = 0
+    const slowAttempted: string[] = []
+    const attemptedTwiceAtOnce: string[] = []
+    const quickDelivered: string[] = []
+    const fetchByUrl = (url: string | URL | Request, init?: RequestInit) => {
+      const deliveryId = new Headers(init?.headers).get('baseplate-delivery-id')!
+      if (String(url).endsWith('/quick')) {
+        quickDelivered.push(deliveryId)
+        return Promise.resolve(new Response(null, { status: 204 }))
+      }
+      slowAttempted.push(deliveryId)
+      if (releasing) return Promise.resolve(new Response(null, { status: 204 }))
+      if (hanging.has(deliveryId)) attemptedTwiceAtOnce.push(deliveryId)
+      return new Promise<Response>((resolve, reject) => {
+        hanging.set(deliveryId, (response) => {
+          hanging.delete(deliveryId)
+          resolve(response)
+        })
+        slowInFlightMax = Math.max(slowInFlightMax, hanging.size)
+        init?.signal?.addEventListener('abort', () => {
+          hanging.delete(deliveryId)
+          reject(init.signal!.reason)
+        })
+      })
+    }
+    const releaseOne = () => {
+      const [first] = hanging.values()
+      first!(new Response(null, { status: 204 }))
+    }
+    const deliveriesInFlightMax = 8
+    const receiverInFlightMax = 3
+    // More of the slow endpoint's deliveries than a claim reads (twice the free slots, 16), due
+    // before the quick endpoint's: without skipping the slow endpoint once it is at its cap, the
+    // claims would read only its rows and the quick deliveries would wait for them.
+    const slowEvents = 20
+    for (let n = 0; n < slowEvents; n += 1) await createStore(bp(), slow, `S-${n}`, clock.now())
+    await dispatchEvents(bp().storage, { now: clock.now(), batchSizeMax: 100 })
+    clock.advance(1_000)
+    for (const n of [1, 2]) await createStore(bp(), quick, `Q-${n}`, clock.now())
+    await dispatchEvents(bp().storage, { now: clock.now(), batchSizeMax: 100 })
+    clock.advance(1_000)
+    const errors: unknown[] = []
+    const background = startNotificationWorker({
+      storage: bp().storage,
+      platformKeys: bp().platformKeys,
+      clock,
+      fetch: fetchByUrl as typeof fetch,
+      deliveriesInFlightMax,
+      receiverInFlightMax,
+      // Polls never come in time: what fills a freed slot must be the wake of an attempt settling.
+      pollIntervalMs: 60_000,
+      onError: (error) => errors.push(error),
+    })
+    try {
+      await eventually(async () => (quickDelivered.length === 2 && hanging.size === receiverInFlightMax ? true : null))
+      // A slot of the slow endpoint that frees is refilled with its next delivery, still within the cap.
+      releaseOne()
+      await eventually(async () => (slowAttempted.length === receiverInFlightMax + 1 ? true : null))
+      await eventually(async () => (hanging.size === receiverInFlightMax ? true : null))
+      expect(new Set(slowAttempted).size, 'each slow attempt a different delivery').toBe(slowAttempted.length)
+      expect(slowInFlightMax).toBe(receiverInFlightMax)
+      expect((await deliveryLog(bp(), quick)).map((delivery) => delivery.status)).toEqual(['delivered', 'delivered'])
+    } finally {
+      releasing = true
+      for (const release of [...hanging.values()]) release(new Response(null, { status: 204 }))
+      await background.stop()
+    }
+    expect(errors).toEqual([])
+    expect(attemptedTwiceAtOnce).toEqual([])
+    expect(slowInFlightMax).toBe(receiverInFlightMax)
+    while ((await worker.runOnce()) > 0) {}
+  })
+
+  it('never claims again a delivery it is attempting, even once its lease has run out', async () => {
+    while ((await worker.runOnce()) > 0) {}
+    const testApp = await merchantApp(bp())
+    await createEndpoint(bp(), testApp, receiver.url('/lapse'))
+    for (const n of [1, 2]) await createStore(bp(), testApp, `L-${n}`, clock.now())
+    await dispatchEvents(bp().storage, { now: clock.now(), batchSizeMax: 100 })
+    const hanging: (() => void)[] = []
+    const hangingFetch = () =>
+      new Promise<Response>((resolve) => hanging.push(() => resolve(new Response(null, { status: 204 }))))
+    const errors: unknown[] = []
+    const slots = new DeliverySlots({ inFlightMax: 4, receiverInFlightMax: 4, onError: (error) => errors.push(error) })
+    const leaseMs = deliveryTimeoutMsDefault + leaseMarginMsDefault
+    const step = () =>
+      deliverDue(bp().storage, {
+        now: clock.now(),
+        clock,
+        fetch: hangingFetch as typeof fetch,
+        platformKeys: bp().platformKeys,
+        slots,
+        deliveryTimeoutMs: deliveryTimeoutMsDefault,
+        leaseMs,
+        attemptsMax: attemptsMaxDefault,
+        retryDelayMs: () => 60_000,
+      })
+    try {
+      expect(await step()).toBe(2)
+      await eventually(async () => (hanging.length === 2 ? true : null))
+      // Their record stalls past the lease: the rows are due again for any other worker, but
+      // this one is still attempting them.
+      clock.advance(leaseMs + 1_000)
+      expect(await step()).toBe(0)
+      expect(slots.inFlight).toBe(2)
+    } finally {
+      for (const release of hanging) release()
+      await slots.drain()
+    }
+    expect(errors).toEqual([])
+    const log = await deliveryLog(bp(), testApp)
+    expect(log.map((delivery) => [delivery.status, delivery.attempts])).toEqual([
+      ['delivered', 1],
+      ['delivered', 1],
+    ])
   })
 
   it('opens no transaction in a step that finds nothing to do, and one in a step that does', async () => {
@@ -780,7 +917,14 @@ forEachDialect('webhooks: concurrent workers', (dialect: DialectName) => {
     for (let n = 0; n < eventsCount; n += 1) await createStore(platform, testApp, `C-${n}`, clock.now())
     const keys = platform.platformKeys
     const counted = (storage: Storage) => {
-      const worker = startNotificationWorker({ storage, platformKeys: keys, clock, background: false, batchSizeMax: 4 })
+      const worker = startNotificationWorker({
+        storage,
+        platformKeys: keys,
+        clock,
+        background: false,
+        batchSizeMax: 4,
+        deliveriesInFlightMax: 4,
+      })
       const tally = { steps: 0, handled: 0 }
       return {
         tally,

@@ -26,8 +26,15 @@ import type { PaymentServices } from '../../capabilities/payment/index.js'
 import type { AlipayGatewayConfig } from '../../config.js'
 import { assert } from '../../assert.js'
 import { newId } from '../../platform/ids.js'
-import type { DispatchedEvent, NotificationFormat } from '../../platform/notifications/index.js'
-import { anyDue, claimDue, deliveryHeaderNames } from '../../platform/notifications/deliverer.js'
+import type { DeliverySlots, DispatchedEvent, NotificationFormat } from '../../platform/notifications/index.js'
+import {
+  anyDue,
+  candidatesMax,
+  chooseDue,
+  claimDue,
+  deliveryHeaderNames,
+  notAmong,
+} from '../../platform/notifications/deliverer.js'
 import type { PlatformKey } from '../../platform/signing/platform-keys.js'
 import type { AppPrincipal } from '../../server/route-kit.js'
 import type { Storage } from '../../storage/database.js'
@@ -53,7 +60,6 @@ export const alipayRetryDelaysMs: readonly number[] = Object.freeze([
 ])
 export const alipayAttemptsMax = alipayRetryDelaysMs.length + 1
 export const notifyIdPrefix = 'ntf'
-const batchSizeMaxDefault = 20
 const timeoutMsDefault = 10_000
 const leaseMarginMs = 30_000
 const errorTextLengthMax = 500
@@ -75,7 +81,6 @@ export interface AlipayNotificationOptions {
   readonly payment: PaymentServices
   readonly platformKeys: ReadonlyMap<AppEnvironment, PlatformKey>
   readonly settings: AlipayGatewayConfig
-  readonly batchSizeMax?: number
   readonly timeoutMs?: number
 }
 
@@ -144,10 +149,13 @@ interface Claimed extends AlipayNotificationsTable {
   readonly event_payload: string
 }
 
+/** The receiver a notification counts against (its in-flight cap): the URL it goes to. */
+const receiverOf = (row: { readonly notify_url: string }) => row.notify_url
+
 async function claim(
   options: AlipayNotificationOptions,
   now: number,
-  batchSizeMax: number,
+  slots: DeliverySlots,
   leaseMs: number,
 ): Promise<{ claimed: Claimed[]; exhausted: number }> {
   if (!(await anyDue(options.storage.db, 'alipay_notifications', now))) return { claimed: [], exhausted: 0 }
@@ -155,15 +163,19 @@ async function claim(
   const lockedUntil = now + leaseMs
   return options.storage.db.transaction().execute(async (transaction) => {
     const tx = transaction as unknown as Transaction<GatewayTables>
-    const due = await tx
+    const candidates = await tx
       .selectFrom('alipay_notifications')
-      .select(['id', 'status', 'attempts'])
+      .select(['id', 'status', 'attempts', 'notify_url'])
       .where(sql<boolean>`status in ('pending', 'delivering')`)
       .where('next_attempt_at', '<=', now)
+      // Receivers at their cap, and what this worker has in flight (ADR 0021).
+      .where(notAmong(options.storage.dialect, 'notify_url', slots.saturated()))
+      .where(notAmong(options.storage.dialect, 'id', slots.inFlightIds()))
       .orderBy('next_attempt_at')
-      .limit(batchSizeMax)
+      .limit(candidatesMax(slots))
       .$if(options.storage.dialect === 'postgres', (query) => query.forUpdate().skipLocked())
       .execute()
+    const due = chooseDue(candidates, alipayAttemptsMax, slots, receiverOf)
     const { ids, exhausted } = await claimDue(tx, 'alipay_notifications', due, alipayAttemptsMax, {
       now,
       lockedUntil,
@@ -316,21 +328,20 @@ async function record(options: AlipayNotificationOptions, row: Claimed, outcome:
 }
 
 export function alipayNotificationFormat(options: AlipayNotificationOptions): NotificationFormat {
-  const batchSizeMax = options.batchSizeMax ?? batchSizeMaxDefault
   const timeoutMs = options.timeoutMs ?? timeoutMsDefault
   return {
     name: 'alipay',
     fanOut,
     async deliverDue(context) {
-      const { claimed, exhausted } = await claim(options, context.now, batchSizeMax, timeoutMs + leaseMarginMs)
-      const settled = await Promise.allSettled(
-        claimed.map(async (row) => {
+      const { slots } = context
+      if (slots.free === 0) return 0
+      const { claimed, exhausted } = await claim(options, context.now, slots, timeoutMs + leaseMarginMs)
+      for (const row of claimed) {
+        slots.start({ id: row.id, receiver: receiverOf(row) }, async () => {
           const outcome = await attempt(options, row, context, timeoutMs)
           await record(options, row, outcome, context.clock.now())
-        }),
-      )
-      const failure = settled.find((result) => result.status === 'rejected')
-      if (failure !== undefined) throw (failure as PromiseRejectedResult).reason
+        })
+      }
       // Retiring rows is work done too: the worker goes on at once rather than sleep a poll.
       return claimed.length + exhausted
     },

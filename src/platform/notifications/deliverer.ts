@@ -12,15 +12,16 @@
  * @example
  * const attempted = await deliverDue(storage, { ...limits, now: clock.now(), clock, fetch, platformKeys })
  */
-import { sql, type Kysely, type Transaction } from 'kysely'
+import { sql, type Kysely, type RawBuilder, type Transaction } from 'kysely'
 import { webhookHeaderNames, signWebhook } from '../../../sdk/src/webhooks.js'
 import { assert } from '../../assert.js'
 import { isoTime } from '../../server/schemas.js'
-import type { Storage } from '../../storage/database.js'
+import type { DialectName, Storage } from '../../storage/database.js'
 import { prepared } from '../../storage/prepared.js'
 import type { AppEnvironment } from '../../storage/tables.js'
 import { newId, type Clock } from '../ids.js'
 import type { PlatformKey } from '../signing/platform-keys.js'
+import type { DeliverySlots } from './slots.js'
 import type { NotificationTables } from './tables.js'
 
 /** Informational headers beside the signed ones; they help receivers read their own logs. */
@@ -38,7 +39,8 @@ export interface DeliverOptions {
   readonly clock: Clock
   readonly fetch: typeof fetch
   readonly platformKeys: ReadonlyMap<AppEnvironment, PlatformKey>
-  readonly batchSizeMax: number
+  /** The stage's attempts in flight: a claim takes what they leave free, within each receiver's cap. */
+  readonly slots: DeliverySlots
   readonly deliveryTimeoutMs: number
   /** How long a claim holds its rows: longer than an attempt can take. */
   readonly leaseMs: number
@@ -51,6 +53,7 @@ interface Claimed {
   readonly id: string
   readonly attempts: number
   readonly lock_token: string
+  readonly endpoint_id: string
   readonly event_id: string
   readonly type: string
   readonly event_created_at: number
@@ -108,6 +111,48 @@ export interface DueRow {
   readonly attempts: number
 }
 
+/** Whether a due row's last attempt died with its worker and was its last allowed one. */
+function isExhausted(row: DueRow, attemptsMax: number): boolean {
+  return row.status === 'delivering' && row.attempts >= attemptsMax
+}
+
+/**
+ * Due rows a claim reads for `slots`: at least twice what is free, so that a receiver reaching
+ * its cap within the read does not leave the rest of the free slots empty until the next claim.
+ * Rounded up to a power of two: the limit is written into the SQL text (sqlite-compiler.ts), so
+ * this keeps the texts, and SQLite's prepared statements, to a handful.
+ */
+export function candidatesMax(slots: DeliverySlots): number {
+  return 2 ** Math.ceil(Math.log2(slots.free * 2))
+}
+
+/**
+ * `column` is none of `values`, in SQL whose text is the same for every list, so that a claim
+ * stays one prepared statement however many receivers are saturated or deliveries in flight:
+ * the list is one bound parameter (a JSON array on SQLite, an array on PostgreSQL).
+ */
+export function notAmong(dialect: DialectName, column: string, values: readonly string[]): RawBuilder<boolean> {
+  return dialect === 'postgres'
+    ? sql<boolean>`${sql.ref(column)} <> all(${[...values]}::text[])`
+    : sql<boolean>`${sql.ref(column)} not in (select value from json_each(${JSON.stringify(values)}))`
+}
+
+/**
+ * Of a claim's candidate rows (in queue order), those to take now: every row to retire (it
+ * needs no slot), and as many of the others as the slots have room for, within each
+ * receiver's cap ({@link DeliverySlots.pick}).
+ */
+export function chooseDue<T extends DueRow>(
+  candidates: readonly T[],
+  attemptsMax: number,
+  slots: DeliverySlots,
+  receiverOf: (row: T) => string,
+): T[] {
+  const retiring = candidates.filter((row) => isExhausted(row, attemptsMax))
+  const attemptable = candidates.filter((row) => !isExhausted(row, attemptsMax))
+  return [...retiring, ...slots.pick(attemptable, receiverOf)]
+}
+
 type DeliveryQueue = 'webhook_deliveries' | 'alipay_notifications'
 
 const dueProbe = (table: DeliveryQueue) =>
@@ -151,7 +196,7 @@ export async function claimDue(
   attemptsMax: number,
   claim: Claim,
 ): Promise<{ ids: string[]; exhausted: number }> {
-  const exhausted = due.filter((row) => row.status === 'delivering' && row.attempts >= attemptsMax).map((row) => row.id)
+  const exhausted = due.filter((row) => isExhausted(row, attemptsMax)).map((row) => row.id)
   if (exhausted.length > 0) {
     await tx
       .updateTable(table)
@@ -172,21 +217,19 @@ export async function claimDue(
 }
 
 /**
- * Claims one batch of due deliveries and attempts them all, concurrently. Returns how many
- * it attempted, plus those it found dead (see {@link claim}).
+ * Claims due deliveries for the slots that are free and starts their attempts in them, without
+ * waiting for the attempts (`options.slots` tracks them). Returns how many it started, plus
+ * those it found dead (see {@link claim}).
  */
 export async function deliverDue(storage: Pick<Storage, 'db' | 'dialect'>, options: DeliverOptions): Promise<number> {
+  if (options.slots.free === 0) return 0
   const { claimed, exhausted } = await claim(storage, options)
-  // Settle every attempt before reporting a failure, so that no attempt outlives the step
-  // (stop() waits for the step, and storage may close right after).
-  const settled = await Promise.allSettled(
-    claimed.map(async (delivery) => {
+  for (const delivery of claimed) {
+    options.slots.start({ id: delivery.id, receiver: delivery.endpoint_id }, async () => {
       const outcome = await attempt(delivery, options)
       await record(storage, delivery, outcome, options)
-    }),
-  )
-  const failure = settled.find((result) => result.status === 'rejected')
-  if (failure !== undefined) throw (failure as PromiseRejectedResult).reason
+    })
+  }
   return claimed.length + exhausted
 }
 
@@ -201,18 +244,22 @@ async function claim(
   const lockedUntil = now + options.leaseMs
   return storage.db.transaction().execute(async (transaction) => {
     const tx = transaction as unknown as Transaction<NotificationTables>
-    const due = await tx
+    const candidates = await tx
       .selectFrom('webhook_deliveries')
-      .select(['id', 'status', 'attempts'])
+      .select(['id', 'status', 'attempts', 'endpoint_id'])
       // Literal, not bound: both planners then match the partial index webhook_deliveries_due.
       .where(sql<boolean>`status in ('pending', 'delivering')`)
       .where('next_attempt_at', '<=', now)
       // Implied by next_attempt_at (it equals locked_until while delivering); stated for the reader.
       .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]))
+      // Receivers at their cap, and what this worker has in flight (ADR 0021).
+      .where(notAmong(storage.dialect, 'endpoint_id', options.slots.saturated()))
+      .where(notAmong(storage.dialect, 'id', options.slots.inFlightIds()))
       .orderBy('next_attempt_at')
-      .limit(options.batchSizeMax)
+      .limit(candidatesMax(options.slots))
       .$if(storage.dialect === 'postgres', (query) => query.forUpdate().skipLocked())
       .execute()
+    const due = chooseDue(candidates, options.attemptsMax, options.slots, (row) => row.endpoint_id)
     const { ids, exhausted } = await claimDue(tx, 'webhook_deliveries', due, options.attemptsMax, {
       now,
       lockedUntil,
@@ -227,6 +274,7 @@ async function claim(
       .select([
         'd.id',
         'd.attempts',
+        'd.endpoint_id',
         'e.id as event_id',
         'e.type',
         'e.created_at as event_created_at',

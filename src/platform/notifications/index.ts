@@ -10,7 +10,9 @@
 export {
   attemptsMaxDefault,
   batchSizeMaxDefault,
+  deliveriesInFlightMaxDefault,
   deliveryTimeoutMsDefault,
+  receiverShareOfSlots,
   retryDelaysMsDefault,
   retryDelayMs,
   startNotificationWorker,
@@ -22,5 +24,6 @@ export {
 export { notificationRoutes } from './routes.js'
 export { notificationEvents, testEventType } from './events.js'
 export { deliveryHeaderNames, webhookBody } from './deliverer.js'
+export { DeliverySlots } from './slots.js'
 export type { DispatchedEvent, FanOut } from './dispatcher.js'
 export type { DeliveryStatus, NotificationTables, WebhookDeliveriesTable, WebhookEndpointsTable } from './tables.js'

@@ -1,8 +1,10 @@
 /**
  * The notification worker: loops that fan out new outbox events into deliveries, and claim
- * batches of due deliveries and POST them, signed; one loop per stage (fan-out, webhooks, each
- * further format), so that no stage waits on another's slow receiver. Several workers (in one
- * process or many, on PostgreSQL) share the work safely; on SQLite run one process.
+ * due deliveries and POST them, signed; one loop per stage (fan-out, webhooks, each further
+ * format), so that no stage waits on another's slow receiver. Within a delivery stage, up to
+ * `deliveriesInFlightMax` attempts run at once, a slot that frees is claimed again at once, and
+ * no receiver holds more than `receiverInFlightMax` of them (slots.ts, ADR 0021). Several workers
+ * (in one process or many, on PostgreSQL) share the work safely; on SQLite run one process.
  *
  * Retries follow {@link retryDelaysMsDefault}: 1 min, 5 min, 30 min, 2 h, 5 h, five times
  * 10 h, then 14 h, each plus up to 10 % jitter, so a delivery is tried 12 times over about
@@ -25,6 +27,7 @@ import { systemClock, type Clock } from '../ids.js'
 import type { PlatformKey } from '../signing/platform-keys.js'
 import { deliverDue } from './deliverer.js'
 import { dispatchEvents, type FanOut } from './dispatcher.js'
+import { DeliverySlots } from './slots.js'
 
 const minuteMs = 60_000
 const hourMs = 60 * minuteMs
@@ -47,6 +50,13 @@ export const retryDelaysMsDefault: readonly number[] = Object.freeze([
 export const attemptsMaxDefault = retryDelaysMsDefault.length + 1
 export const deliveryTimeoutMsDefault = 10_000
 export const batchSizeMaxDefault = 20
+export const deliveriesInFlightMaxDefault = 64
+/**
+ * Unless set, a receiver's cap is a quarter of its stage's slots (16 of the default 64): one busy
+ * receiver answering in 100 ms still gets 160 deliveries a second from one worker, and it takes
+ * four receivers hanging at once to fill a stage.
+ */
+export const receiverShareOfSlots = 1 / 4
 export const pollIntervalMsDefault = 1_000
 /** Added to the timeout to form the lease: room for signing and recording the outcome. */
 export const leaseMarginMsDefault = 30_000
@@ -59,8 +69,12 @@ export interface NotificationWorkerSettings {
   readonly background?: boolean
   /** Sleep between polls when there was nothing to do. */
   readonly pollIntervalMs?: number
-  /** Events fanned out, and deliveries claimed, per step. */
+  /** Events fanned out per step. */
   readonly batchSizeMax?: number
+  /** Attempts in flight at once per delivery stage, all receivers together. */
+  readonly deliveriesInFlightMax?: number
+  /** Attempts in flight at once to one receiver (a webhook endpoint, a notify URL), per stage. */
+  readonly receiverInFlightMax?: number
   /** One POST, response included. */
   readonly deliveryTimeoutMs?: number
   readonly attemptsMax?: number
@@ -75,8 +89,17 @@ export interface NotificationWorkerSettings {
 export interface NotificationFormat {
   readonly name: string
   readonly fanOut: FanOut
-  /** Attempts a batch of this format's due deliveries; returns how many it attempted. */
-  deliverDue(context: { readonly now: number; readonly clock: Clock; readonly fetch: typeof fetch }): Promise<number>
+  /**
+   * Claims this format's due deliveries for the free `slots` and starts their attempts there
+   * (`slots.pick` applies the receivers' caps; `slots.start` runs one attempt); returns how
+   * many it started or retired, without waiting for the attempts.
+   */
+  deliverDue(context: {
+    readonly now: number
+    readonly clock: Clock
+    readonly fetch: typeof fetch
+    readonly slots: DeliverySlots
+  }): Promise<number>
 }
 
 export interface NotificationWorkerOptions extends NotificationWorkerSettings {
@@ -93,9 +116,9 @@ export interface NotificationWorkerOptions extends NotificationWorkerSettings {
 }
 
 export interface NotificationWorker {
-  /** One step of each stage in turn: fan out a batch of events, then attempt a batch of due
-   * deliveries of each format. Returns how many events and attempts it handled; 0 means there
-   * was nothing to do. */
+  /** One step of each stage in turn: fan out a batch of events, then attempt the due
+   * deliveries of each format that fit its slots, waiting for those attempts. Returns how many
+   * events and attempts it handled; 0 means there was nothing to do. */
   runOnce(): Promise<number>
   /** Stops the loops and waits for the steps in flight. */
   stop(): Promise<void>
@@ -126,47 +149,96 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
   const pollIntervalMs = options.pollIntervalMs ?? pollIntervalMsDefault
   const leaseMs = deliveryTimeoutMs + (options.leaseMarginMs ?? leaseMarginMsDefault)
   const onError = options.onError ?? ((error: unknown) => console.error('notification worker step failed', error))
+  const deliveriesInFlightMax = options.deliveriesInFlightMax ?? deliveriesInFlightMaxDefault
+  const receiverInFlightMax =
+    options.receiverInFlightMax ?? Math.max(1, Math.floor(deliveriesInFlightMax * receiverShareOfSlots))
   assert(Number.isInteger(batchSizeMax) && batchSizeMax >= 1 && batchSizeMax <= 1000, 'batchSizeMax is 1..1000')
   assert(Number.isInteger(attemptsMax) && attemptsMax >= 1 && attemptsMax <= 100, 'attemptsMax is 1..100')
   assert(deliveryTimeoutMs >= 100 && deliveryTimeoutMs <= 120_000, 'deliveryTimeoutMs is 100..120000')
   assert(pollIntervalMs >= 10, 'pollIntervalMs is at least 10')
+  assert(
+    Number.isInteger(deliveriesInFlightMax) && deliveriesInFlightMax >= 1 && deliveriesInFlightMax <= 1000,
+    'deliveriesInFlightMax is 1..1000',
+  )
+  assert(
+    Number.isInteger(receiverInFlightMax) && receiverInFlightMax >= 1 && receiverInFlightMax <= deliveriesInFlightMax,
+    'receiverInFlightMax is 1..deliveriesInFlightMax',
+  )
   assert(retryDelaysMs.length > 0 && retryDelaysMs.every((delay) => delay > 0), 'retry delays are positive')
 
   const formats = options.formats ?? []
+  const report = (error: unknown) => {
+    try {
+      onError(error)
+    } catch {
+      // The reporter failed too; the stage carries on regardless.
+    }
+  }
+  const slotsFor = () => new DeliverySlots({ inFlightMax: deliveriesInFlightMax, receiverInFlightMax, onError: report })
   /**
-   * The worker's stages, each a step that handles one batch and returns how much it handled:
-   * fanning events out, attempting native webhooks, attempting each further format. In the
-   * background each stage loops on its own, so that a batch waiting on a slow receiver (up to
-   * deliveryTimeoutMs) holds up neither the fan-out of new events nor the other format: a
-   * merchant's Alipay notification never waits behind another ISV's hanging webhook endpoint.
+   * The worker's stages: fanning events out, attempting native webhooks, attempting each
+   * further format. A step handles what it can start now and returns how much; a delivery
+   * step leaves its attempts running in the stage's slots. In the background each stage loops
+   * on its own, so that an attempt waiting on a slow receiver (up to deliveryTimeoutMs) holds
+   * up neither the fan-out of new events nor the other format: a merchant's Alipay
+   * notification never waits behind another ISV's hanging webhook endpoint.
    */
-  const fanOut = () =>
-    dispatchEvents(options.storage, {
-      now: clock.now(),
-      batchSizeMax,
-      fanOuts: formats.map((format) => format.fanOut),
-    })
-  const stages: readonly (() => Promise<number>)[] = [
-    fanOut,
-    () =>
-      deliverDue(options.storage, {
+  interface Stage {
+    readonly step: () => Promise<number>
+    /** A delivery stage's attempts in flight; none for the fan-out. */
+    readonly slots: DeliverySlots | null
+  }
+  const fanOut: Stage = {
+    step: () =>
+      dispatchEvents(options.storage, {
         now: clock.now(),
-        clock,
-        fetch: fetchImpl,
-        platformKeys: options.platformKeys,
         batchSizeMax,
-        deliveryTimeoutMs,
-        leaseMs,
-        attemptsMax,
-        retryDelayMs: (attempt) => retryDelayMs(attempt, retryDelaysMs, random),
+        fanOuts: formats.map((format) => format.fanOut),
       }),
-    ...formats.map((format) => () => format.deliverDue({ now: clock.now(), clock, fetch: fetchImpl })),
+    slots: null,
+  }
+  const webhookSlots = slotsFor()
+  const stages: readonly Stage[] = [
+    fanOut,
+    {
+      step: () =>
+        deliverDue(options.storage, {
+          now: clock.now(),
+          clock,
+          fetch: fetchImpl,
+          platformKeys: options.platformKeys,
+          slots: webhookSlots,
+          deliveryTimeoutMs,
+          leaseMs,
+          attemptsMax,
+          retryDelayMs: (attempt) => retryDelayMs(attempt, retryDelaysMs, random),
+        }),
+      slots: webhookSlots,
+    },
+    ...formats.map((format): Stage => {
+      const slots = slotsFor()
+      return { step: () => format.deliverDue({ now: clock.now(), clock, fetch: fetchImpl, slots }), slots }
+    }),
   ]
-  /** Each stage once, in order: what a test steps through. */
-  const runOnce = async (): Promise<number> => {
-    let handled = 0
-    for (const step of stages) handled += await step()
-    return handled
+  /**
+   * Each stage once, in order, each delivery stage's attempts settled: what a test steps
+   * through. Calls made at once run one after another, as a stage's step must never overlap
+   * itself (its claim counts the free slots before it fills them).
+   */
+  let runOnceQueue: Promise<unknown> = Promise.resolve()
+  const runOnce = (): Promise<number> => {
+    // The loops' steps would overlap these on the same slots, and a claim could then outgrow them.
+    assert(options.background === false, 'runOnce() steps a worker made with background: false')
+    const run = runOnceQueue.then(async () => {
+      let handled = 0
+      for (const stage of stages) {
+        handled += await stage.step()
+        await stage.slots?.drain()
+      }
+      return handled
+    })
+    runOnceQueue = run.catch(() => undefined)
+    return run
   }
 
   let stopped = false
@@ -175,37 +247,48 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
   // Fan-outs that found work so far: a delivery loop whose step began before the latest one may
   // have looked before its rows committed, so it steps again rather than sleep.
   let fanOutsWithWork = 0
-  /** A stage steps without pause while it finds work, and sleeps a poll when it finds none. */
-  const loop = async (step: () => Promise<number>): Promise<void> => {
+  /**
+   * A stage steps without pause while it finds work and has room for it, and otherwise sleeps:
+   * a poll, cut short by a fan-out that found work, or, when the stage is full or left rows
+   * only for their receiver's cap, by an attempt settling. On stop it waits for its attempts.
+   */
+  const loop = async ({ step, slots }: Stage): Promise<void> => {
     while (!stopped) {
       const fanOutsBefore = fanOutsWithWork
+      const settledBefore = slots?.settled ?? 0
       let handled = 0
-      try {
-        handled = await step()
-      } catch (error) {
+      if (slots === null || slots.free > 0) {
         try {
-          onError(error)
-        } catch {
-          // The reporter failed too; the stage carries on regardless.
+          handled = await step()
+        } catch (error) {
+          report(error)
         }
       }
       // Fanned-out events are deliveries due now: the delivery stages need not finish their poll.
-      if (handled > 0 && step === fanOut) {
+      if (handled > 0 && slots === null) {
         fanOutsWithWork += 1
         for (const wake of [...wakes]) wake()
       }
-      if (handled > 0 || stopped || (step !== fanOut && fanOutsWithWork !== fanOutsBefore)) continue
+      const full = slots !== null && slots.free === 0
+      if (stopped) break
+      if (!full && (handled > 0 || (slots !== null && fanOutsWithWork !== fanOutsBefore))) continue
+      const wakeOnSettle = slots !== null && (full || slots.heldBackByCap)
+      // A slot that freed during the step, after its claim had looked, has no one left to wake.
+      if (slots !== null && slots.settled !== settledBefore) continue
       await new Promise<void>((resolve) => {
         const wake = () => {
           clearTimeout(timer)
           wakes.delete(wake)
+          stopListening()
           resolve()
         }
         const timer = setTimeout(wake, pollIntervalMs)
         timer.unref()
         wakes.add(wake)
+        const stopListening = wakeOnSettle ? slots.onSettle(wake) : () => undefined
       })
     }
+    await slots?.drain()
   }
   const running = options.background === false ? Promise.resolve() : Promise.all(stages.map(loop)).then(() => {})
   return {
