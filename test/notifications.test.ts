@@ -594,23 +594,26 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
     while ((await worker.runOnce()) > 0) {}
   })
 
-  it("delivers to other receivers while one hangs, and never holds more than the receiver's cap", async () => {
+  it('delivers to other apps while one hangs, within the caps of each receiver and of each app', async () => {
     while ((await worker.runOnce()) > 0) {}
     const slow = await merchantApp(bp())
     const quick = await merchantApp(bp())
-    await createEndpoint(bp(), slow, receiver.url('/slow'))
+    // The slow app's two endpoints accept and never answer until the test lets them go (or the
+    // worker gives up); the quick app's endpoint answers at once.
+    await createEndpoint(bp(), slow, receiver.url('/slow-1'))
+    await createEndpoint(bp(), slow, receiver.url('/slow-2'))
     await createEndpoint(bp(), quick, receiver.url('/quick'))
-    // The slow endpoint accepts and never answers until the test lets it go (or the worker
-    // gives up on it); the quick one answers at once.
-    const hanging = new Map<string, (response: Response) => void>()
+    const hanging = new Map<string, { path: string; release: (response: Response) => void }>()
     let releasing = false
-    let slowInFlightMax = 0
     const slowAttempted: string[] = []
     const attemptedTwiceAtOnce: string[] = []
     const quickDelivered: string[] = []
+    const inFlightMax = { all: 0, '/slow-1': 0, '/slow-2': 0 }
+    const inFlightOf = (path: string) => [...hanging.values()].filter((entry) => entry.path === path).length
     const fetchByUrl = (url: string | URL | Request, init?: RequestInit) => {
       const deliveryId = new Headers(init?.headers).get('baseplate-delivery-id')!
-      if (String(url).endsWith('/quick')) {
+      const path = new URL(String(url)).pathname as '/quick' | '/slow-1' | '/slow-2'
+      if (path === '/quick') {
         quickDelivered.push(deliveryId)
         return Promise.resolve(new Response(null, { status: 204 }))
       }
@@ -618,26 +621,28 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
       if (releasing) return Promise.resolve(new Response(null, { status: 204 }))
       if (hanging.has(deliveryId)) attemptedTwiceAtOnce.push(deliveryId)
       return new Promise<Response>((resolve, reject) => {
-        hanging.set(deliveryId, (response) => {
-          hanging.delete(deliveryId)
-          resolve(response)
+        hanging.set(deliveryId, {
+          path,
+          release: (response) => {
+            hanging.delete(deliveryId)
+            resolve(response)
+          },
         })
-        slowInFlightMax = Math.max(slowInFlightMax, hanging.size)
+        inFlightMax.all = Math.max(inFlightMax.all, hanging.size)
+        inFlightMax[path] = Math.max(inFlightMax[path], inFlightOf(path))
         init?.signal?.addEventListener('abort', () => {
           hanging.delete(deliveryId)
           reject(init.signal!.reason)
         })
       })
     }
-    const releaseOne = () => {
-      const [first] = hanging.values()
-      first!(new Response(null, { status: 204 }))
-    }
-    const deliveriesInFlightMax = 8
-    const receiverInFlightMax = 3
-    // More of the slow endpoint's deliveries than a claim reads (twice the free slots, 16), due
-    // before the quick endpoint's: without skipping the slow endpoint once it is at its cap, the
-    // claims would read only its rows and the quick deliveries would wait for them.
+    const releaseOne = () => [...hanging.values()][0]!.release(new Response(null, { status: 204 }))
+    const receiverInFlightMax = 2
+    const appInFlightMax = 3
+    // Each slow event goes to both slow endpoints: more of the slow app's deliveries than a
+    // claim reads (twice the free slots, rounded up: 16), all due before the quick app's. Without
+    // skipping a receiver, and then an app, once at its cap, the claims would read only the slow
+    // app's rows and the quick deliveries would wait for them.
     const slowEvents = 20
     for (let n = 0; n < slowEvents; n += 1) await createStore(bp(), slow, `S-${n}`, clock.now())
     await dispatchEvents(bp().storage, { now: clock.now(), batchSizeMax: 100 })
@@ -651,29 +656,29 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
       platformKeys: bp().platformKeys,
       clock,
       fetch: fetchByUrl as typeof fetch,
-      deliveriesInFlightMax,
+      deliveriesInFlightMax: 8,
       receiverInFlightMax,
+      appInFlightMax,
       // Polls never come in time: what fills a freed slot must be the wake of an attempt settling.
       pollIntervalMs: 60_000,
       onError: (error) => errors.push(error),
     })
     try {
-      await eventually(async () => (quickDelivered.length === 2 && hanging.size === receiverInFlightMax ? true : null))
-      // A slot of the slow endpoint that frees is refilled with its next delivery, still within the cap.
+      await eventually(async () => (quickDelivered.length === 2 && hanging.size === appInFlightMax ? true : null))
+      // A slot of the slow app that frees is refilled with its next delivery, still within the caps.
       releaseOne()
-      await eventually(async () => (slowAttempted.length === receiverInFlightMax + 1 ? true : null))
-      await eventually(async () => (hanging.size === receiverInFlightMax ? true : null))
+      await eventually(async () => (slowAttempted.length === appInFlightMax + 1 ? true : null))
+      await eventually(async () => (hanging.size === appInFlightMax ? true : null))
       expect(new Set(slowAttempted).size, 'each slow attempt a different delivery').toBe(slowAttempted.length)
-      expect(slowInFlightMax).toBe(receiverInFlightMax)
       expect((await deliveryLog(bp(), quick)).map((delivery) => delivery.status)).toEqual(['delivered', 'delivered'])
     } finally {
       releasing = true
-      for (const release of [...hanging.values()]) release(new Response(null, { status: 204 }))
+      for (const entry of [...hanging.values()]) entry.release(new Response(null, { status: 204 }))
       await background.stop()
     }
     expect(errors).toEqual([])
     expect(attemptedTwiceAtOnce).toEqual([])
-    expect(slowInFlightMax).toBe(receiverInFlightMax)
+    expect(inFlightMax).toEqual({ all: appInFlightMax, '/slow-1': receiverInFlightMax, '/slow-2': receiverInFlightMax })
     while ((await worker.runOnce()) > 0) {}
   })
 
@@ -687,7 +692,8 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
     const hangingFetch = () =>
       new Promise<Response>((resolve) => hanging.push(() => resolve(new Response(null, { status: 204 }))))
     const errors: unknown[] = []
-    const slots = new DeliverySlots({ inFlightMax: 4, receiverInFlightMax: 4, onError: (error) => errors.push(error) })
+    const onError = (error: unknown) => errors.push(error)
+    const slots = new DeliverySlots({ inFlightMax: 4, receiverInFlightMax: 4, appInFlightMax: 4, onError })
     const leaseMs = deliveryTimeoutMsDefault + leaseMarginMsDefault
     const step = () =>
       deliverDue(bp().storage, {

@@ -26,14 +26,19 @@ import type { PaymentServices } from '../../capabilities/payment/index.js'
 import type { AlipayGatewayConfig } from '../../config.js'
 import { assert } from '../../assert.js'
 import { newId } from '../../platform/ids.js'
-import type { DeliverySlots, DispatchedEvent, NotificationFormat } from '../../platform/notifications/index.js'
+import type {
+  DeliveryOwner,
+  DeliverySlots,
+  DispatchedEvent,
+  NotificationFormat,
+} from '../../platform/notifications/index.js'
 import {
   anyDue,
   candidatesMax,
   chooseDue,
   claimDue,
+  claimableFor,
   deliveryHeaderNames,
-  notAmong,
 } from '../../platform/notifications/deliverer.js'
 import type { PlatformKey } from '../../platform/signing/platform-keys.js'
 import type { AppPrincipal } from '../../server/route-kit.js'
@@ -149,8 +154,11 @@ interface Claimed extends AlipayNotificationsTable {
   readonly event_payload: string
 }
 
-/** The receiver a notification counts against (its in-flight cap): the URL it goes to. */
-const receiverOf = (row: { readonly notify_url: string }) => row.notify_url
+/** A notification's share of the slots: its URL's, and its app's (ADR 0021). */
+const ownerOf = (row: { readonly notify_url: string; readonly app_id: string }): DeliveryOwner => ({
+  receiver: row.notify_url,
+  app: row.app_id,
+})
 
 async function claim(
   options: AlipayNotificationOptions,
@@ -165,17 +173,15 @@ async function claim(
     const tx = transaction as unknown as Transaction<GatewayTables>
     const candidates = await tx
       .selectFrom('alipay_notifications')
-      .select(['id', 'status', 'attempts', 'notify_url'])
+      .select(['id', 'status', 'attempts', 'notify_url', 'app_id'])
       .where(sql<boolean>`status in ('pending', 'delivering')`)
       .where('next_attempt_at', '<=', now)
-      // Receivers at their cap, and what this worker has in flight (ADR 0021).
-      .where(notAmong(options.storage.dialect, 'notify_url', slots.saturated()))
-      .where(notAmong(options.storage.dialect, 'id', slots.inFlightIds()))
+      .where(claimableFor(options.storage.dialect, 'notify_url', slots))
       .orderBy('next_attempt_at')
       .limit(candidatesMax(slots))
       .$if(options.storage.dialect === 'postgres', (query) => query.forUpdate().skipLocked())
       .execute()
-    const due = chooseDue(candidates, alipayAttemptsMax, slots, receiverOf)
+    const due = chooseDue(candidates, alipayAttemptsMax, slots, ownerOf)
     const { ids, exhausted } = await claimDue(tx, 'alipay_notifications', due, alipayAttemptsMax, {
       now,
       lockedUntil,
@@ -337,7 +343,7 @@ export function alipayNotificationFormat(options: AlipayNotificationOptions): No
       if (slots.free === 0) return 0
       const { claimed, exhausted } = await claim(options, context.now, slots, timeoutMs + leaseMarginMs)
       for (const row of claimed) {
-        slots.start({ id: row.id, receiver: receiverOf(row) }, async () => {
+        slots.start({ id: row.id, ...ownerOf(row) }, async () => {
           const outcome = await attempt(options, row, context, timeoutMs)
           await record(options, row, outcome, context.clock.now())
         })

@@ -21,7 +21,7 @@ import { prepared } from '../../storage/prepared.js'
 import type { AppEnvironment } from '../../storage/tables.js'
 import { newId, type Clock } from '../ids.js'
 import type { PlatformKey } from '../signing/platform-keys.js'
-import type { DeliverySlots } from './slots.js'
+import type { DeliveryOwner, DeliverySlots } from './slots.js'
 import type { NotificationTables } from './tables.js'
 
 /** Informational headers beside the signed ones; they help receivers read their own logs. */
@@ -54,6 +54,7 @@ interface Claimed {
   readonly attempts: number
   readonly lock_token: string
   readonly endpoint_id: string
+  readonly app_id: string
   readonly event_id: string
   readonly type: string
   readonly event_created_at: number
@@ -138,22 +139,43 @@ export function notAmong(dialect: DialectName, column: string, values: readonly 
 }
 
 /**
+ * A claim's filter for `slots` (ADR 0021): no row of a receiver or an app at its cap, and none
+ * of the deliveries the stage has in flight, even once their lease has run out.
+ */
+export function claimableFor(
+  dialect: DialectName,
+  receiverColumn: 'endpoint_id' | 'notify_url',
+  slots: DeliverySlots,
+): RawBuilder<boolean> {
+  const { receivers, apps } = slots.saturated()
+  const freeReceivers = notAmong(dialect, receiverColumn, receivers)
+  const freeApps = notAmong(dialect, 'app_id', apps)
+  return sql<boolean>`${freeReceivers} and ${freeApps} and ${notAmong(dialect, 'id', slots.inFlightIds())}`
+}
+
+/**
  * Of a claim's candidate rows (in queue order), those to take now: every row to retire (it
  * needs no slot), and as many of the others as the slots have room for, within each
- * receiver's cap ({@link DeliverySlots.pick}).
+ * receiver's and app's cap ({@link DeliverySlots.pick}).
  */
 export function chooseDue<T extends DueRow>(
   candidates: readonly T[],
   attemptsMax: number,
   slots: DeliverySlots,
-  receiverOf: (row: T) => string,
+  ownerOf: (row: T) => DeliveryOwner,
 ): T[] {
   const retiring = candidates.filter((row) => isExhausted(row, attemptsMax))
   const attemptable = candidates.filter((row) => !isExhausted(row, attemptsMax))
-  return [...retiring, ...slots.pick(attemptable, receiverOf)]
+  return [...retiring, ...slots.pick(attemptable, ownerOf)]
 }
 
 type DeliveryQueue = 'webhook_deliveries' | 'alipay_notifications'
+
+/** A webhook's share of the slots: its endpoint's, and its app's. */
+const webhookOwner = (row: { readonly endpoint_id: string; readonly app_id: string }): DeliveryOwner => ({
+  receiver: row.endpoint_id,
+  app: row.app_id,
+})
 
 const dueProbe = (table: DeliveryQueue) =>
   prepared((db: Kysely<any>, p: { now: number }) =>
@@ -225,7 +247,7 @@ export async function deliverDue(storage: Pick<Storage, 'db' | 'dialect'>, optio
   if (options.slots.free === 0) return 0
   const { claimed, exhausted } = await claim(storage, options)
   for (const delivery of claimed) {
-    options.slots.start({ id: delivery.id, receiver: delivery.endpoint_id }, async () => {
+    options.slots.start({ id: delivery.id, ...webhookOwner(delivery) }, async () => {
       const outcome = await attempt(delivery, options)
       await record(storage, delivery, outcome, options)
     })
@@ -246,20 +268,18 @@ async function claim(
     const tx = transaction as unknown as Transaction<NotificationTables>
     const candidates = await tx
       .selectFrom('webhook_deliveries')
-      .select(['id', 'status', 'attempts', 'endpoint_id'])
+      .select(['id', 'status', 'attempts', 'endpoint_id', 'app_id'])
       // Literal, not bound: both planners then match the partial index webhook_deliveries_due.
       .where(sql<boolean>`status in ('pending', 'delivering')`)
       .where('next_attempt_at', '<=', now)
       // Implied by next_attempt_at (it equals locked_until while delivering); stated for the reader.
       .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]))
-      // Receivers at their cap, and what this worker has in flight (ADR 0021).
-      .where(notAmong(storage.dialect, 'endpoint_id', options.slots.saturated()))
-      .where(notAmong(storage.dialect, 'id', options.slots.inFlightIds()))
+      .where(claimableFor(storage.dialect, 'endpoint_id', options.slots))
       .orderBy('next_attempt_at')
       .limit(candidatesMax(options.slots))
       .$if(storage.dialect === 'postgres', (query) => query.forUpdate().skipLocked())
       .execute()
-    const due = chooseDue(candidates, options.attemptsMax, options.slots, (row) => row.endpoint_id)
+    const due = chooseDue(candidates, options.attemptsMax, options.slots, webhookOwner)
     const { ids, exhausted } = await claimDue(tx, 'webhook_deliveries', due, options.attemptsMax, {
       now,
       lockedUntil,
@@ -275,6 +295,7 @@ async function claim(
         'd.id',
         'd.attempts',
         'd.endpoint_id',
+        'd.app_id',
         'e.id as event_id',
         'e.type',
         'e.created_at as event_created_at',

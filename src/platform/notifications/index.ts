@@ -12,7 +12,8 @@ export {
   batchSizeMaxDefault,
   deliveriesInFlightMaxDefault,
   deliveryTimeoutMsDefault,
-  receiverShareOfSlots,
+  appShareOfSlots,
+  receiverShareOfAppShare,
   retryDelaysMsDefault,
   retryDelayMs,
   startNotificationWorker,
@@ -24,6 +25,6 @@ export {
 export { notificationRoutes } from './routes.js'
 export { notificationEvents, testEventType } from './events.js'
 export { deliveryHeaderNames, webhookBody } from './deliverer.js'
-export { DeliverySlots } from './slots.js'
+export { DeliverySlots, type DeliveryOwner } from './slots.js'
 export type { DispatchedEvent, FanOut } from './dispatcher.js'
 export type { DeliveryStatus, NotificationTables, WebhookDeliveriesTable, WebhookEndpointsTable } from './tables.js'

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { DeliverySlots } from './slots.js'
+import { DeliverySlots, type DeliveryOwner } from './slots.js'
 
 /** An attempt the test settles by hand. */
 function held(): { promise: Promise<void>; settle: () => void; fail: (error: Error) => void } {
@@ -12,30 +12,39 @@ function held(): { promise: Promise<void>; settle: () => void; fail: (error: Err
   return { promise, settle, fail }
 }
 
-const receiverOf = (row: string) => row.split('#')[0]!
+/** Rows written `app/receiver#n`. */
+const ownerOf = (row: string): DeliveryOwner => {
+  const [app, rest] = row.split('/') as [string, string]
+  return { app, receiver: rest.split('#')[0]! }
+}
+const noErrors = () => undefined
 
 describe('delivery slots', () => {
-  it('picks in queue order, no more than is free and no receiver past its cap', () => {
-    const slots = new DeliverySlots({ inFlightMax: 5, receiverInFlightMax: 2, onError: () => undefined })
-    const rows = ['a#1', 'a#2', 'a#3', 'b#1', 'a#4', 'c#1', 'b#2', 'c#2', 'd#1']
-    expect(slots.pick(rows, receiverOf)).toEqual(['a#1', 'a#2', 'b#1', 'c#1', 'b#2'])
+  it('picks in queue order, no more than is free, no receiver past its cap and no app past its own', () => {
+    const slots = new DeliverySlots({ inFlightMax: 6, receiverInFlightMax: 2, appInFlightMax: 3, onError: noErrors })
+    const rows = ['x/a#1', 'x/a#2', 'x/a#3', 'x/b#1', 'x/b#2', 'y/c#1', 'x/c#1', 'y/c#2', 'z/d#1', 'z/d#2']
+    // x takes a#1, a#2 (a's cap), then b#1 (x's cap of 3); y and z fill the rest.
+    expect(slots.pick(rows, ownerOf)).toEqual(['x/a#1', 'x/a#2', 'x/b#1', 'y/c#1', 'y/c#2', 'z/d#1'])
     expect(slots.heldBackByCap).toBe(true)
-    expect(slots.pick(['a#1', 'b#1'], receiverOf)).toEqual(['a#1', 'b#1'])
+    expect(slots.pick(['x/a#1', 'y/b#1'], ownerOf)).toEqual(['x/a#1', 'y/b#1'])
     expect(slots.heldBackByCap).toBe(false)
   })
 
-  it('counts what is in flight against the cap and the free slots, and frees them as attempts settle', async () => {
-    const slots = new DeliverySlots({ inFlightMax: 3, receiverInFlightMax: 2, onError: () => undefined })
-    const attempts = [held(), held(), held()]
-    slots.start({ id: 'd1', receiver: 'a' }, () => attempts[0]!.promise)
-    slots.start({ id: 'd2', receiver: 'a' }, () => attempts[1]!.promise)
-    slots.start({ id: 'd3', receiver: 'b' }, () => attempts[2]!.promise)
-    expect(slots.free).toBe(0)
-    expect(() => slots.start({ id: 'd4', receiver: 'c' }, async () => undefined)).toThrow(/free slot/)
-    expect(slots.saturated()).toEqual(['a'])
+  it('counts what is in flight against the caps and the free slots, and frees them as attempts settle', async () => {
+    const slots = new DeliverySlots({ inFlightMax: 4, receiverInFlightMax: 2, appInFlightMax: 3, onError: noErrors })
+    const attempts = [held(), held(), held(), held()]
+    slots.start({ id: 'd1', receiver: 'a', app: 'x' }, () => attempts[0]!.promise)
+    slots.start({ id: 'd2', receiver: 'a', app: 'x' }, () => attempts[1]!.promise)
+    slots.start({ id: 'd3', receiver: 'b', app: 'x' }, () => attempts[2]!.promise)
+    expect(slots.saturated()).toEqual({ receivers: ['a'], apps: ['x'] })
     expect(slots.inFlightIds()).toEqual(['d1', 'd2', 'd3'])
-    expect(slots.pick(['c#1'], receiverOf)).toEqual([])
-    // A claim reads no rows of a receiver at its cap, so any pick while one is may have left rows behind.
+    // x is at its cap though b is not at its own.
+    expect(slots.pick(['x/b#2', 'y/c#1'], ownerOf)).toEqual(['y/c#1'])
+    slots.start({ id: 'd4', receiver: 'c', app: 'y' }, () => attempts[3]!.promise)
+    expect(slots.free).toBe(0)
+    expect(() => slots.start({ id: 'd5', receiver: 'e', app: 'z' }, async () => undefined)).toThrow(/free slot/)
+    expect(slots.pick(['z/e#1'], ownerOf)).toEqual([])
+    // A claim reads no rows of a receiver or app at its cap, so any pick while one is may have left rows behind.
     expect(slots.heldBackByCap).toBe(true)
     expect(slots.settled).toBe(0)
 
@@ -43,35 +52,36 @@ describe('delivery slots', () => {
     const unsubscribe = slots.onSettle(() => settled.push(slots.inFlight))
     attempts[0]!.settle()
     await new Promise((resolve) => setImmediate(resolve))
-    expect(settled).toEqual([2])
+    expect(settled).toEqual([3])
     expect(slots.settled).toBe(1)
-    expect(slots.saturated()).toEqual([])
-    expect(slots.inFlightIds()).toEqual(['d2', 'd3'])
-    expect(() => slots.start({ id: 'd2', receiver: 'a' }, async () => undefined)).toThrow(/once at a time/)
-    // The one free slot goes to a#3; c#1 is left for want of a slot, not for a cap.
-    expect(slots.pick(['a#3', 'c#1', 'a#4'], receiverOf)).toEqual(['a#3'])
+    expect(slots.saturated()).toEqual({ receivers: [], apps: [] })
+    expect(slots.inFlightIds()).toEqual(['d2', 'd3', 'd4'])
+    expect(() => slots.start({ id: 'd2', receiver: 'a', app: 'x' }, async () => undefined)).toThrow(/once at a time/)
+    // The one free slot goes to x/a#3; z/e#1 is left for want of a slot, not for a cap.
+    expect(slots.pick(['x/a#3', 'z/e#1'], ownerOf)).toEqual(['x/a#3'])
     expect(slots.heldBackByCap).toBe(false)
     unsubscribe()
-    attempts[1]!.settle()
-    attempts[2]!.settle()
+    for (const attempt of attempts.slice(1)) attempt.settle()
     await slots.drain()
-    expect(slots.free).toBe(3)
-    expect(settled).toEqual([2])
+    expect(slots.free).toBe(4)
+    expect(settled).toEqual([3])
+    expect(slots.settled).toBe(4)
   })
 
-  it('reports an attempt that fails to run and frees its slot; drain waits for attempts started meanwhile', async () => {
+  it('reports an attempt that fails to run and frees its slot; drain waits for attempts started after it', async () => {
     const errors: unknown[] = []
-    const slots = new DeliverySlots({ inFlightMax: 2, receiverInFlightMax: 1, onError: (error) => errors.push(error) })
+    const onError = (error: unknown) => errors.push(error)
+    const slots = new DeliverySlots({ inFlightMax: 2, receiverInFlightMax: 1, appInFlightMax: 1, onError })
     const first = held()
     let secondRan = false
-    slots.start({ id: 'd5', receiver: 'a' }, () => first.promise)
-    slots.start({ id: 'd6', receiver: 'b' }, () => {
+    slots.start({ id: 'd1', receiver: 'a', app: 'x' }, () => first.promise)
+    slots.start({ id: 'd2', receiver: 'b', app: 'y' }, () => {
       throw new Error('synchronous failure')
     })
     await new Promise((resolve) => setImmediate(resolve))
     expect(slots.free).toBe(1)
     const drained = slots.drain()
-    slots.start({ id: 'd7', receiver: 'c' }, async () => {
+    slots.start({ id: 'd3', receiver: 'c', app: 'z' }, async () => {
       await new Promise((resolve) => setTimeout(resolve, 20))
       secondRan = true
     })
@@ -80,13 +90,14 @@ describe('delivery slots', () => {
     expect(secondRan).toBe(true)
     expect(errors.map((error) => (error as Error).message).sort()).toEqual(['record failed', 'synchronous failure'])
     expect(slots.free).toBe(2)
-    expect(slots.saturated()).toEqual([])
+    expect(slots.saturated()).toEqual({ receivers: [], apps: [] })
   })
 
   it('refuses limits that cannot hold', () => {
-    const onError = () => undefined
-    expect(() => new DeliverySlots({ inFlightMax: 0, receiverInFlightMax: 1, onError })).toThrow()
-    expect(() => new DeliverySlots({ inFlightMax: 4, receiverInFlightMax: 5, onError })).toThrow()
-    expect(() => new DeliverySlots({ inFlightMax: 4, receiverInFlightMax: 1.5, onError })).toThrow()
+    const onError = noErrors
+    expect(() => new DeliverySlots({ inFlightMax: 0, receiverInFlightMax: 1, appInFlightMax: 1, onError })).toThrow()
+    expect(() => new DeliverySlots({ inFlightMax: 4, receiverInFlightMax: 1, appInFlightMax: 5, onError })).toThrow()
+    expect(() => new DeliverySlots({ inFlightMax: 4, receiverInFlightMax: 3, appInFlightMax: 2, onError })).toThrow()
+    expect(() => new DeliverySlots({ inFlightMax: 4, receiverInFlightMax: 1.5, appInFlightMax: 2, onError })).toThrow()
   })
 })

@@ -4,14 +4,16 @@
  * A stage used to claim a batch and wait for all of it, so one receiver that hung (up to the
  * delivery timeout) held every other receiver claimed with it, and the next claim waited too.
  * Now a stage keeps up to {@link DeliverySlots.inFlightMax} attempts going and claims again as
- * soon as one settles; and no receiver (a webhook endpoint, a notify URL) holds more than
- * {@link DeliverySlots.receiverInFlightMax} of them, so a receiver that hangs slows its own
- * deliveries and leaves the rest of the slots to everyone else (ADR 0021).
+ * soon as one settles. Two caps share the slots out (ADR 0021): no receiver (a webhook
+ * endpoint, a notify URL) holds more than {@link DeliverySlots.receiverInFlightMax} of them, and
+ * no app, all its receivers together, more than {@link DeliverySlots.appInFlightMax}. A receiver
+ * that hangs slows its own deliveries, and a tenant whose receivers all hang slows its own.
  *
  * @example
- * const slots = new DeliverySlots({ inFlightMax: 20, receiverInFlightMax: 5, onError })
- * const rows = slots.pick(dueRows, (row) => row.endpoint_id)   // in queue order, within the caps
- * for (const row of rows) slots.start({ id: row.id, receiver: row.endpoint_id }, () => attemptAndRecord(row))
+ * const slots = new DeliverySlots({ inFlightMax: 64, receiverInFlightMax: 8, appInFlightMax: 16, onError })
+ * const owner = (row) => ({ receiver: row.endpoint_id, app: row.app_id })
+ * const rows = slots.pick(dueRows, owner)   // in queue order, within the caps
+ * for (const row of rows) slots.start({ id: row.id, ...owner(row) }, () => attemptAndRecord(row))
  * await slots.drain()
  */
 import { assert } from '../../assert.js'
@@ -21,15 +23,46 @@ export interface DeliverySlotsOptions {
   readonly inFlightMax: number
   /** Attempts in flight at once for one receiver. */
   readonly receiverInFlightMax: number
+  /** Attempts in flight at once for one app's receivers together. */
+  readonly appInFlightMax: number
   /** Called with the error of an attempt that failed to run or record (not a failed delivery). */
   readonly onError: (error: unknown) => void
+}
+
+/** Whose share of the slots a delivery's attempt takes. */
+export interface DeliveryOwner {
+  /** The webhook endpoint's id, or the notify URL. */
+  readonly receiver: string
+  readonly app: string
+}
+
+/** Attempts in flight by key, and which keys are at their cap. */
+class Counts {
+  readonly #counts = new Map<string, number>()
+  constructor(readonly max: number) {}
+
+  of(key: string): number {
+    return this.#counts.get(key) ?? 0
+  }
+
+  add(key: string, delta: 1 | -1): void {
+    const count = this.of(key) + delta
+    if (count === 0) this.#counts.delete(key)
+    else this.#counts.set(key, count)
+  }
+
+  saturated(): string[] {
+    return [...this.#counts].filter(([, count]) => count >= this.max).map(([key]) => key)
+  }
 }
 
 export class DeliverySlots {
   readonly inFlightMax: number
   readonly receiverInFlightMax: number
+  readonly appInFlightMax: number
   readonly #onError: (error: unknown) => void
-  readonly #byReceiver = new Map<string, number>()
+  readonly #byReceiver: Counts
+  readonly #byApp: Counts
   readonly #ids = new Set<string>()
   readonly #inFlight = new Set<Promise<void>>()
   readonly #onSettle = new Set<() => void>()
@@ -38,14 +71,21 @@ export class DeliverySlots {
   #settled = 0
 
   constructor(options: DeliverySlotsOptions) {
-    const { inFlightMax, receiverInFlightMax } = options
+    const { inFlightMax, receiverInFlightMax, appInFlightMax } = options
     assert(Number.isInteger(inFlightMax) && inFlightMax >= 1, 'inFlightMax is a whole number ≥ 1')
     assert(
-      Number.isInteger(receiverInFlightMax) && receiverInFlightMax >= 1 && receiverInFlightMax <= inFlightMax,
-      'receiverInFlightMax is a whole number from 1 to inFlightMax',
+      Number.isInteger(appInFlightMax) && appInFlightMax >= 1 && appInFlightMax <= inFlightMax,
+      'appInFlightMax is a whole number from 1 to inFlightMax',
+    )
+    assert(
+      Number.isInteger(receiverInFlightMax) && receiverInFlightMax >= 1 && receiverInFlightMax <= appInFlightMax,
+      'receiverInFlightMax is a whole number from 1 to appInFlightMax',
     )
     this.inFlightMax = inFlightMax
     this.receiverInFlightMax = receiverInFlightMax
+    this.appInFlightMax = appInFlightMax
+    this.#byReceiver = new Counts(receiverInFlightMax)
+    this.#byApp = new Counts(appInFlightMax)
     this.#onError = options.onError
   }
 
@@ -76,42 +116,48 @@ export class DeliverySlots {
     return [...this.#ids]
   }
 
-  /** Receivers at their cap: a claim need not even read their rows. */
-  saturated(): string[] {
-    return [...this.#byReceiver].filter(([, count]) => count >= this.receiverInFlightMax).map(([key]) => key)
+  /** Receivers and apps at their cap: a claim need not even read their rows. */
+  saturated(): { readonly receivers: string[]; readonly apps: string[] } {
+    return { receivers: this.#byReceiver.saturated(), apps: this.#byApp.saturated() }
   }
 
   /**
    * From due rows in the queue's order, those to attempt now: at most {@link free} of them,
-   * and no receiver past its cap counting what it has in flight. The order is kept, so the
-   * oldest due row of each receiver goes first.
+   * and no receiver or app past its cap counting what it has in flight. The order is kept, so
+   * the oldest due row of each receiver goes first.
    */
-  pick<T>(rows: readonly T[], receiverOf: (row: T) => string): T[] {
-    const taken = new Map<string, number>()
+  pick<T>(rows: readonly T[], ownerOf: (row: T) => DeliveryOwner): T[] {
+    const receivers = new Counts(this.receiverInFlightMax)
+    const apps = new Counts(this.appInFlightMax)
     const chosen: T[] = []
-    // A claim reads no rows of a receiver at its cap (saturated()), so any it has are held back.
-    this.#heldBackByCap = this.saturated().length > 0
+    // A claim reads no rows of a receiver or app at its cap, so any they have are held back.
+    const saturated = this.saturated()
+    this.#heldBackByCap = saturated.receivers.length > 0 || saturated.apps.length > 0
     for (const row of rows) {
       if (chosen.length >= this.free) break
-      const receiver = receiverOf(row)
-      const count = (this.#byReceiver.get(receiver) ?? 0) + (taken.get(receiver) ?? 0)
-      if (count >= this.receiverInFlightMax) {
+      const { receiver, app } = ownerOf(row)
+      if (
+        this.#byReceiver.of(receiver) + receivers.of(receiver) >= this.receiverInFlightMax ||
+        this.#byApp.of(app) + apps.of(app) >= this.appInFlightMax
+      ) {
         this.#heldBackByCap = true
         continue
       }
-      taken.set(receiver, (taken.get(receiver) ?? 0) + 1)
+      receivers.add(receiver, 1)
+      apps.add(app, 1)
       chosen.push(row)
     }
     return chosen
   }
 
   /** Runs one attempt of a delivery in a slot; its failure goes to `onError`, never to the caller. */
-  start(delivery: { readonly id: string; readonly receiver: string }, attempt: () => Promise<void>): void {
-    const { id, receiver } = delivery
+  start(delivery: DeliveryOwner & { readonly id: string }, attempt: () => Promise<void>): void {
+    const { id, receiver, app } = delivery
     assert(this.free > 0, 'an attempt starts only in a free slot')
     assert(!this.#ids.has(id), 'a delivery is attempted once at a time')
     this.#ids.add(id)
-    this.#byReceiver.set(receiver, (this.#byReceiver.get(receiver) ?? 0) + 1)
+    this.#byReceiver.add(receiver, 1)
+    this.#byApp.add(app, 1)
     // Begun on a later tick, so even an attempt that throws at once settles like any other.
     const running: Promise<void> = Promise.resolve()
       .then(attempt)
@@ -123,9 +169,8 @@ export class DeliverySlots {
         }
       })
       .finally(() => {
-        const left = this.#byReceiver.get(receiver)! - 1
-        if (left === 0) this.#byReceiver.delete(receiver)
-        else this.#byReceiver.set(receiver, left)
+        this.#byReceiver.add(receiver, -1)
+        this.#byApp.add(app, -1)
         this.#ids.delete(id)
         this.#inFlight.delete(running)
         this.#settled += 1

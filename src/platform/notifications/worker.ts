@@ -2,8 +2,9 @@
  * The notification worker: loops that fan out new outbox events into deliveries, and claim
  * due deliveries and POST them, signed; one loop per stage (fan-out, webhooks, each further
  * format), so that no stage waits on another's slow receiver. Within a delivery stage, up to
- * `deliveriesInFlightMax` attempts run at once, a slot that frees is claimed again at once, and
- * no receiver holds more than `receiverInFlightMax` of them (slots.ts, ADR 0021). Several workers
+ * `deliveriesInFlightMax` attempts run at once, a slot that frees is claimed again at once, no
+ * receiver holds more than `receiverInFlightMax` of them and no app more than `appInFlightMax`
+ * (slots.ts, ADR 0021). Several workers
  * (in one process or many, on PostgreSQL) share the work safely; on SQLite run one process.
  *
  * Retries follow {@link retryDelaysMsDefault}: 1 min, 5 min, 30 min, 2 h, 5 h, five times
@@ -50,13 +51,16 @@ export const retryDelaysMsDefault: readonly number[] = Object.freeze([
 export const attemptsMaxDefault = retryDelaysMsDefault.length + 1
 export const deliveryTimeoutMsDefault = 10_000
 export const batchSizeMaxDefault = 20
-export const deliveriesInFlightMaxDefault = 64
+export const deliveriesInFlightMaxDefault = 128
 /**
- * Unless set, a receiver's cap is a quarter of its stage's slots (16 of the default 64): one busy
- * receiver answering in 100 ms still gets 160 deliveries a second from one worker, and it takes
- * four receivers hanging at once to fill a stage.
+ * Unless set, an app's cap is a quarter of its stage's slots (32 of the default 128), so it takes
+ * four tenants whose receivers all hang to fill a stage; and a receiver's cap is half its app's
+ * (16), so one of an app's receivers that hangs (a merchant's server, behind an ISV that acts for
+ * many) leaves the app's other receivers half its share. One busy receiver answering in 100 ms
+ * still gets 160 deliveries a second from one worker.
  */
-export const receiverShareOfSlots = 1 / 4
+export const appShareOfSlots = 1 / 4
+export const receiverShareOfAppShare = 1 / 2
 export const pollIntervalMsDefault = 1_000
 /** Added to the timeout to form the lease: room for signing and recording the outcome. */
 export const leaseMarginMsDefault = 30_000
@@ -75,6 +79,8 @@ export interface NotificationWorkerSettings {
   readonly deliveriesInFlightMax?: number
   /** Attempts in flight at once to one receiver (a webhook endpoint, a notify URL), per stage. */
   readonly receiverInFlightMax?: number
+  /** Attempts in flight at once to one app's receivers together, per stage. */
+  readonly appInFlightMax?: number
   /** One POST, response included. */
   readonly deliveryTimeoutMs?: number
   readonly attemptsMax?: number
@@ -150,8 +156,9 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
   const leaseMs = deliveryTimeoutMs + (options.leaseMarginMs ?? leaseMarginMsDefault)
   const onError = options.onError ?? ((error: unknown) => console.error('notification worker step failed', error))
   const deliveriesInFlightMax = options.deliveriesInFlightMax ?? deliveriesInFlightMaxDefault
+  const appInFlightMax = options.appInFlightMax ?? Math.max(1, Math.floor(deliveriesInFlightMax * appShareOfSlots))
   const receiverInFlightMax =
-    options.receiverInFlightMax ?? Math.max(1, Math.floor(deliveriesInFlightMax * receiverShareOfSlots))
+    options.receiverInFlightMax ?? Math.max(1, Math.floor(appInFlightMax * receiverShareOfAppShare))
   assert(Number.isInteger(batchSizeMax) && batchSizeMax >= 1 && batchSizeMax <= 1000, 'batchSizeMax is 1..1000')
   assert(Number.isInteger(attemptsMax) && attemptsMax >= 1 && attemptsMax <= 100, 'attemptsMax is 1..100')
   assert(deliveryTimeoutMs >= 100 && deliveryTimeoutMs <= 120_000, 'deliveryTimeoutMs is 100..120000')
@@ -161,8 +168,12 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
     'deliveriesInFlightMax is 1..1000',
   )
   assert(
-    Number.isInteger(receiverInFlightMax) && receiverInFlightMax >= 1 && receiverInFlightMax <= deliveriesInFlightMax,
-    'receiverInFlightMax is 1..deliveriesInFlightMax',
+    Number.isInteger(appInFlightMax) && appInFlightMax >= 1 && appInFlightMax <= deliveriesInFlightMax,
+    'appInFlightMax is 1..deliveriesInFlightMax',
+  )
+  assert(
+    Number.isInteger(receiverInFlightMax) && receiverInFlightMax >= 1 && receiverInFlightMax <= appInFlightMax,
+    'receiverInFlightMax is 1..appInFlightMax',
   )
   assert(retryDelaysMs.length > 0 && retryDelaysMs.every((delay) => delay > 0), 'retry delays are positive')
 
@@ -174,7 +185,8 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
       // The reporter failed too; the stage carries on regardless.
     }
   }
-  const slotsFor = () => new DeliverySlots({ inFlightMax: deliveriesInFlightMax, receiverInFlightMax, onError: report })
+  const slotsFor = () =>
+    new DeliverySlots({ inFlightMax: deliveriesInFlightMax, receiverInFlightMax, appInFlightMax, onError: report })
   /**
    * The worker's stages: fanning events out, attempting native webhooks, attempting each
    * further format. A step handles what it can start now and returns how much; a delivery
