@@ -682,6 +682,54 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
     while ((await worker.runOnce()) > 0) {}
   })
 
+  it('tries an endpoint whose attempts time out one attempt at a time', async () => {
+    while ((await worker.runOnce()) > 0) {}
+    const testApp = await merchantApp(bp())
+    await createEndpoint(bp(), testApp, receiver.url('/timeout'))
+    // Accepts and never answers: every attempt ends at the worker's timeout.
+    let inFlight = 0
+    let timedOut = 0
+    const inFlightAtLaterStarts: number[] = []
+    const neverAnswers = (_url: string | URL | Request, init?: RequestInit) => {
+      if (timedOut > 0) inFlightAtLaterStarts.push(inFlight)
+      inFlight += 1
+      return new Promise<Response>((_resolve, reject) => {
+        init!.signal!.addEventListener('abort', () => {
+          inFlight -= 1
+          timedOut += 1
+          reject(init!.signal!.reason)
+        })
+      })
+    }
+    const events = 10
+    const receiverInFlightMax = 4
+    for (let n = 0; n < events; n += 1) await createStore(bp(), testApp, `T-${n}`, clock.now())
+    await dispatchEvents(bp().storage, { now: clock.now(), batchSizeMax: 100 })
+    const background = startNotificationWorker({
+      storage: bp().storage,
+      platformKeys: bp().platformKeys,
+      clock,
+      fetch: neverAnswers as typeof fetch,
+      deliveryTimeoutMs: 200,
+      deliveriesInFlightMax: 8,
+      receiverInFlightMax,
+      appInFlightMax: receiverInFlightMax,
+      pollIntervalMs: 60_000,
+    })
+    try {
+      // The first attempts go out together, up to the cap; once they time out, one at a time.
+      await eventually(async () => (timedOut === events ? true : null))
+    } finally {
+      await background.stop()
+    }
+    expect(inFlightAtLaterStarts).toEqual(new Array(events - receiverInFlightMax).fill(0))
+    const log = await deliveryLog(bp(), testApp)
+    expect(log).toHaveLength(events)
+    expect(
+      log.every((delivery) => delivery.status === 'pending' && delivery.last_error === 'No response within 200 ms'),
+    ).toBe(true)
+  })
+
   it('never claims again a delivery it is attempting, even once its lease has run out', async () => {
     while ((await worker.runOnce()) > 0) {}
     const testApp = await merchantApp(bp())

@@ -39,6 +39,9 @@ import {
   claimDue,
   claimableFor,
   deliveryHeaderNames,
+  isTimeout,
+  reportOf,
+  type AttemptOutcome,
 } from '../../platform/notifications/deliverer.js'
 import type { PlatformKey } from '../../platform/signing/platform-keys.js'
 import type { AppPrincipal } from '../../server/route-kit.js'
@@ -259,18 +262,12 @@ async function fields(options: AlipayNotificationOptions, row: Claimed, now: num
   )
 }
 
-interface Outcome {
-  readonly ok: boolean
-  readonly statusCode: number | null
-  readonly error: string | null
-}
-
 async function attempt(
   options: AlipayNotificationOptions,
   row: Claimed,
   context: { now: number; fetch: typeof fetch },
   timeoutMs: number,
-): Promise<Outcome> {
+): Promise<AttemptOutcome> {
   const key = options.platformKeys.get(row.environment)
   assert(key !== undefined, `platform key for ${row.environment} is loaded`)
   let body: Record<string, string>
@@ -278,7 +275,8 @@ async function attempt(
     body = await fields(options, row, context.now)
   } catch (error) {
     // Counted as a failed attempt, so it is retried on the schedule and visible in last_error.
-    return { ok: false, statusCode: null, error: `Could not build the notification: ${String(error)}`.slice(0, 500) }
+    const message = `Could not build the notification: ${String(error)}`.slice(0, 500)
+    return { ok: false, statusCode: null, error: message, timedOut: false }
   }
   body.sign = signInline(key.rsa.privateKey, notificationSigningString(body))
   try {
@@ -298,22 +296,25 @@ async function attempt(
     const text = (await response.text()).slice(0, errorTextLengthMax)
     // Alipay's rule: only the plain text `success` ends the retries.
     if (response.status >= 200 && response.status < 300 && text.trim() === 'success') {
-      return { ok: true, statusCode: response.status, error: null }
+      return { ok: true, statusCode: response.status, error: null, timedOut: false }
     }
-    return { ok: false, statusCode: response.status, error: `HTTP ${response.status}: ${text.trim() || '(empty)'}` }
+    const error = `HTTP ${response.status}: ${text.trim() || '(empty)'}`
+    return { ok: false, statusCode: response.status, error, timedOut: false }
   } catch (error) {
-    const name = (error as { name?: unknown }).name
+    const timedOut = isTimeout(error)
     const cause =
       error instanceof Error ? ((error.cause as Error | undefined)?.message ?? error.message) : String(error)
-    const message =
-      name === 'TimeoutError' || name === 'AbortError'
-        ? `No response within ${timeoutMs} ms`
-        : `Network error: ${cause}`
-    return { ok: false, statusCode: null, error: message.slice(0, errorTextLengthMax) }
+    const message = timedOut ? `No response within ${timeoutMs} ms` : `Network error: ${cause}`
+    return { ok: false, statusCode: null, error: message.slice(0, errorTextLengthMax), timedOut }
   }
 }
 
-async function record(options: AlipayNotificationOptions, row: Claimed, outcome: Outcome, now: number): Promise<void> {
+async function record(
+  options: AlipayNotificationOptions,
+  row: Claimed,
+  outcome: AttemptOutcome,
+  now: number,
+): Promise<void> {
   const final = outcome.ok || row.attempts >= alipayAttemptsMax
   const delay = alipayRetryDelaysMs[Math.min(row.attempts, alipayRetryDelaysMs.length) - 1]!
   await (options.storage.db as unknown as Kysely<GatewayTables>)
@@ -346,6 +347,7 @@ export function alipayNotificationFormat(options: AlipayNotificationOptions): No
         slots.start({ id: row.id, ...ownerOf(row) }, async () => {
           const outcome = await attempt(options, row, context, timeoutMs)
           await record(options, row, outcome, context.clock.now())
+          return reportOf(outcome)
         })
       }
       // Retiring rows is work done too: the worker goes on at once rather than sleep a poll.

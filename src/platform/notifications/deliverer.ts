@@ -21,7 +21,7 @@ import { prepared } from '../../storage/prepared.js'
 import type { AppEnvironment } from '../../storage/tables.js'
 import { newId, type Clock } from '../ids.js'
 import type { PlatformKey } from '../signing/platform-keys.js'
-import type { DeliveryOwner, DeliverySlots } from './slots.js'
+import type { AttemptReport, DeliveryOwner, DeliverySlots } from './slots.js'
 import type { NotificationTables } from './tables.js'
 
 /** Informational headers beside the signed ones; they help receivers read their own logs. */
@@ -64,10 +64,24 @@ interface Claimed {
   readonly environment: AppEnvironment
 }
 
-interface Outcome {
+/** What one attempt came to; both delivery queues record it. */
+export interface AttemptOutcome {
   readonly ok: boolean
   readonly statusCode: number | null
   readonly error: string | null
+  /** No answer within the timeout: the receiver held its slot all that time. */
+  readonly timedOut: boolean
+}
+
+/** Whether a failed fetch was cut short by its timeout. */
+export function isTimeout(error: unknown): boolean {
+  const name = (error as { name?: unknown }).name
+  return name === 'TimeoutError' || name === 'AbortError'
+}
+
+/** What an attempt tells the slots of its receiver ({@link DeliverySlots.start}). */
+export function reportOf(outcome: AttemptOutcome): AttemptReport {
+  return { answered: outcome.statusCode !== null, timedOut: outcome.timedOut }
 }
 
 /** The claim a worker puts on the rows it will attempt. */
@@ -250,6 +264,7 @@ export async function deliverDue(storage: Pick<Storage, 'db' | 'dialect'>, optio
     options.slots.start({ id: delivery.id, ...webhookOwner(delivery) }, async () => {
       const outcome = await attempt(delivery, options)
       await record(storage, delivery, outcome, options)
+      return reportOf(outcome)
     })
   }
   return claimed.length + exhausted
@@ -326,8 +341,8 @@ export function webhookBody(
   )
 }
 
-async function attempt(delivery: Claimed, options: DeliverOptions): Promise<Outcome> {
-  if (delivery.enabled !== 1) return { ok: false, statusCode: null, error: 'The endpoint is disabled' }
+async function attempt(delivery: Claimed, options: DeliverOptions): Promise<AttemptOutcome> {
+  if (delivery.enabled !== 1) return { ok: false, statusCode: null, error: 'The endpoint is disabled', timedOut: false }
   const key = options.platformKeys.get(delivery.environment)
   assert(key !== undefined, `platform key for ${delivery.environment} is loaded`)
   const body = webhookBody(
@@ -360,11 +375,12 @@ async function attempt(delivery: Claimed, options: DeliverOptions): Promise<Outc
     })
     if (response.status >= 200 && response.status < 300) {
       await response.body?.cancel().catch(() => undefined)
-      return { ok: true, statusCode: response.status, error: null }
+      return { ok: true, statusCode: response.status, error: null, timedOut: false }
     }
-    return { ok: false, statusCode: response.status, error: await responseExcerpt(response) }
+    return { ok: false, statusCode: response.status, error: await responseExcerpt(response), timedOut: false }
   } catch (error) {
-    return { ok: false, statusCode: null, error: describeNetworkError(error, options.deliveryTimeoutMs) }
+    const timedOut = isTimeout(error)
+    return { ok: false, statusCode: null, error: describeNetworkError(error, options.deliveryTimeoutMs), timedOut }
   }
 }
 
@@ -391,8 +407,7 @@ async function responseExcerpt(response: Response): Promise<string> {
 }
 
 function describeNetworkError(error: unknown, timeoutMs: number): string {
-  const name = (error as { name?: unknown }).name
-  if (name === 'TimeoutError' || name === 'AbortError') return `No response within ${timeoutMs} ms`
+  if (isTimeout(error)) return `No response within ${timeoutMs} ms`
   const cause = (error as { cause?: { code?: unknown; message?: unknown } }).cause
   const detail =
     typeof cause?.code === 'string'
@@ -408,7 +423,7 @@ function describeNetworkError(error: unknown, timeoutMs: number): string {
 async function record(
   storage: Pick<Storage, 'db'>,
   delivery: Claimed,
-  outcome: Outcome,
+  outcome: AttemptOutcome,
   options: DeliverOptions,
 ): Promise<boolean> {
   const now = options.clock.now()

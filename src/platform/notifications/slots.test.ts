@@ -93,6 +93,39 @@ describe('delivery slots', () => {
     expect(slots.saturated()).toEqual({ receivers: [], apps: [] })
   })
 
+  it('after a timeout, tries a receiver one attempt at a time, doubling back to its cap as it answers', async () => {
+    const slots = new DeliverySlots({ inFlightMax: 8, receiverInFlightMax: 4, appInFlightMax: 8, onError: noErrors })
+    const run = async (report: { answered: boolean; timedOut: boolean } | undefined, receiver = 'a') => {
+      slots.start({ id: `d${slots.settled}-${receiver}`, receiver, app: 'x' }, async () => report)
+      await slots.drain()
+    }
+    const rows = ['x/a#1', 'x/a#2', 'x/a#3', 'x/a#4', 'x/a#5']
+    expect(slots.pick(rows, ownerOf)).toHaveLength(4)
+    await run({ answered: false, timedOut: true })
+    expect(slots.receiverLimit('a')).toBe(1)
+    expect(slots.pick(rows, ownerOf)).toEqual(['x/a#1'])
+    expect(slots.heldBackByCap).toBe(true)
+    // A quick failure without an answer (a refused connection) and a record that failed change nothing.
+    await run({ answered: false, timedOut: false })
+    await run(undefined)
+    expect(slots.receiverLimit('a')).toBe(1)
+    // Another receiver keeps its own limit.
+    await run({ answered: false, timedOut: true }, 'b')
+    expect(slots.pick(['x/c#1', 'x/c#2', 'x/c#3', 'x/c#4'], ownerOf)).toHaveLength(4)
+    // Any answer, a failing status included, shows the receiver alive: 1, 2, then back at the cap of 4.
+    await run({ answered: true, timedOut: false })
+    expect(slots.receiverLimit('a')).toBe(2)
+    await run({ answered: true, timedOut: false })
+    expect(slots.receiverLimit('a')).toBe(4)
+    expect(slots.pick(rows, ownerOf)).toHaveLength(4)
+    // While one attempt of a limited receiver is in flight, it is saturated.
+    const hold = held()
+    slots.start({ id: 'b-held', receiver: 'b', app: 'x' }, () => hold.promise)
+    expect(slots.saturated().receivers).toEqual(['b'])
+    hold.settle()
+    await slots.drain()
+  })
+
   it('refuses limits that cannot hold', () => {
     const onError = noErrors
     expect(() => new DeliverySlots({ inFlightMax: 0, receiverInFlightMax: 1, appInFlightMax: 1, onError })).toThrow()

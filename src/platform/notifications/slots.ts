@@ -8,6 +8,9 @@
  * endpoint, a notify URL) holds more than {@link DeliverySlots.receiverInFlightMax} of them, and
  * no app, all its receivers together, more than {@link DeliverySlots.appInFlightMax}. A receiver
  * that hangs slows its own deliveries, and a tenant whose receivers all hang slows its own.
+ * And a receiver whose attempt timed out is tried one attempt at a time until it answers
+ * again, its limit then doubling back to the cap: so a receiver that hangs soon holds one
+ * slot, not its whole share.
  *
  * @example
  * const slots = new DeliverySlots({ inFlightMax: 64, receiverInFlightMax: 8, appInFlightMax: 16, onError })
@@ -18,6 +21,13 @@
  */
 import { assert } from '../../assert.js'
 
+/**
+ * Receivers whose lowered limit is remembered, most recently lowered last: beyond this the
+ * oldest is forgotten (back at its cap), so receivers that time out once and are never tried
+ * again (a notify URL per trade) cannot grow the map without end.
+ */
+export const limitedReceiversMax = 10_000
+
 export interface DeliverySlotsOptions {
   /** Attempts in flight at once, all receivers together. */
   readonly inFlightMax: number
@@ -27,6 +37,14 @@ export interface DeliverySlotsOptions {
   readonly appInFlightMax: number
   /** Called with the error of an attempt that failed to run or record (not a failed delivery). */
   readonly onError: (error: unknown) => void
+}
+
+/** What an attempt tells the slots of its receiver. */
+export interface AttemptReport {
+  /** The receiver answered (any status): it is alive. */
+  readonly answered: boolean
+  /** No answer within the timeout: the receiver held the slot all that time. */
+  readonly timedOut: boolean
 }
 
 /** Whose share of the slots a delivery's attempt takes. */
@@ -51,8 +69,9 @@ class Counts {
     else this.#counts.set(key, count)
   }
 
-  saturated(): string[] {
-    return [...this.#counts].filter(([, count]) => count >= this.max).map(([key]) => key)
+  /** Keys whose count has reached their cap: `max`, or less where `capOf` says so. */
+  saturated(capOf: (key: string) => number = () => this.max): string[] {
+    return [...this.#counts].filter(([key, count]) => count >= capOf(key)).map(([key]) => key)
   }
 }
 
@@ -63,6 +82,8 @@ export class DeliverySlots {
   readonly #onError: (error: unknown) => void
   readonly #byReceiver: Counts
   readonly #byApp: Counts
+  /** Receivers below their cap since an attempt timed out: 1, doubling with each answer. */
+  readonly #receiverLimits = new Map<string, number>()
   readonly #ids = new Set<string>()
   readonly #inFlight = new Set<Promise<void>>()
   readonly #onSettle = new Set<() => void>()
@@ -116,9 +137,17 @@ export class DeliverySlots {
     return [...this.#ids]
   }
 
+  /** What a receiver may have in flight now: its cap, or less since an attempt of it timed out. */
+  receiverLimit(receiver: string): number {
+    return this.#receiverLimits.get(receiver) ?? this.receiverInFlightMax
+  }
+
   /** Receivers and apps at their cap: a claim need not even read their rows. */
   saturated(): { readonly receivers: string[]; readonly apps: string[] } {
-    return { receivers: this.#byReceiver.saturated(), apps: this.#byApp.saturated() }
+    return {
+      receivers: this.#byReceiver.saturated((receiver) => this.receiverLimit(receiver)),
+      apps: this.#byApp.saturated(),
+    }
   }
 
   /**
@@ -137,7 +166,7 @@ export class DeliverySlots {
       if (chosen.length >= this.free) break
       const { receiver, app } = ownerOf(row)
       if (
-        this.#byReceiver.of(receiver) + receivers.of(receiver) >= this.receiverInFlightMax ||
+        this.#byReceiver.of(receiver) + receivers.of(receiver) >= this.receiverLimit(receiver) ||
         this.#byApp.of(app) + apps.of(app) >= this.appInFlightMax
       ) {
         this.#heldBackByCap = true
@@ -150,8 +179,11 @@ export class DeliverySlots {
     return chosen
   }
 
-  /** Runs one attempt of a delivery in a slot; its failure goes to `onError`, never to the caller. */
-  start(delivery: DeliveryOwner & { readonly id: string }, attempt: () => Promise<void>): void {
+  /**
+   * Runs one attempt of a delivery in a slot; its failure goes to `onError`, never to the
+   * caller. What it reports of its receiver sets the receiver's limit.
+   */
+  start(delivery: DeliveryOwner & { readonly id: string }, attempt: () => Promise<AttemptReport | void>): void {
     const { id, receiver, app } = delivery
     assert(this.free > 0, 'an attempt starts only in a free slot')
     assert(!this.#ids.has(id), 'a delivery is attempted once at a time')
@@ -161,6 +193,9 @@ export class DeliverySlots {
     // Begun on a later tick, so even an attempt that throws at once settles like any other.
     const running: Promise<void> = Promise.resolve()
       .then(attempt)
+      .then((report) => {
+        if (report !== undefined) this.#learn(receiver, report)
+      })
       .catch((error: unknown) => {
         try {
           this.#onError(error)
@@ -177,6 +212,20 @@ export class DeliverySlots {
         for (const listener of [...this.#onSettle]) listener()
       })
     this.#inFlight.add(running)
+  }
+
+  /** A timeout drops the receiver to one attempt at a time; each answer doubles it back to the cap. */
+  #learn(receiver: string, report: AttemptReport): void {
+    const limits = this.#receiverLimits
+    if (report.timedOut) {
+      limits.delete(receiver)
+      limits.set(receiver, 1)
+      if (limits.size > limitedReceiversMax) limits.delete(limits.keys().next().value!)
+    } else if (report.answered && limits.has(receiver)) {
+      const limit = limits.get(receiver)! * 2
+      if (limit >= this.receiverInFlightMax) limits.delete(receiver)
+      else limits.set(receiver, limit)
+    }
   }
 
   /** Calls `listener` each time an attempt settles, until the returned function is called. */
