@@ -24,6 +24,7 @@ import {
   type NotificationFormat,
   type NotificationTables,
   type NotificationWorker,
+  type NotificationWorkerSettings,
 } from '../src/platform/notifications/index.js'
 import { openPlatform, type Platform } from '../src/server/platform.js'
 import { openStorage, type DialectName, type Storage } from '../src/storage/database.js'
@@ -594,6 +595,23 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
     while ((await worker.runOnce()) > 0) {}
   })
 
+  /**
+   * A background worker whose polls never come in time (60 s): what fills a slot that frees
+   * must be the wake of an attempt settling.
+   */
+  const startSlowPolling = (
+    fetchImpl: (url: string | URL | Request, init?: RequestInit) => Promise<Response>,
+    settings: NotificationWorkerSettings & { onError?: (error: unknown) => void },
+  ) =>
+    startNotificationWorker({
+      storage: bp().storage,
+      platformKeys: bp().platformKeys,
+      clock,
+      fetch: fetchImpl as typeof fetch,
+      pollIntervalMs: 60_000,
+      ...settings,
+    })
+
   it('delivers to other apps while one hangs, within the caps of each receiver and of each app', async () => {
     while ((await worker.runOnce()) > 0) {}
     const slow = await merchantApp(bp())
@@ -651,16 +669,10 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
     await dispatchEvents(bp().storage, { now: clock.now(), batchSizeMax: 100 })
     clock.advance(1_000)
     const errors: unknown[] = []
-    const background = startNotificationWorker({
-      storage: bp().storage,
-      platformKeys: bp().platformKeys,
-      clock,
-      fetch: fetchByUrl as typeof fetch,
+    const background = startSlowPolling(fetchByUrl, {
       deliveriesInFlightMax: 8,
       receiverInFlightMax,
       appInFlightMax,
-      // Polls never come in time: what fills a freed slot must be the wake of an attempt settling.
-      pollIntervalMs: 60_000,
       onError: (error) => errors.push(error),
     })
     try {
@@ -678,7 +690,11 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
     }
     expect(errors).toEqual([])
     expect(attemptedTwiceAtOnce).toEqual([])
-    expect(inFlightMax).toEqual({ all: appInFlightMax, '/slow-1': receiverInFlightMax, '/slow-2': receiverInFlightMax })
+    expect(inFlightMax.all).toBe(appInFlightMax)
+    // Which endpoint's rows come first among equals is the database's choice; neither passes the cap.
+    const perEndpoint = [inFlightMax['/slow-1'], inFlightMax['/slow-2']]
+    expect(Math.max(...perEndpoint)).toBe(receiverInFlightMax)
+    expect(perEndpoint.every((count) => count >= 1)).toBe(true)
     while ((await worker.runOnce()) > 0) {}
   })
 
@@ -705,16 +721,11 @@ forEachDialect('webhooks: retries on a manual clock', (dialect) => {
     const receiverInFlightMax = 4
     for (let n = 0; n < events; n += 1) await createStore(bp(), testApp, `T-${n}`, clock.now())
     await dispatchEvents(bp().storage, { now: clock.now(), batchSizeMax: 100 })
-    const background = startNotificationWorker({
-      storage: bp().storage,
-      platformKeys: bp().platformKeys,
-      clock,
-      fetch: neverAnswers as typeof fetch,
+    const background = startSlowPolling(neverAnswers, {
       deliveryTimeoutMs: 200,
       deliveriesInFlightMax: 8,
       receiverInFlightMax,
       appInFlightMax: receiverInFlightMax,
-      pollIntervalMs: 60_000,
     })
     try {
       // The first attempts go out together, up to the cap; once they time out, one at a time.
