@@ -344,10 +344,10 @@ export function alipayNotificationFormat(options: AlipayNotificationOptions): No
       if (slots.free === 0) return 0
       const { claimed, exhausted } = await claim(options, context.now, slots, timeoutMs + leaseMarginMs)
       for (const row of claimed) {
-        slots.start({ id: row.id, ...ownerOf(row) }, async () => {
+        slots.start({ id: row.id, ...ownerOf(row) }, async (report) => {
           const outcome = await attempt(options, row, context, timeoutMs)
+          report(reportOf(outcome))
           await record(options, row, outcome, context.clock.now())
-          return reportOf(outcome)
         })
       }
       // Retiring rows is work done too: the worker goes on at once rather than sleep a poll.

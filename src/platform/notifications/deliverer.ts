@@ -39,7 +39,7 @@ export interface DeliverOptions {
   readonly clock: Clock
   readonly fetch: typeof fetch
   readonly platformKeys: ReadonlyMap<AppEnvironment, PlatformKey>
-  /** The stage's attempts in flight: a claim takes what they leave free, within each receiver's cap. */
+  /** The stage's attempts in flight: a claim takes what they leave free, within the receiver's and app's caps. */
   readonly slots: DeliverySlots
   readonly deliveryTimeoutMs: number
   /** How long a claim holds its rows: longer than an attempt can take. */
@@ -75,7 +75,7 @@ export interface AttemptOutcome {
 
 /** Whether a failed fetch was cut short by its timeout. */
 export function isTimeout(error: unknown): boolean {
-  const name = (error as { name?: unknown }).name
+  const name = (error as { name?: unknown } | null | undefined)?.name
   return name === 'TimeoutError' || name === 'AbortError'
 }
 
@@ -261,10 +261,10 @@ export async function deliverDue(storage: Pick<Storage, 'db' | 'dialect'>, optio
   if (options.slots.free === 0) return 0
   const { claimed, exhausted } = await claim(storage, options)
   for (const delivery of claimed) {
-    options.slots.start({ id: delivery.id, ...webhookOwner(delivery) }, async () => {
+    options.slots.start({ id: delivery.id, ...webhookOwner(delivery) }, async (report) => {
       const outcome = await attempt(delivery, options)
+      report(reportOf(outcome))
       await record(storage, delivery, outcome, options)
-      return reportOf(outcome)
     })
   }
   return claimed.length + exhausted
@@ -377,18 +377,20 @@ async function attempt(delivery: Claimed, options: DeliverOptions): Promise<Atte
       await response.body?.cancel().catch(() => undefined)
       return { ok: true, statusCode: response.status, error: null, timedOut: false }
     }
-    return { ok: false, statusCode: response.status, error: await responseExcerpt(response), timedOut: false }
+    // A status then a body that stalls until the timeout held the slot as long as no answer.
+    const excerpt = await responseExcerpt(response)
+    return { ok: false, statusCode: response.status, error: excerpt.text, timedOut: excerpt.timedOut }
   } catch (error) {
     const timedOut = isTimeout(error)
     return { ok: false, statusCode: null, error: describeNetworkError(error, options.deliveryTimeoutMs), timedOut }
   }
 }
 
-async function responseExcerpt(response: Response): Promise<string> {
+async function responseExcerpt(response: Response): Promise<{ text: string; timedOut: boolean }> {
   const prefix = `HTTP ${response.status}`
   try {
     const reader = response.body?.getReader()
-    if (reader === undefined) return prefix
+    if (reader === undefined) return { text: prefix, timedOut: false }
     // Read no more than the log keeps: a receiver's error page can be arbitrarily large.
     const chunks: Uint8Array[] = []
     let length = 0
@@ -400,9 +402,9 @@ async function responseExcerpt(response: Response): Promise<string> {
     }
     await reader.cancel().catch(() => undefined)
     const text = Buffer.concat(chunks).toString('utf8').slice(0, errorTextLengthMax).trim()
-    return text === '' ? prefix : `${prefix}: ${text}`
-  } catch {
-    return prefix
+    return { text: text === '' ? prefix : `${prefix}: ${text}`, timedOut: false }
+  } catch (error) {
+    return { text: prefix, timedOut: isTimeout(error) }
   }
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { DeliverySlots, type DeliveryOwner } from './slots.js'
+import { DeliverySlots, limitedReceiversMax, type DeliveryOwner } from './slots.js'
 
 /** An attempt the test settles by hand. */
 function held(): { promise: Promise<void>; settle: () => void; fail: (error: Error) => void } {
@@ -96,7 +96,9 @@ describe('delivery slots', () => {
   it('after a timeout, tries a receiver one attempt at a time, doubling back to its cap as it answers', async () => {
     const slots = new DeliverySlots({ inFlightMax: 8, receiverInFlightMax: 4, appInFlightMax: 8, onError: noErrors })
     const run = async (report: { answered: boolean; timedOut: boolean } | undefined, receiver = 'a') => {
-      slots.start({ id: `d${slots.settled}-${receiver}`, receiver, app: 'x' }, async () => report)
+      slots.start({ id: `d${slots.settled}-${receiver}`, receiver, app: 'x' }, async (learnt) => {
+        if (report !== undefined) learnt(report)
+      })
       await slots.drain()
     }
     const rows = ['x/a#1', 'x/a#2', 'x/a#3', 'x/a#4', 'x/a#5']
@@ -124,6 +126,48 @@ describe('delivery slots', () => {
     expect(slots.saturated().receivers).toEqual(['b'])
     hold.settle()
     await slots.drain()
+  })
+
+  it('counts only the answers of attempts started after the latest timeout', async () => {
+    const slots = new DeliverySlots({ inFlightMax: 8, receiverInFlightMax: 8, appInFlightMax: 8, onError: noErrors })
+    // Four attempts in flight; one times out, then the three started before it answer late.
+    const reports: ((learnt: { answered: boolean; timedOut: boolean }) => void)[] = []
+    const holds = [held(), held(), held(), held()]
+    holds.forEach((hold, index) =>
+      slots.start({ id: `d${index}`, receiver: 'a', app: 'x' }, async (learnt) => {
+        reports.push(learnt)
+        await hold.promise
+      }),
+    )
+    await new Promise((resolve) => setImmediate(resolve))
+    reports[0]!({ answered: false, timedOut: true })
+    for (const late of reports.slice(1)) late({ answered: true, timedOut: false })
+    expect(slots.receiverLimit('a')).toBe(1)
+    for (const hold of holds) hold.settle()
+    await slots.drain()
+    // An attempt started after the timeout that answers counts.
+    slots.start({ id: 'after', receiver: 'a', app: 'x' }, async (learnt) => learnt({ answered: true, timedOut: false }))
+    await slots.drain()
+    expect(slots.receiverLimit('a')).toBe(2)
+  })
+
+  it(`remembers at most ${limitedReceiversMax} lowered receivers, forgetting the one lowered longest ago`, async () => {
+    const slots = new DeliverySlots({ inFlightMax: 4, receiverInFlightMax: 4, appInFlightMax: 4, onError: noErrors })
+    const timeOut = async (receiver: string) => {
+      slots.start({ id: receiver, receiver, app: 'x' }, async (learnt) => learnt({ answered: false, timedOut: true }))
+      await slots.drain()
+    }
+    for (let index = 0; index < limitedReceiversMax; index += 1) await timeOut(`r${index}`)
+    // r0 times out again: it moves to the back, so r1 is the one forgotten next.
+    slots.start({ id: 'r0-again', receiver: 'r0', app: 'x' }, async (learnt) =>
+      learnt({ answered: false, timedOut: true }),
+    )
+    await slots.drain()
+    await timeOut('one-more')
+    expect(slots.receiverLimit('r0')).toBe(1)
+    expect(slots.receiverLimit('r1')).toBe(4)
+    expect(slots.receiverLimit('r2')).toBe(1)
+    expect(slots.receiverLimit('one-more')).toBe(1)
   })
 
   it('refuses limits that cannot hold', () => {

@@ -82,12 +82,16 @@ export class DeliverySlots {
   readonly #onError: (error: unknown) => void
   readonly #byReceiver: Counts
   readonly #byApp: Counts
-  /** Receivers below their cap since an attempt timed out: 1, doubling with each answer. */
-  readonly #receiverLimits = new Map<string, number>()
+  /**
+   * Receivers below their cap since an attempt timed out: 1, doubling with each answer of an
+   * attempt started after that timeout (`since`, a count of timeouts).
+   */
+  readonly #receiverLimits = new Map<string, { limit: number; readonly since: number }>()
+  #timeouts = 0
   readonly #ids = new Set<string>()
   readonly #inFlight = new Set<Promise<void>>()
   readonly #onSettle = new Set<() => void>()
-  /** The last pick may have left due rows behind only because their receiver was at its cap. */
+  /** The last pick may have left due rows behind because a receiver or an app was at its cap. */
   #heldBackByCap = false
   #settled = 0
 
@@ -139,7 +143,7 @@ export class DeliverySlots {
 
   /** What a receiver may have in flight now: its cap, or less since an attempt of it timed out. */
   receiverLimit(receiver: string): number {
-    return this.#receiverLimits.get(receiver) ?? this.receiverInFlightMax
+    return this.#receiverLimits.get(receiver)?.limit ?? this.receiverInFlightMax
   }
 
   /** Receivers and apps at their cap: a claim need not even read their rows. */
@@ -181,10 +185,15 @@ export class DeliverySlots {
 
   /**
    * Runs one attempt of a delivery in a slot; its failure goes to `onError`, never to the
-   * caller. What it reports of its receiver sets the receiver's limit.
+   * caller. The attempt calls `report` with what it learnt of its receiver as soon as it knows
+   * (before recording the outcome, which may fail): that sets the receiver's limit.
    */
-  start(delivery: DeliveryOwner & { readonly id: string }, attempt: () => Promise<AttemptReport | void>): void {
+  start(
+    delivery: DeliveryOwner & { readonly id: string },
+    attempt: (report: (learnt: AttemptReport) => void) => Promise<void>,
+  ): void {
     const { id, receiver, app } = delivery
+    const startedAfter = this.#timeouts
     assert(this.free > 0, 'an attempt starts only in a free slot')
     assert(!this.#ids.has(id), 'a delivery is attempted once at a time')
     this.#ids.add(id)
@@ -192,10 +201,7 @@ export class DeliverySlots {
     this.#byApp.add(app, 1)
     // Begun on a later tick, so even an attempt that throws at once settles like any other.
     const running: Promise<void> = Promise.resolve()
-      .then(attempt)
-      .then((report) => {
-        if (report !== undefined) this.#learn(receiver, report)
-      })
+      .then(() => attempt((learnt) => this.#learn(receiver, learnt, startedAfter)))
       .catch((error: unknown) => {
         try {
           this.#onError(error)
@@ -214,18 +220,24 @@ export class DeliverySlots {
     this.#inFlight.add(running)
   }
 
-  /** A timeout drops the receiver to one attempt at a time; each answer doubles it back to the cap. */
-  #learn(receiver: string, report: AttemptReport): void {
+  /**
+   * A timeout drops the receiver to one attempt at a time; each answer doubles it back to the
+   * cap, but only the answer of an attempt started after the latest timeout: answers of the
+   * attempts that were already in flight say nothing of the receiver since.
+   */
+  #learn(receiver: string, report: AttemptReport, startedAfter: number): void {
     const limits = this.#receiverLimits
     if (report.timedOut) {
+      this.#timeouts += 1
       limits.delete(receiver)
-      limits.set(receiver, 1)
+      limits.set(receiver, { limit: 1, since: this.#timeouts })
       if (limits.size > limitedReceiversMax) limits.delete(limits.keys().next().value!)
-    } else if (report.answered && limits.has(receiver)) {
-      const limit = limits.get(receiver)! * 2
-      if (limit >= this.receiverInFlightMax) limits.delete(receiver)
-      else limits.set(receiver, limit)
+      return
     }
+    const lowered = limits.get(receiver)
+    if (!report.answered || lowered === undefined || startedAfter < lowered.since) return
+    lowered.limit *= 2
+    if (lowered.limit >= this.receiverInFlightMax) limits.delete(receiver)
   }
 
   /** Calls `listener` each time an attempt settles, until the returned function is called. */

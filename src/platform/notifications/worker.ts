@@ -124,7 +124,8 @@ export interface NotificationWorkerOptions extends NotificationWorkerSettings {
 export interface NotificationWorker {
   /** One step of each stage in turn: fan out a batch of events, then attempt the due
    * deliveries of each format that fit its slots, waiting for those attempts. Returns how many
-   * events and attempts it handled; 0 means there was nothing to do. */
+   * events and attempts it handled; 0 means there was nothing to do. Only on a worker made with
+   * `background: false` (it rejects otherwise). */
   runOnce(): Promise<number>
   /** Stops the loops and waits for the steps in flight. */
   stop(): Promise<void>
@@ -156,7 +157,13 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
   const leaseMs = deliveryTimeoutMs + (options.leaseMarginMs ?? leaseMarginMsDefault)
   const onError = options.onError ?? ((error: unknown) => console.error('notification worker step failed', error))
   const deliveriesInFlightMax = options.deliveriesInFlightMax ?? deliveriesInFlightMaxDefault
-  const appInFlightMax = options.appInFlightMax ?? Math.max(1, Math.floor(deliveriesInFlightMax * appShareOfSlots))
+  // An app's share never falls below a receiver cap set on its own.
+  const appInFlightMax =
+    options.appInFlightMax ??
+    Math.min(
+      deliveriesInFlightMax,
+      Math.max(options.receiverInFlightMax ?? 1, Math.floor(deliveriesInFlightMax * appShareOfSlots)),
+    )
   const receiverInFlightMax =
     options.receiverInFlightMax ?? Math.max(1, Math.floor(appInFlightMax * receiverShareOfAppShare))
   assert(Number.isInteger(batchSizeMax) && batchSizeMax >= 1 && batchSizeMax <= 1000, 'batchSizeMax is 1..1000')
@@ -239,9 +246,9 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
    */
   let runOnceQueue: Promise<unknown> = Promise.resolve()
   const runOnce = (): Promise<number> => {
-    // The loops' steps would overlap these on the same slots, and a claim could then outgrow them.
-    assert(options.background === false, 'runOnce() steps a worker made with background: false')
     const run = runOnceQueue.then(async () => {
+      // The loops' steps would overlap these on the same slots, and a claim could then outgrow them.
+      assert(options.background === false, 'runOnce() steps a worker made with background: false')
       let handled = 0
       for (const stage of stages) {
         handled += await stage.step()
@@ -261,8 +268,9 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
   let fanOutsWithWork = 0
   /**
    * A stage steps without pause while it finds work and has room for it, and otherwise sleeps:
-   * a poll, cut short by a fan-out that found work, or, when the stage is full or left rows
-   * only for their receiver's cap, by an attempt settling. On stop it waits for its attempts.
+   * a poll, cut short by a fan-out that found work, or, when the stage is full or may have left
+   * rows for a receiver's or an app's cap, by an attempt settling. On stop it waits for its
+   * attempts.
    */
   const loop = async ({ step, slots }: Stage): Promise<void> => {
     while (!stopped) {
