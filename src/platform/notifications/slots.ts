@@ -93,6 +93,8 @@ export class DeliverySlots {
   readonly #onSettle = new Set<() => void>()
   /** The last pick may have left due rows behind because a receiver or an app was at its cap. */
   #heldBackByCap = false
+  /** Who the last pick held back (or found at its cap): `r:` receivers and `a:` apps. */
+  #heldBack = new Set<string>()
   #settled = 0
 
   constructor(options: DeliverySlotsOptions) {
@@ -123,7 +125,12 @@ export class DeliverySlots {
     return this.#inFlight.size
   }
 
-  /** Attempts settled so far: a loop compares it across a step to see a settle it could not hear. */
+  /**
+   * Settles so far that may let a claim take more: those of a full stage, or of a receiver or
+   * app the last pick held back. A loop compares it across a step to see one it could not hear.
+   * The others free nothing a claim could use: waking on them would only make claims read past
+   * a saturated receiver's backlog again and again.
+   */
   get settled(): number {
     return this.#settled
   }
@@ -165,21 +172,26 @@ export class DeliverySlots {
     const chosen: T[] = []
     // A claim reads no rows of a receiver or app at its cap, so any they have are held back.
     const saturated = this.saturated()
-    this.#heldBackByCap = saturated.receivers.length > 0 || saturated.apps.length > 0
+    const heldBack = new Set([
+      ...saturated.receivers.map((key) => `r:${key}`),
+      ...saturated.apps.map((key) => `a:${key}`),
+    ])
     for (const row of rows) {
       if (chosen.length >= this.free) break
       const { receiver, app } = ownerOf(row)
-      if (
-        this.#byReceiver.of(receiver) + receivers.of(receiver) >= this.receiverLimit(receiver) ||
-        this.#byApp.of(app) + apps.of(app) >= this.appInFlightMax
-      ) {
-        this.#heldBackByCap = true
+      const receiverFull = this.#byReceiver.of(receiver) + receivers.of(receiver) >= this.receiverLimit(receiver)
+      const appFull = this.#byApp.of(app) + apps.of(app) >= this.appInFlightMax
+      if (receiverFull || appFull) {
+        if (receiverFull) heldBack.add(`r:${receiver}`)
+        if (appFull) heldBack.add(`a:${app}`)
         continue
       }
       receivers.add(receiver, 1)
       apps.add(app, 1)
       chosen.push(row)
     }
+    this.#heldBack = heldBack
+    this.#heldBackByCap = heldBack.size > 0
     return chosen
   }
 
@@ -210,10 +222,12 @@ export class DeliverySlots {
         }
       })
       .finally(() => {
+        const wasFull = this.free === 0
         this.#byReceiver.add(receiver, -1)
         this.#byApp.add(app, -1)
         this.#ids.delete(id)
         this.#inFlight.delete(running)
+        if (!wasFull && !this.#heldBack.has(`r:${receiver}`) && !this.#heldBack.has(`a:${app}`)) return
         this.#settled += 1
         for (const listener of [...this.#onSettle]) listener()
       })
@@ -240,7 +254,7 @@ export class DeliverySlots {
     if (lowered.limit >= this.receiverInFlightMax) limits.delete(receiver)
   }
 
-  /** Calls `listener` each time an attempt settles, until the returned function is called. */
+  /** Calls `listener` on each settle counted in {@link settled}, until the returned function is called. */
   onSettle(listener: () => void): () => void {
     this.#onSettle.add(listener)
     return () => this.#onSettle.delete(listener)
