@@ -6,7 +6,12 @@
  */
 import { beforeAll, expect, it } from 'vitest'
 import { verifyAuditLog } from '../src/platform/audit/audit-log.js'
-import { refusalRecordRefillS, refusalRecordsBurst } from '../src/platform/audit/refusals.js'
+import {
+  createRefusalAudit,
+  refusalRecordRefillS,
+  refusalRecordsBurst,
+  type Refusal,
+} from '../src/platform/audit/refusals.js'
 import { createAppWithKey, ed25519KeyPair, json, session, signed, signUp, type Injected } from './fixtures.js'
 import { forEachDialect, manualClock, useTestPlatform } from './harness.js'
 import { testTokenResolver } from './payment-fixtures.js'
@@ -204,5 +209,36 @@ forEachDialect('audit of refused requests', (dialect) => {
     expect(throttled.map((entry) => [entry.actor, entry.target, entry.data.address])).toEqual([
       ['anonymous', 'POST /v1/sessions', address],
     ])
+  })
+  it('counts a refusal whose append failed into the next entry, and reports the failure', async () => {
+    const errors: unknown[] = []
+    const audit = createRefusalAudit(clock, { proxiesNamed: false, onError: (error) => errors.push(error) })
+    const refusal: Refusal = {
+      reason: 'authentication',
+      code: 'AUTH_SIGNATURE_INVALID',
+      actor: 'anonymous',
+      claimedApp: null,
+      method: 'GET',
+      route: '/v1/me',
+      clientAddress: '192.0.2.77',
+      requestId: 'req_append_failed',
+    }
+    const db = bp().storage.db
+    // The database refuses the append (a full disk, say).
+    const failing = new Proxy(db, {
+      get: (target, property) =>
+        property === 'transaction'
+          ? () => ({
+              execute: async () => {
+                throw new Error('disk full')
+              },
+            })
+          : Reflect.get(target, property),
+    })
+    expect(await audit.record(failing, refusal, clock.now())).toBe('failed')
+    expect(errors.map((error) => (error as Error).message)).toEqual(['disk full'])
+    expect(await audit.record(db, { ...refusal, requestId: 'req_after' }, clock.now())).toBe('recorded')
+    expect((await refusals()).at(-1)!.data).toMatchObject({ request_id: 'req_after', unrecorded: 1 })
+    expect((await verifyAuditLog(db)).ok).toBe(true)
   })
 })

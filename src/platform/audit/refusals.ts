@@ -15,7 +15,7 @@
  * (`data.unrecorded`). So a flood costs a bounded number of rows, and the count survives.
  *
  * @example
- * const refusals = createRefusalAudit(clock, { proxiesNamed: false })
+ * const refusals = createRefusalAudit(clock, { proxiesNamed: false, onError: (error) => log.error(error) })
  * await refusals.record(db, { code: 'AUTH_SIGNATURE_INVALID', ... }, now)
  */
 import type { Kysely } from 'kysely'
