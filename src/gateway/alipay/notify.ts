@@ -40,7 +40,7 @@ import {
   claimableFor,
   deliveryHeaderNames,
   isTimeout,
-  reportOf,
+  startClaimed,
   type AttemptOutcome,
 } from '../../platform/notifications/deliverer.js'
 import type { PlatformKey } from '../../platform/signing/platform-keys.js'
@@ -339,19 +339,13 @@ export function alipayNotificationFormat(options: AlipayNotificationOptions): No
   return {
     name: 'alipay',
     fanOut,
-    async deliverDue(context) {
-      const { slots } = context
-      if (slots.free === 0) return 0
-      const { claimed, exhausted } = await claim(options, context.now, slots, timeoutMs + leaseMarginMs)
-      for (const row of claimed) {
-        slots.start({ id: row.id, ...ownerOf(row) }, async (report) => {
-          const outcome = await attempt(options, row, context, timeoutMs)
-          report(reportOf(outcome))
-          await record(options, row, outcome, context.clock.now())
-        })
-      }
-      // Retiring rows is work done too: the worker goes on at once rather than sleep a poll.
-      return claimed.length + exhausted
-    },
+    // Retiring rows counts as work done too: the worker goes on at once rather than sleep a poll.
+    deliverDue: (context) =>
+      startClaimed(context.slots, {
+        claim: () => claim(options, context.now, context.slots, timeoutMs + leaseMarginMs),
+        ownerOf,
+        attempt: (row) => attempt(options, row, context, timeoutMs),
+        record: (row, outcome) => record(options, row, outcome, context.clock.now()),
+      }),
   }
 }

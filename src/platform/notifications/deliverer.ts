@@ -21,7 +21,7 @@ import { prepared } from '../../storage/prepared.js'
 import type { AppEnvironment } from '../../storage/tables.js'
 import { newId, type Clock } from '../ids.js'
 import type { PlatformKey } from '../signing/platform-keys.js'
-import type { AttemptReport, DeliveryOwner, DeliverySlots } from './slots.js'
+import type { DeliveryOwner, DeliverySlots } from './slots.js'
 import type { NotificationTables } from './tables.js'
 
 /** Informational headers beside the signed ones; they help receivers read their own logs. */
@@ -79,9 +79,31 @@ export function isTimeout(error: unknown): boolean {
   return name === 'TimeoutError' || name === 'AbortError'
 }
 
-/** What an attempt tells the slots of its receiver ({@link DeliverySlots.start}). */
-export function reportOf(outcome: AttemptOutcome): AttemptReport {
-  return { answered: outcome.statusCode !== null, timedOut: outcome.timedOut }
+/**
+ * One step of a delivery queue (native webhooks, Alipay notifications): claims for the free
+ * slots, then starts each claimed delivery in its slot without waiting for it. An attempt tells
+ * the slots what it learnt of its receiver before its outcome is recorded, as the record may
+ * fail. Returns how many it started, plus those the claim retired.
+ */
+export async function startClaimed<T extends { readonly id: string }>(
+  slots: DeliverySlots,
+  queue: {
+    readonly claim: () => Promise<{ readonly claimed: readonly T[]; readonly exhausted: number }>
+    readonly ownerOf: (row: T) => DeliveryOwner
+    readonly attempt: (row: T) => Promise<AttemptOutcome>
+    readonly record: (row: T, outcome: AttemptOutcome) => Promise<unknown>
+  },
+): Promise<number> {
+  if (slots.free === 0) return 0
+  const { claimed, exhausted } = await queue.claim()
+  for (const row of claimed) {
+    slots.start({ id: row.id, ...queue.ownerOf(row) }, async (report) => {
+      const outcome = await queue.attempt(row)
+      report({ answered: outcome.statusCode !== null, timedOut: outcome.timedOut })
+      await queue.record(row, outcome)
+    })
+  }
+  return claimed.length + exhausted
 }
 
 /** The claim a worker puts on the rows it will attempt. */
@@ -257,17 +279,13 @@ export async function claimDue(
  * waiting for the attempts (`options.slots` tracks them). Returns how many it started, plus
  * those it found dead (see {@link claim}).
  */
-export async function deliverDue(storage: Pick<Storage, 'db' | 'dialect'>, options: DeliverOptions): Promise<number> {
-  if (options.slots.free === 0) return 0
-  const { claimed, exhausted } = await claim(storage, options)
-  for (const delivery of claimed) {
-    options.slots.start({ id: delivery.id, ...webhookOwner(delivery) }, async (report) => {
-      const outcome = await attempt(delivery, options)
-      report(reportOf(outcome))
-      await record(storage, delivery, outcome, options)
-    })
-  }
-  return claimed.length + exhausted
+export function deliverDue(storage: Pick<Storage, 'db' | 'dialect'>, options: DeliverOptions): Promise<number> {
+  return startClaimed(options.slots, {
+    claim: () => claim(storage, options),
+    ownerOf: webhookOwner,
+    attempt: (delivery) => attempt(delivery, options),
+    record: (delivery, outcome) => record(storage, delivery, outcome, options),
+  })
 }
 
 /** Claims the due rows, retiring those whose last attempt died with its worker ({@link claimDue}). */

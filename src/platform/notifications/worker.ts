@@ -174,14 +174,7 @@ export function startNotificationWorker(options: NotificationWorkerOptions): Not
     Number.isInteger(deliveriesInFlightMax) && deliveriesInFlightMax >= 1 && deliveriesInFlightMax <= 1000,
     'deliveriesInFlightMax is 1..1000',
   )
-  assert(
-    Number.isInteger(appInFlightMax) && appInFlightMax >= 1 && appInFlightMax <= deliveriesInFlightMax,
-    'appInFlightMax is 1..deliveriesInFlightMax',
-  )
-  assert(
-    Number.isInteger(receiverInFlightMax) && receiverInFlightMax >= 1 && receiverInFlightMax <= appInFlightMax,
-    'receiverInFlightMax is 1..appInFlightMax',
-  )
+  // DeliverySlots checks appInFlightMax and receiverInFlightMax when the stages are made, below.
   assert(retryDelaysMs.length > 0 && retryDelaysMs.every((delay) => delay > 0), 'retry delays are positive')
 
   const formats = options.formats ?? []
