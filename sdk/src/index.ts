@@ -16,11 +16,18 @@ import crypto from 'node:crypto'
 import type { ErrorCode } from './generated/error-codes.js'
 import type { paths } from './generated/openapi.js'
 import { writesWithoutIdempotency } from './generated/operations.js'
-import { headerNames, requestSigningString, responseSigningString, signText, verifyText } from './protocol.js'
+import { headerNames, newNonce, requestSigningString, responseSigningString, signText, verifyText } from './protocol.js'
 
 export type { paths } from './generated/openapi.js'
 export { errorCodes, type ErrorCode } from './generated/error-codes.js'
-export { headerNames, requestSigningString, responseSigningString, signText, verifyText } from './protocol.js'
+export {
+  headerNames,
+  newNonce,
+  requestSigningString,
+  responseSigningString,
+  signText,
+  verifyText,
+} from './protocol.js'
 export { verifyWebhook, WebhookVerificationError, webhookHeaderNames, type WebhookEvent } from './webhooks.js'
 
 /** Codes raised by the SDK itself, never by the server. */
@@ -115,7 +122,7 @@ export interface SignRequestInput {
 
 /** The headers of a signed request. Exposed for callers that use their own HTTP client. */
 export function signRequest(input: SignRequestInput): Record<string, string> {
-  const nonce = input.nonce ?? crypto.randomBytes(16).toString('base64url')
+  const nonce = input.nonce ?? newNonce()
   const timestamp = String(input.timestampS)
   const text = requestSigningString({
     appId: input.appId,
@@ -232,7 +239,8 @@ export function createClient(options: ClientOptions): BaseplateClient {
     idempotencyKey: string | undefined,
     appAuthToken: string | undefined,
   ): Promise<unknown> {
-    const nonce = crypto.randomBytes(16).toString('base64url')
+    const nowMs = now()
+    const nonce = newNonce(nowMs)
     const headers = signRequest({
       appId: options.appId,
       privateKey,
@@ -241,7 +249,7 @@ export function createClient(options: ClientOptions): BaseplateClient {
       body,
       appAuthToken,
       idempotencyKey,
-      timestampS: Math.floor(now() / 1000),
+      timestampS: Math.floor(nowMs / 1000),
       nonce,
     })
     let response: Response

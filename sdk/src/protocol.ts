@@ -59,6 +59,27 @@ export interface ResponseSigningInput {
   readonly body: string
 }
 
+/**
+ * A fresh nonce: a UUIDv7 (RFC 9562), 48 bits of Unix milliseconds and then 74 random bits,
+ * in lowercase hex, so nonces made later sort later. The platform keeps an index of every
+ * nonce for ten minutes; nonces in time order land on that index's newest pages and expire
+ * from its oldest, where random ones each cost a page of their own on insert and on delete
+ * (ADR 0002). Any 16-64 characters of `[A-Za-z0-9_-]` are accepted, time-ordered or not.
+ *
+ * @example
+ * newNonce(Date.parse('2026-11-25T04:00:00Z')) // '019aba2e-d600-7…', unique per call
+ */
+export function newNonce(nowMs: number = Date.now()): string {
+  const ms = Math.floor(nowMs)
+  if (!Number.isSafeInteger(ms) || ms < 0 || ms >= 2 ** 48) throw new RangeError('nowMs must be Unix milliseconds')
+  const bytes = crypto.randomBytes(16)
+  bytes.writeUIntBE(ms, 0, 6)
+  bytes[6] = (bytes[6]! & 0x0f) | 0x70 // version 7
+  bytes[8] = (bytes[8]! & 0x3f) | 0x80 // variant 10
+  const hex = bytes.toString('hex')
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
+}
+
 /** Header values that enter a signing string may not contain a line break. */
 export function isSingleLine(value: string): boolean {
   return !/[\r\n]/.test(value)
