@@ -12,6 +12,7 @@ import { verifyAuditLog } from '../platform/audit/audit-log.js'
 import { acceleratedClock, acceleratedPollIntervalMs } from '../platform/clock.js'
 import { pollIntervalMsDefault } from '../platform/notifications/worker.js'
 import { openPlatform, preparePlatform } from '../server/platform.js'
+import { startHousekeeping } from '../storage/expiry.js'
 import { createSandbox } from './sandbox.js'
 
 export interface CliIo {
@@ -77,25 +78,15 @@ export function createCli(io: CliIo): Command {
               `This password is shown only now and is stored only as a scrypt hash.\n\n`,
           ),
       })
-      // A run that outlasts the interval (a backlog after downtime) is not joined by another.
-      // A run that never settled would stop housekeeping; each statement is bounded by the
-      // database's own timeouts (SQLite's busy timeout; PostgreSQL's, where the operator sets one).
-      let housekeeping: Promise<void> | null = null
-      const timer = setInterval(() => {
-        housekeeping ??= platform
-          .housekeep()
-          .catch((error: unknown) => platform.app.log.error({ err: error }, 'housekeeping failed'))
-          .finally(() => {
-            housekeeping = null
-          })
-      }, housekeepingIntervalMs)
-      timer.unref()
+      const housekeeping = startHousekeeping(
+        () => platform.housekeep(),
+        housekeepingIntervalMs,
+        (error) => platform.app.log.error({ err: error }, 'housekeeping failed'),
+      )
       const address = await platform.app.listen({ port: settings.port, host: settings.host })
       io.out(`Baseplate is listening on ${address} (${platform.storage.dialect}); docs at ${address}/docs\n`)
       await (io.waitForStop ?? waitForSignal)()
-      clearInterval(timer)
-      // A run between two batches would otherwise meet a closed database.
-      await housekeeping
+      await housekeeping.stop()
       await platform.close()
     })
   program

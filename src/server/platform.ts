@@ -192,10 +192,15 @@ export async function openPlatform(config: Config, options: PlatformOptions = {}
   }
 }
 
+/**
+ * The tables whose rows housekeeping deletes once `expires_at` has passed (authorisation codes
+ * go later, by `purgeAuthorizationCodes`). Each has an index led by `expires_at`, so a run reads
+ * only the rows it deletes (test/housekeeping.test.ts checks the indexes).
+ */
+export const expiringTables = ['request_nonces', 'idempotency_records', 'sessions'] as const
+
 /** Deletes expired nonces, idempotency records, sessions and old authorisation codes, in batches. */
 export async function housekeep(db: Kysely<any>, now: number): Promise<void> {
-  await deleteExpired(db, 'request_nonces', now)
-  await deleteExpired(db, 'idempotency_records', now)
-  await deleteExpired(db, 'sessions', now)
+  for (const table of expiringTables) await deleteExpired(db, table, now)
   await purgeAuthorizationCodes(db, now)
 }

@@ -39,3 +39,46 @@ export async function deleteExpired(db: Kysely<any>, table: string, until: numbe
     await new Promise((resolve) => setImmediate(resolve))
   }
 }
+
+export interface Housekeeping {
+  /** Stops the timer and waits for a run in progress, so none meets a closed database. */
+  stop(): Promise<void>
+}
+
+/**
+ * Runs `run` every `intervalMs`, never two at once: a run that outlasts the interval (a backlog
+ * after downtime) is not joined by another, and the tick that finds it running is skipped. A
+ * failed run goes to `onError`, and the next tick runs again. A run that never settled would
+ * stop housekeeping; each statement is bounded by the database's own timeouts (SQLite's busy
+ * timeout; PostgreSQL's, where the operator sets one). The timer does not keep the process alive.
+ *
+ * @example
+ * const housekeeping = startHousekeeping(() => platform.housekeep(), 5_000, (error) => log.error(error))
+ * await housekeeping.stop()
+ */
+export function startHousekeeping(
+  run: () => Promise<unknown>,
+  intervalMs: number,
+  onError: (error: unknown) => void,
+): Housekeeping {
+  if (!Number.isSafeInteger(intervalMs) || intervalMs < 1) throw new RangeError('intervalMs must be a whole ms ≥ 1')
+  let running: Promise<void> | null = null
+  const timer = setInterval(() => {
+    running ??= Promise.resolve()
+      .then(run)
+      .then(
+        () => undefined,
+        (error: unknown) => onError(error),
+      )
+      .finally(() => {
+        running = null
+      })
+  }, intervalMs)
+  timer.unref()
+  return {
+    async stop() {
+      clearInterval(timer)
+      await running
+    },
+  }
+}
