@@ -7,13 +7,16 @@
  */
 import { describe, expect, it } from 'vitest'
 import type { Kysely } from 'kysely'
-import { alipayAttemptsMax, alipayRetryDelaysMs } from '../src/gateway/alipay/index.js'
+import type { PaymentServices } from '../src/capabilities/payment/index.js'
+import { alipayAttemptsMax, alipayNotificationFormat, alipayRetryDelaysMs } from '../src/gateway/alipay/index.js'
+import { startNotificationWorker } from '../src/platform/notifications/worker.js'
+import * as receiverMigration from '../src/storage/migrations/2026-12-08T01-00_alipay_notify_receiver.js'
 import { addMember } from '../src/platform/identity/service.js'
 import type { AlipayNotificationsTable } from '../src/gateway/alipay/tables.js'
 import type { UserPrincipal } from '../src/server/route-kit.js'
 import type { CoreTables } from '../src/storage/tables.js'
 import { useAlipayWorld, type AlipayWorld } from './alipay-gateway-world.js'
-import { json, session, signUp } from './fixtures.js'
+import { eventually, json, session, signUp } from './fixtures.js'
 import { forEachDialect } from './harness.js'
 import { expectLedgerConsistent } from './ledger-helpers.js'
 
@@ -240,6 +243,116 @@ forEachDialect('alipay notifications', (dialect) => {
       })
       expect(received[0]!.fields.gmt_payment).toBeUndefined()
       expect(w.sdk.checkNotifySignV2(received[0]!.fields)).toBe(true)
+    })
+
+    it('counts notify URLs that differ only in their query as one receiver, their server, for the caps', async () => {
+      const w = world()
+      await deliverAll(w)
+      const { url } = w.receiver
+      const orders = ['Q-1', 'Q-2', 'Q-3']
+      const urls = orders.map((order) => `${url}?order=${order}`)
+      const queued = () =>
+        (w.platform.storage.db as unknown as Kysely<{ alipay_notifications: AlipayNotificationsTable }>)
+          .selectFrom('alipay_notifications')
+          .selectAll()
+          .where('notify_url', 'in', urls)
+          .execute()
+      for (const outTradeNo of orders) {
+        const precreated = await w.v2(
+          'alipay.trade.precreate',
+          { outTradeNo, totalAmount: '1.00', subject: 'per-order URL' },
+          { notifyUrl: `${url}?order=${outTradeNo}` },
+        )
+        await w.payOnPage(precreated.qrCode)
+      }
+      // The receiver's server holds every request until the test answers it.
+      const held: Array<() => void> = []
+      const requested: string[] = []
+      let inFlight = 0
+      let inFlightMax = 0
+      const holdingFetch = (input: string | URL | Request) => {
+        const target = String(input)
+        if (!target.startsWith(url)) return Promise.resolve(new Response(null, { status: 204 }))
+        requested.push(target)
+        inFlight += 1
+        inFlightMax = Math.max(inFlightMax, inFlight)
+        return new Promise<Response>((resolve) =>
+          held.push(() => {
+            inFlight -= 1
+            resolve(new Response('success'))
+          }),
+        )
+      }
+      const { storage, platformKeys, registry, config } = w.platform
+      const background = startNotificationWorker({
+        storage,
+        platformKeys,
+        clock: { now: () => Date.now() + w.skew },
+        fetch: holdingFetch as typeof fetch,
+        pollIntervalMs: 60_000,
+        deliveriesInFlightMax: 8,
+        receiverInFlightMax: 1,
+        appInFlightMax: 4,
+        formats: [
+          alipayNotificationFormat({
+            storage,
+            payment: registry.service<PaymentServices>('payment'),
+            platformKeys,
+            settings: config.alipay,
+          }),
+        ],
+      })
+      try {
+        for (let answered = 0; answered < orders.length; answered += 1) {
+          await eventually(async () => (held.length > answered ? true : null))
+          // Room for a second attempt to start beside the held one, were the URLs separate receivers.
+          await new Promise((resolve) => setTimeout(resolve, 100))
+          held[answered]!()
+        }
+        await eventually(async () => {
+          const rows = await queued()
+          return rows.length === orders.length && rows.every((row) => row.status === 'delivered') ? rows : null
+        })
+      } finally {
+        await background.stop()
+      }
+      expect(new Set(requested)).toEqual(new Set(urls))
+      expect(inFlightMax).toBe(1)
+      expect((await queued()).map((row) => row.receiver)).toEqual(orders.map(() => new URL(url).origin))
+    })
+
+    it('gives the notifications still to be delivered their server as receiver when the column arrives', async () => {
+      const w = world()
+      await deliverAll(w)
+      const { url, answers } = w.receiver
+      const urls = ['M-1', 'M-2'].map((order) => `${url}/late?order=${order}`)
+      for (const notifyUrl of urls) {
+        const outTradeNo = new URL(notifyUrl).searchParams.get('order')!
+        const precreated = await w.v2(
+          'alipay.trade.precreate',
+          { outTradeNo, totalAmount: '1.00', subject: 'migration' },
+          { notifyUrl },
+        )
+        await w.payOnPage(precreated.qrCode)
+      }
+      answers.push('fail')
+      await deliverAll(w)
+      // The schema as it was before the migration: no receiver column.
+      const db = w.platform.storage.db as Kysely<any>
+      await db.schema.alterTable('alipay_notifications').dropColumn('receiver').execute()
+      await receiverMigration.up(db)
+      const rows = await db
+        .selectFrom('alipay_notifications')
+        .select(['notify_url', 'status', 'receiver'])
+        .where('notify_url', 'in', urls)
+        .orderBy('status')
+        .execute()
+      expect(rows).toEqual([
+        { notify_url: expect.any(String), status: 'delivered', receiver: expect.any(String) },
+        { notify_url: expect.any(String), status: 'pending', receiver: new URL(url).origin },
+      ])
+      // A finished row keeps its URL: nothing claims it again.
+      expect(rows[0]!.receiver).toBe(rows[0]!.notify_url)
     })
   })
 })

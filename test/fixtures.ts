@@ -178,3 +178,14 @@ export async function signed(
     ...(request.body === '' ? {} : { payload: request.body }),
   })
 }
+
+/** Polls until `probe` returns a value, for work done by a background worker. */
+export async function eventually<T>(probe: () => Promise<T | null>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value !== null) return value
+    if (Date.now() > deadline) throw new Error(`not settled within ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}

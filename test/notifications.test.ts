@@ -31,6 +31,7 @@ import { openStorage, type DialectName, type Storage } from '../src/storage/data
 import {
   createAppWithKey,
   ed25519KeyPair,
+  eventually,
   json,
   session,
   signed,
@@ -180,17 +181,6 @@ async function deliveryLog(platform: Platform, testApp: TestApp, query = '') {
 
 async function platformKeyPem(platform: Platform, environment: 'sandbox' | 'live'): Promise<string> {
   return json(await platform.app.inject({ method: 'GET', url: `/v1/platform-keys/${environment}` })).public_key_pem
-}
-
-/** Polls until `probe` returns a value, for work done by a background worker. */
-async function eventually<T>(probe: () => Promise<T | null>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== null) return value
-    if (Date.now() > deadline) throw new Error(`not settled within ${timeoutMs} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
 }
 
 /** Verifies a received webhook as a receiver would, at the clock's time. */

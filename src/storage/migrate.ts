@@ -16,6 +16,7 @@ import * as alipayGateway from './migrations/2026-11-26T00-00_alipay_gateway.js'
 import * as appKeysOrder from './migrations/2026-12-06T00-00_app_keys_order.js'
 import * as sealedPlatformKeys from './migrations/2026-12-07T00-00_sealed_platform_keys.js'
 import * as sessionsIndexes from './migrations/2026-12-08T00-00_sessions_indexes.js'
+import * as alipayNotifyReceiver from './migrations/2026-12-08T01-00_alipay_notify_receiver.js'
 
 export const coreMigrations: Readonly<Record<string, Migration>> = {
   '2026-11-25T00-00_core': core0001,
@@ -26,6 +27,7 @@ export const coreMigrations: Readonly<Record<string, Migration>> = {
   '2026-12-06T00-00_app_keys_order': appKeysOrder,
   '2026-12-07T00-00_sealed_platform_keys': sealedPlatformKeys,
   '2026-12-08T00-00_sessions_indexes': sessionsIndexes,
+  '2026-12-08T01-00_alipay_notify_receiver': alipayNotifyReceiver,
 }
 
 /** Attempts when another schema vanishes under Kysely's table listing (see isForeignSchemaGone). */

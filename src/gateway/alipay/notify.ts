@@ -131,6 +131,7 @@ async function fanOut(tx: Kysely<any>, events: readonly DispatchedEvent[], now: 
       auth_app_id: app.organization_id === event.organization_id ? appId : event.organization_id,
       trade_id: tradeId,
       notify_url: url,
+      receiver: receiverOf(url),
       passback_params: trade?.passback_params ?? null,
       status: 'pending',
       attempts: 0,
@@ -157,9 +158,21 @@ interface Claimed extends AlipayNotificationsTable {
   readonly event_payload: string
 }
 
-/** A notification's share of the slots: its URL's, and its app's (ADR 0021). */
-const ownerOf = (row: { readonly notify_url: string; readonly app_id: string }): DeliveryOwner => ({
-  receiver: row.notify_url,
+/**
+ * The receiver a notify URL is delivered to, for the slots' caps: its origin, so that URLs which
+ * differ only in path or query (one per trade, say) share one cap and one timeout limit.
+ */
+export function receiverOf(notifyUrl: string): string {
+  try {
+    return new URL(notifyUrl).origin
+  } catch {
+    return notifyUrl
+  }
+}
+
+/** A notification's share of the slots: its server's, and its app's (ADR 0021). */
+const ownerOf = (row: { readonly receiver: string; readonly app_id: string }): DeliveryOwner => ({
+  receiver: row.receiver,
   app: row.app_id,
 })
 
@@ -176,10 +189,10 @@ async function claim(
     const tx = transaction as unknown as Transaction<GatewayTables>
     const candidates = await tx
       .selectFrom('alipay_notifications')
-      .select(['id', 'status', 'attempts', 'notify_url', 'app_id'])
+      .select(['id', 'status', 'attempts', 'receiver', 'app_id'])
       .where(sql<boolean>`status in ('pending', 'delivering')`)
       .where('next_attempt_at', '<=', now)
-      .where(claimableFor(options.storage.dialect, 'notify_url', slots))
+      .where(claimableFor(options.storage.dialect, 'receiver', slots))
       .orderBy('next_attempt_at')
       .limit(candidatesMax(slots))
       .$if(options.storage.dialect === 'postgres', (query) => query.forUpdate().skipLocked())

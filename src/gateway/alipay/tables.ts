@@ -30,6 +30,11 @@ export interface AlipayNotificationsTable {
   auth_app_id: string
   trade_id: string
   notify_url: string
+  /**
+   * The notify URL's origin (scheme, host and port): the receiver whose share of the delivery
+   * slots this notification takes (ADR 0021), so per-trade URLs of one server share one cap.
+   */
+  receiver: string
   passback_params: string | null
   status: AlipayNotificationStatus
   attempts: number

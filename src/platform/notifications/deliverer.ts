@@ -180,7 +180,7 @@ export function notAmong(dialect: DialectName, column: string, values: readonly 
  */
 export function claimableFor(
   dialect: DialectName,
-  receiverColumn: 'endpoint_id' | 'notify_url',
+  receiverColumn: 'endpoint_id' | 'receiver',
   slots: DeliverySlots,
 ): RawBuilder<boolean> {
   const { receivers, apps } = slots.saturated()

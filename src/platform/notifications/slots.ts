@@ -5,7 +5,7 @@
  * delivery timeout) held every other receiver claimed with it, and the next claim waited too.
  * Now a stage keeps up to {@link DeliverySlots.inFlightMax} attempts going and claims again as
  * soon as one settles. Two caps share the slots out (ADR 0021): no receiver (a webhook
- * endpoint, a notify URL) holds more than {@link DeliverySlots.receiverInFlightMax} of them, and
+ * endpoint, a notify URL's origin) holds more than {@link DeliverySlots.receiverInFlightMax} of them, and
  * no app, all its receivers together, more than {@link DeliverySlots.appInFlightMax}. A receiver
  * that hangs slows its own deliveries, and a tenant whose receivers all hang slows its own.
  * And a receiver whose attempt timed out is tried one attempt at a time until it answers
@@ -24,7 +24,7 @@ import { assert } from '../../assert.js'
 /**
  * Receivers whose lowered limit is remembered, most recently lowered last: beyond this the
  * oldest is forgotten (back at its cap), so receivers that time out once and are never tried
- * again (a notify URL per trade) cannot grow the map without end.
+ * again (a server per merchant, say) cannot grow the map without end.
  */
 export const limitedReceiversMax = 10_000
 
@@ -49,7 +49,7 @@ export interface AttemptReport {
 
 /** Whose share of the slots a delivery's attempt takes. */
 export interface DeliveryOwner {
-  /** The webhook endpoint's id, or the notify URL. */
+  /** The webhook endpoint's id, or the notify URL's origin. */
   readonly receiver: string
   readonly app: string
 }

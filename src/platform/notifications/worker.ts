@@ -77,7 +77,7 @@ export interface NotificationWorkerSettings {
   readonly batchSizeMax?: number
   /** Attempts in flight at once per delivery stage, all receivers together. */
   readonly deliveriesInFlightMax?: number
-  /** Attempts in flight at once to one receiver (a webhook endpoint, a notify URL), per stage. */
+  /** Attempts in flight at once to one receiver (a webhook endpoint, a notify URL's origin), per stage. */
   readonly receiverInFlightMax?: number
   /** Attempts in flight at once to one app's receivers together, per stage. */
   readonly appInFlightMax?: number
