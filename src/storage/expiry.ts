@@ -68,7 +68,13 @@ export function startHousekeeping(
       .then(run)
       .then(
         () => undefined,
-        (error: unknown) => onError(error),
+        (error: unknown) => {
+          try {
+            onError(error)
+          } catch {
+            // A failing report must not stop housekeeping, nor make stop() throw.
+          }
+        },
       )
       .finally(() => {
         running = null

@@ -170,11 +170,22 @@ export function receiverOf(notifyUrl: string): string {
   }
 }
 
-/** A notification's share of the slots: its server's, and its app's (ADR 0021). */
-const ownerOf = (row: { readonly receiver: string; readonly app_id: string }): DeliveryOwner => ({
-  receiver: row.receiver,
+/**
+ * A notification's share of the slots (ADR 0021): its app's, and the receiving server's as this
+ * app uses it, so an app that points its notify URL at another tenant's host cannot spend that
+ * tenant's share or lower its limit. A row queued by a process older than the `receiver` column
+ * (a rolling upgrade) counts by its URL, as before. `receiverKey` is the same key in SQL.
+ */
+const ownerOf = (row: {
+  readonly receiver: string | null
+  readonly notify_url: string
+  readonly app_id: string
+}): DeliveryOwner => ({
+  receiver: `${row.app_id} ${row.receiver ?? row.notify_url}`,
   app: row.app_id,
 })
+
+const receiverKey = sql<string>`app_id || ' ' || coalesce(receiver, notify_url)`
 
 async function claim(
   options: AlipayNotificationOptions,
@@ -189,10 +200,10 @@ async function claim(
     const tx = transaction as unknown as Transaction<GatewayTables>
     const candidates = await tx
       .selectFrom('alipay_notifications')
-      .select(['id', 'status', 'attempts', 'receiver', 'app_id'])
+      .select(['id', 'status', 'attempts', 'receiver', 'notify_url', 'app_id'])
       .where(sql<boolean>`status in ('pending', 'delivering')`)
       .where('next_attempt_at', '<=', now)
-      .where(claimableFor(options.storage.dialect, 'receiver', slots))
+      .where(claimableFor(options.storage.dialect, receiverKey, slots))
       .orderBy('next_attempt_at')
       .limit(candidatesMax(slots))
       .$if(options.storage.dialect === 'postgres', (query) => query.forUpdate().skipLocked())

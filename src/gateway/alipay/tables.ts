@@ -31,10 +31,11 @@ export interface AlipayNotificationsTable {
   trade_id: string
   notify_url: string
   /**
-   * The notify URL's origin (scheme, host and port): the receiver whose share of the delivery
-   * slots this notification takes (ADR 0021), so per-trade URLs of one server share one cap.
+   * The notify URL's origin (scheme, host and port): with the app, the receiver whose share of
+   * the delivery slots this notification takes (ADR 0021), so per-trade URLs of one server share
+   * one cap. Null on rows that were finished before the column came, or queued by an older process.
    */
-  receiver: string
+  receiver: string | null
   passback_params: string | null
   status: AlipayNotificationStatus
   attempts: number

@@ -164,14 +164,20 @@ export function candidatesMax(slots: DeliverySlots): number {
 }
 
 /**
- * `column` is none of `values`, in SQL whose text is the same for every list, so that a claim
- * stays one prepared statement however many receivers are saturated or deliveries in flight:
- * the list is one bound parameter (a JSON array on SQLite, an array on PostgreSQL).
+ * `column` (a column name, or an SQL expression) is none of `values`, in SQL whose text is the
+ * same for every list, so that a claim stays one prepared statement however many receivers are
+ * saturated or deliveries in flight: the list is one bound parameter (a JSON array on SQLite, an
+ * array on PostgreSQL).
  */
-export function notAmong(dialect: DialectName, column: string, values: readonly string[]): RawBuilder<boolean> {
+export function notAmong(
+  dialect: DialectName,
+  column: string | RawBuilder<string>,
+  values: readonly string[],
+): RawBuilder<boolean> {
+  const value = typeof column === 'string' ? sql.ref(column) : column
   return dialect === 'postgres'
-    ? sql<boolean>`${sql.ref(column)} <> all(${[...values]}::text[])`
-    : sql<boolean>`${sql.ref(column)} not in (select value from json_each(${JSON.stringify(values)}))`
+    ? sql<boolean>`${value} <> all(${[...values]}::text[])`
+    : sql<boolean>`${value} not in (select value from json_each(${JSON.stringify(values)}))`
 }
 
 /**
@@ -180,7 +186,7 @@ export function notAmong(dialect: DialectName, column: string, values: readonly 
  */
 export function claimableFor(
   dialect: DialectName,
-  receiverColumn: 'endpoint_id' | 'receiver',
+  receiverColumn: 'endpoint_id' | RawBuilder<string>,
   slots: DeliverySlots,
 ): RawBuilder<boolean> {
   const { receivers, apps } = slots.saturated()
