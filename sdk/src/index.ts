@@ -333,8 +333,9 @@ export function createClient(options: ClientOptions): BaseplateClient {
   ): Promise<unknown> {
     const pathWithQuery = buildPath(path, call.params, call.query)
     const body = call.body === undefined ? '' : JSON.stringify(call.body)
-    // Every write carries a key so that a retry after a lost response cannot execute twice.
-    const idempotencyKey = method === 'GET' ? undefined : (call.idempotencyKey ?? `sdk-retry-${crypto.randomUUID()}`)
+    // Every write carries a key so that a retry after a lost response cannot execute twice. A
+    // UUIDv7, like the nonces: the platform keeps keys for a day, in an index they reach in order.
+    const idempotencyKey = method === 'GET' ? undefined : (call.idempotencyKey ?? `sdk-retry-${newNonce(now())}`)
     const appAuthToken = call.appAuthToken ?? options.appAuthToken
     const resendable = method === 'GET' || !writesWithoutIdempotency.has(`${method} ${path}`)
     for (let retry = 0; ; retry += 1) {
