@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest'
 import type { Kysely } from 'kysely'
 import type { PaymentServices } from '../src/capabilities/payment/index.js'
 import { alipayAttemptsMax, alipayNotificationFormat, alipayRetryDelaysMs } from '../src/gateway/alipay/index.js'
+import { dispatchEvents } from '../src/platform/notifications/dispatcher.js'
 import { startNotificationWorker } from '../src/platform/notifications/worker.js'
 import * as receiverMigration from '../src/storage/migrations/2026-12-08T01-00_alipay_notify_receiver.js'
 import { addMember } from '../src/platform/identity/service.js'
@@ -34,6 +35,54 @@ async function notification(w: AlipayWorld, tradeNo: string): Promise<AlipayNoti
     .where('trade_id', '=', tradeNo)
     .orderBy('created_at')
     .execute()
+}
+
+function alipayFormat(w: AlipayWorld) {
+  const { storage, platformKeys, registry, config } = w.platform
+  return alipayNotificationFormat({
+    storage,
+    platformKeys,
+    payment: registry.service<PaymentServices>('payment'),
+    settings: config.alipay,
+  })
+}
+
+/**
+ * A worker of the test's own beside the world's, with small caps: one attempt at a time per
+ * receiver, four per app, eight in all; it polls once a minute, so only a settle wakes it soon.
+ */
+function cappedWorker(w: AlipayWorld, fetchImpl: (input: string | URL | Request) => Promise<Response>) {
+  return startNotificationWorker({
+    storage: w.platform.storage,
+    platformKeys: w.platform.platformKeys,
+    clock: { now: () => Date.now() + w.skew },
+    fetch: fetchImpl as typeof fetch,
+    pollIntervalMs: 60_000,
+    deliveriesInFlightMax: 8,
+    receiverInFlightMax: 1,
+    appInFlightMax: 4,
+    formats: [alipayFormat(w)],
+  })
+}
+
+/** Trades paid through the gateway, each notified at its own URL. */
+async function paidTrades(w: AlipayWorld, notifyUrls: readonly string[]): Promise<void> {
+  for (const notifyUrl of notifyUrls) {
+    const outTradeNo = new URL(notifyUrl).searchParams.get('order')!
+    const precreated = await w.v2(
+      'alipay.trade.precreate',
+      { outTradeNo, totalAmount: '1.00', subject: 'per-order URL' },
+      { notifyUrl },
+    )
+    await w.payOnPage(precreated.qrCode)
+  }
+}
+
+function notificationsAt(w: AlipayWorld, notifyUrls: readonly string[]) {
+  return (w.platform.storage.db as unknown as Kysely<{ alipay_notifications: AlipayNotificationsTable }>)
+    .selectFrom('alipay_notifications')
+    .selectAll()
+    .where('notify_url', 'in', notifyUrls)
 }
 
 forEachDialect('alipay notifications', (dialect) => {
@@ -251,20 +300,8 @@ forEachDialect('alipay notifications', (dialect) => {
       const { url } = w.receiver
       const orders = ['Q-1', 'Q-2', 'Q-3']
       const urls = orders.map((order) => `${url}?order=${order}`)
-      const queued = () =>
-        (w.platform.storage.db as unknown as Kysely<{ alipay_notifications: AlipayNotificationsTable }>)
-          .selectFrom('alipay_notifications')
-          .selectAll()
-          .where('notify_url', 'in', urls)
-          .execute()
-      for (const outTradeNo of orders) {
-        const precreated = await w.v2(
-          'alipay.trade.precreate',
-          { outTradeNo, totalAmount: '1.00', subject: 'per-order URL' },
-          { notifyUrl: `${url}?order=${outTradeNo}` },
-        )
-        await w.payOnPage(precreated.qrCode)
-      }
+      const queued = () => notificationsAt(w, urls).execute()
+      await paidTrades(w, urls)
       // The receiver's server holds every request until the test answers it.
       const held: Array<() => void> = []
       const requested: string[] = []
@@ -283,25 +320,7 @@ forEachDialect('alipay notifications', (dialect) => {
           }),
         )
       }
-      const { storage, platformKeys, registry, config } = w.platform
-      const background = startNotificationWorker({
-        storage,
-        platformKeys,
-        clock: { now: () => Date.now() + w.skew },
-        fetch: holdingFetch as typeof fetch,
-        pollIntervalMs: 60_000,
-        deliveriesInFlightMax: 8,
-        receiverInFlightMax: 1,
-        appInFlightMax: 4,
-        formats: [
-          alipayNotificationFormat({
-            storage,
-            payment: registry.service<PaymentServices>('payment'),
-            platformKeys,
-            settings: config.alipay,
-          }),
-        ],
-      })
+      const background = cappedWorker(w, holdingFetch)
       try {
         for (let answered = 0; answered < orders.length; answered += 1) {
           await eventually(async () => (held.length > answered ? true : null))
@@ -321,20 +340,59 @@ forEachDialect('alipay notifications', (dialect) => {
       expect((await queued()).map((row) => row.receiver)).toEqual(orders.map(() => new URL(url).origin))
     })
 
+    it("skips a server at its cap in the claim's SQL, so another server's notification goes ahead", async () => {
+      const w = world()
+      await deliverAll(w)
+      const { url } = w.receiver
+      // The same loopback receiver under another origin: another server, as far as the caps go.
+      const otherUrl = url.replace('//127.0.0.1:', '//localhost:')
+      expect(new URL(otherUrl).origin).not.toBe(new URL(url).origin)
+      // More of the held server's notifications due first than a claim reads (twice the free slots).
+      const backlog = Array.from({ length: 20 }, (_, n) => `${url}?order=S-${n}`)
+      const other = `${otherUrl}?order=S-other`
+      await paidTrades(w, [...backlog, other])
+      const now = Date.now()
+      await dispatchEvents(w.platform.storage, { now, batchSizeMax: 100, fanOuts: [alipayFormat(w).fanOut] })
+      const db = w.platform.storage.db as unknown as Kysely<{ alipay_notifications: AlipayNotificationsTable }>
+      await db
+        .updateTable('alipay_notifications')
+        .set({ next_attempt_at: now - 1_000 })
+        .where('notify_url', 'in', backlog)
+        .execute()
+      await db
+        .updateTable('alipay_notifications')
+        .set({ next_attempt_at: now })
+        .where('notify_url', '=', other)
+        .execute()
+
+      const held: Array<() => void> = []
+      let releasing = false
+      const holdingFetch = (input: string | URL | Request) => {
+        const target = String(input)
+        if (target === other || releasing || !target.startsWith(url)) return Promise.resolve(new Response('success'))
+        return new Promise<Response>((resolve) => held.push(() => resolve(new Response('success'))))
+      }
+      const background = cappedWorker(w, holdingFetch)
+      try {
+        // Without the skip in SQL, each claim would read only the held server's rows and take none.
+        await eventually(async () => {
+          const [row] = await notificationsAt(w, [other]).execute()
+          return row?.status === 'delivered' ? row : null
+        })
+        expect(held).toHaveLength(1)
+      } finally {
+        releasing = true
+        for (const release of held) release()
+        await background.stop()
+      }
+    })
+
     it('gives the notifications still to be delivered their server as receiver when the column arrives', async () => {
       const w = world()
       await deliverAll(w)
       const { url, answers } = w.receiver
       const urls = ['M-1', 'M-2'].map((order) => `${url}/late?order=${order}`)
-      for (const notifyUrl of urls) {
-        const outTradeNo = new URL(notifyUrl).searchParams.get('order')!
-        const precreated = await w.v2(
-          'alipay.trade.precreate',
-          { outTradeNo, totalAmount: '1.00', subject: 'migration' },
-          { notifyUrl },
-        )
-        await w.payOnPage(precreated.qrCode)
-      }
+      await paidTrades(w, urls)
       answers.push('fail')
       await deliverAll(w)
       // The schema as it was before the migration: no receiver column.

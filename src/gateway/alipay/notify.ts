@@ -131,7 +131,7 @@ async function fanOut(tx: Kysely<any>, events: readonly DispatchedEvent[], now: 
       auth_app_id: app.organization_id === event.organization_id ? appId : event.organization_id,
       trade_id: tradeId,
       notify_url: url,
-      receiver: receiverOf(url),
+      receiver: originOf(url),
       passback_params: trade?.passback_params ?? null,
       status: 'pending',
       attempts: 0,
@@ -159,10 +159,10 @@ interface Claimed extends AlipayNotificationsTable {
 }
 
 /**
- * The receiver a notify URL is delivered to, for the slots' caps: its origin, so that URLs which
+ * The server a notify URL is delivered to, for the slots' caps: its origin, so that URLs which
  * differ only in path or query (one per trade, say) share one cap and one timeout limit.
  */
-export function receiverOf(notifyUrl: string): string {
+function originOf(notifyUrl: string): string {
   try {
     return new URL(notifyUrl).origin
   } catch {
@@ -174,7 +174,8 @@ export function receiverOf(notifyUrl: string): string {
  * A notification's share of the slots (ADR 0021): its app's, and the receiving server's as this
  * app uses it, so an app that points its notify URL at another tenant's host cannot spend that
  * tenant's share or lower its limit. A row queued by a process older than the `receiver` column
- * (a rolling upgrade) counts by its URL, as before. `receiverKey` is the same key in SQL.
+ * (a rolling upgrade) counts by its URL, as before. `receiverKey` is the same key in SQL; they
+ * must agree, or the claim would not skip a receiver at its cap (a test fails if they do not).
  */
 const ownerOf = (row: {
   readonly receiver: string | null
