@@ -1,7 +1,7 @@
 import crypto from 'node:crypto'
 import util from 'node:util'
 import { describe, expect, it } from 'vitest'
-import { ConfigError, knownVariables, parseConfig } from './config.js'
+import { ConfigError, knownVariables, parseConfig, withoutPassword } from './config.js'
 
 function problems(env: Record<string, string>): readonly string[] {
   try {
@@ -24,6 +24,21 @@ describe('config', () => {
     const config = parseConfig({ PORT: '9001', DATABASE_URL: 'postgres://db.internal/bp' })
     expect(config.port).toBe(9001)
     expect(config.databaseUrl).toBe('postgres://db.internal/bp')
+  })
+
+  it('keeps the database password for the driver but never shows it', () => {
+    const config = parseConfig({
+      DATABASE_URL: 'postgres://bp:s3cr%40t@db.internal:5432/bp?sslmode=require',
+      BASEPLATE_TEST_DATABASE_URL: 'postgresql://bp@db.internal/test?password=hunter2',
+    })
+    expect(config.databaseUrl).toBe('postgres://bp:s3cr%40t@db.internal:5432/bp?sslmode=require')
+    for (const text of [JSON.stringify(config), util.inspect(config, { depth: 5 })]) {
+      expect(text).not.toMatch(/s3cr|hunter2/)
+      expect(text).toContain('bp:%5Bredacted%5D@db.internal:5432/bp?sslmode=require')
+      expect(text).toContain('password=%5Bredacted%5D')
+    }
+    expect(JSON.parse(JSON.stringify(parseConfig({}))).databaseUrl).toBeNull()
+    expect(withoutPassword('postgres://db.internal/bp')).toBe('postgres://db.internal/bp')
   })
 
   it('names an unknown BASEPLATE_ variable and ignores other variables', () => {

@@ -10,6 +10,7 @@
  */
 import net from 'node:net'
 import path from 'node:path'
+import util from 'node:util'
 
 export type TestPostgresMode = 'auto' | 'required' | 'skip'
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
@@ -320,7 +321,26 @@ export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
     problems.push('BASEPLATE_IDEMPOTENCY_LOCK_S must be shorter than BASEPLATE_IDEMPOTENCY_TTL_S')
   }
   if (problems.length > 0) throw new ConfigError(problems)
+  // A database URL may carry its password: printed, logged or serialised, the config shows it
+  // redacted (the fields themselves keep it, for the driver).
+  const shown = () => ({
+    ...config,
+    databaseUrl: config.databaseUrl === null ? null : withoutPassword(config.databaseUrl),
+    testDatabaseUrl: withoutPassword(config.testDatabaseUrl),
+  })
+  Object.defineProperties(config, {
+    toJSON: { value: shown },
+    [util.inspect.custom]: { value: (_depth: number, options: util.InspectOptions) => util.inspect(shown(), options) },
+  })
   return Object.freeze(config)
+}
+
+/** The URL with its password, in the userinfo or as a `password` parameter, replaced by `[redacted]` (encoded). */
+export function withoutPassword(raw: string): string {
+  const parsed = new URL(raw)
+  if (parsed.password !== '') parsed.password = '[redacted]'
+  if (parsed.searchParams.has('password')) parsed.searchParams.set('password', '[redacted]')
+  return parsed.toString()
 }
 
 /** BASEPLATE_TRUST_PROXY: addresses or CIDR ranges; `true` or a hop count would believe anyone. */
