@@ -11,7 +11,7 @@ import path from 'node:path'
 import type { Kysely } from 'kysely'
 import { afterEach, describe, expect, it } from 'vitest'
 import { parseConfig } from '../src/config.js'
-import { resolveSealingKey, SealingError, sealingKey } from '../src/platform/signing/sealing.js'
+import { keyFileExposure, resolveSealingKey, SealingError, sealingKey } from '../src/platform/signing/sealing.js'
 import { openPlatform, preparePlatform } from '../src/server/platform.js'
 import { openStorage } from '../src/storage/database.js'
 import { forEachDialect, freshTarget, type TestTarget } from './harness.js'
@@ -97,6 +97,24 @@ describe('the secret key file', () => {
     expect(again.unseal(first.seal('x', 'c'), 'c')).toBe('x')
     // No temporary file is left beside it.
     expect(fs.readdirSync(path.dirname(file))).toEqual(['secret.key'])
+  })
+
+  it('is reported when others than its owner may read it, and only then', () => {
+    const file = path.join(tempDir(), 'secret.key')
+    const source = { kind: 'file', path: file, named: true } as const
+    expect(keyFileExposure(source)).toBeNull() // no file yet
+    resolveSealingKey(source, { mayMake: true })
+    expect(keyFileExposure(source)).toBeNull() // made 0600
+    fs.chmodSync(file, 0o400)
+    expect(keyFileExposure(source)).toBeNull()
+    for (const mode of [0o644, 0o640, 0o602]) {
+      fs.chmodSync(file, mode)
+      expect(keyFileExposure(source)).toContain(`${file} has mode 0${mode.toString(8)}`)
+    }
+    // The key itself never enters the warning.
+    expect(keyFileExposure(source)).not.toContain(fs.readFileSync(file, 'utf8').trim())
+    const value = parseConfig({ BASEPLATE_SECRET_KEY: crypto.randomBytes(32).toString('base64') }).secretKey
+    expect(keyFileExposure(value)).toBeNull()
   })
 
   it('refuses a file that does not hold a 32-byte key', () => {

@@ -28,7 +28,7 @@ import {
   loadPlatformKeys,
   type PlatformKey,
 } from '../platform/signing/platform-keys.js'
-import { readKeyFile, resolveSealingKey, type SealingKey } from '../platform/signing/sealing.js'
+import { keyFileExposure, readKeyFile, resolveSealingKey, type SealingKey } from '../platform/signing/sealing.js'
 import type { AppEnvironment } from '../storage/tables.js'
 import { openStorage, storageTarget, type Storage, type StorageTarget } from '../storage/database.js'
 import { migrateToLatest } from '../storage/migrate.js'
@@ -145,6 +145,8 @@ export async function openPlatform(config: Config, options: PlatformOptions = {}
     await storage.close()
     throw error
   }
+  const exposure = keyFileExposure(config.secretKey)
+  if (exposure !== null) app.log.warn(exposure)
   const notificationSettings = options.workers?.notifications ?? false
   const notifications =
     notificationSettings === false

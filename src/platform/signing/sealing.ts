@@ -107,6 +107,27 @@ export function resolveSealingKey(source: SecretKeySource, options: { readonly m
   return sealingKey(makeKeyFile(source.path))
 }
 
+/**
+ * A warning when the key file may be read or written by anyone but its owner, else null (a key
+ * from the environment, no file yet, a file of mode 0600 or 0400). Only a warning: Kubernetes
+ * mounts secrets 0644 by default, and refusing to start there would teach operators to work
+ * around the check rather than fix the mode.
+ */
+export function keyFileExposure(source: SecretKeySource): string | null {
+  if (source.kind !== 'file') return null
+  let mode: number
+  try {
+    mode = fs.statSync(source.path).mode
+  } catch {
+    return null
+  }
+  if ((mode & 0o077) === 0) return null
+  return (
+    `the secret key file ${source.path} has mode ${(mode & 0o777).toString(8).padStart(4, '0')}: ` +
+    `others than its owner may read it; chmod 600 it (or set defaultMode 0400 on a mounted secret)`
+  )
+}
+
 /** The key in `file`, or null if there is no such file; a malformed one throws. */
 export function readKeyFile(file: string): Buffer | null {
   try {
