@@ -16,6 +16,7 @@
  * BASEPLATE_TEST_RELIABILITY=soak (`npm run test:soak`), and is skipped otherwise.
  */
 import http from 'node:http'
+import type { Kysely } from 'kysely'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildServer, type BuiltServer } from './support/build.js'
 import { checkPayments, type Acknowledged } from './support/check.js'
@@ -70,10 +71,17 @@ describe.runIf(mode === 'soak')(`soak [sqlite] (${minutes} min at half the peak)
     `memory grows at most ${rssGrowthMax * 100} % and p99 drifts at most ${p99DriftMax * 100} %`,
     async () => {
       const acknowledged = new Map<string, Acknowledged>()
+      /** Payments that failed without an answer: what failed, and when. */
+      const unanswered: Array<{ outTradeNo: string; error: string; atMs: number }> = []
       let sequence = 0
       const pay = async (agent: http.Agent) => {
         const outTradeNo = `SOAK-${(sequence += 1)}`
-        const response = await send(agent, server.url, signedPay(world, outTradeNo, 1), timeoutMs)
+        const response = await send(agent, server.url, signedPay(world, outTradeNo, 1), timeoutMs).catch(
+          (error: unknown) => {
+            unanswered.push({ outTradeNo, error: networkError(error), atMs: performance.now() })
+            throw error
+          },
+        )
         if (response.status === 200)
           acknowledged.set(outTradeNo, { amountFen: 1, tradeId: JSON.parse(response.body).id })
         return response.status
@@ -121,7 +129,7 @@ describe.runIf(mode === 'soak')(`soak [sqlite] (${minutes} min at half the peak)
         void pay(agent)
           .then(
             (status) => String(status),
-            (error: unknown) => (/no answer within/.test(String(error)) ? 'timeout' : 'error'),
+            (error: unknown) => (/no answer within/.test(String(error)) ? 'timeout' : `error ${networkError(error)}`),
           )
           .then((status) => {
             statuses.set(status, (statuses.get(status) ?? 0) + 1)
@@ -202,6 +210,29 @@ describe.runIf(mode === 'soak')(`soak [sqlite] (${minutes} min at half the peak)
         ),
       }
       console.info(`soak: ${JSON.stringify(summary)}`)
+      if (unanswered.length > 0) {
+        const storage = await openDatabase(database)
+        try {
+          const found: Array<{ out_trade_no: string }> = await (storage.db as Kysely<any>)
+            .selectFrom('payment_trades')
+            .select('out_trade_no')
+            .where(
+              'out_trade_no',
+              'in',
+              unanswered.map((entry) => entry.outTradeNo),
+            )
+            .execute()
+          const paid = new Set(found.map((row) => row.out_trade_no))
+          const report = unanswered.map((entry) => ({
+            ...entry,
+            minute: Number(((entry.atMs - started) / 60_000).toFixed(2)),
+            tradeExists: paid.has(entry.outTradeNo),
+          }))
+          console.info(`soak: unanswered ${JSON.stringify(report)}`)
+        } finally {
+          await storage.close()
+        }
+      }
 
       // Both windows measured what they claim: their RSS samples and their share of requests.
       for (const from of [firstFrom, lastFrom]) {
@@ -224,3 +255,9 @@ describe.runIf(mode === 'soak')(`soak [sqlite] (${minutes} min at half the peak)
     (minutes + 10) * 60_000,
   )
 })
+
+/** A network error's code, and whether its request went out on a reused kept-alive socket. */
+function networkError(error: unknown): string {
+  const { code, message, reusedSocket } = error as { code?: string; message?: string; reusedSocket?: boolean }
+  return `${code ?? message ?? String(error)}${reusedSocket === true ? ' (reused socket)' : ''}`
+}

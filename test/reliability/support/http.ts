@@ -56,7 +56,9 @@ export function send(
       },
     )
     outgoing.setTimeout(timeoutMs, () => outgoing.destroy(new Error(`no answer within ${timeoutMs} ms`)))
-    outgoing.on('error', reject)
+    // Whether the request went out on a kept-alive socket: a server closing an idle one as the
+    // client reuses it fails the request before the server read it (the client may resend).
+    outgoing.on('error', (error: Error) => reject(Object.assign(error, { reusedSocket: outgoing.reusedSocket })))
     outgoing.end(request.body === '' ? undefined : request.body)
   })
 }
