@@ -5,6 +5,7 @@
  * (its nonce and Idempotency-Key still work afterwards), /healthz is never shed, and one app
  * over its rate gets 429 within ±10 % of the configured rate while another app is untouched.
  */
+import type { AddressInfo } from 'node:net'
 import { PassThrough } from 'node:stream'
 import fc from 'fast-check'
 import { beforeAll, describe, expect, it } from 'vitest'
@@ -21,6 +22,7 @@ import {
 } from '../src/server/admission.js'
 import { createAppWithKey, ed25519KeyPair, json, signUp, type Injected, type TestApp } from './fixtures.js'
 import { forEachDialect, useTestPlatform } from './harness.js'
+import { idleSocketTimeoutMs, keepAliveAgent } from './reliability/support/http.js'
 
 function fakeTime(start = 1_000) {
   let now = start
@@ -395,6 +397,20 @@ forEachDialect('admission control over HTTP', (dialect) => {
 
   beforeAll(async () => {
     testApp = await createAppWithKey(bp().app, await signUp(bp().app, 'merchant', 'parking'), ed25519KeyPair())
+  })
+
+  it("keeps an idle connection 72 s, as it announces, and the suites' clients close theirs sooner", async () => {
+    const server = bp().app.server
+    expect(server.keepAliveTimeout).toBe(72_000)
+    await bp().app.listen({ port: 0, host: '127.0.0.1' })
+    const { port } = server.address() as AddressInfo
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`)
+    expect(health.headers.get('keep-alive')).toBe('timeout=72')
+    const agent = keepAliveAgent(1)
+    // Node's agent keeps its options, untyped: the idle timeout its free sockets get.
+    expect((agent as unknown as { options: { timeout?: number } }).options.timeout).toBe(idleSocketTimeoutMs)
+    expect(idleSocketTimeoutMs).toBeLessThan(server.keepAliveTimeout - 1000)
+    agent.destroy()
   })
 
   it('answers 503 at once when full, before the signature, the nonce or the key is touched', async () => {

@@ -8,9 +8,8 @@
  * @example
  * const result = await openLoop({ url, rate: 1000, durationS: 10, warmupS: 2, next: () => request })
  */
-import http from 'node:http'
 import * as hdr from 'hdr-histogram-js'
-import { send, type PreparedRequest } from '../../test/reliability/support/http.js'
+import { keepAliveAgent, send, type PreparedRequest } from '../../test/reliability/support/http.js'
 
 export interface OpenLoopResult {
   readonly rate: number
@@ -44,7 +43,7 @@ export async function openLoop(options: {
     highestTrackableValue: 120_000_000,
     numberOfSignificantValueDigits: 3,
   })
-  const agent = new http.Agent({ keepAlive: true, maxSockets: options.sockets ?? 512 })
+  const agent = keepAliveAgent(options.sockets ?? 512)
   const isFailure = options.failed ?? ((status: number) => status < 200 || status >= 300)
   const total = Math.round(options.rate * (options.durationS + options.warmupS))
   const warmup = Math.round(options.rate * options.warmupS)

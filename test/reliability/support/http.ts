@@ -25,8 +25,17 @@ export interface HttpResult {
   readonly headers: http.IncomingHttpHeaders
 }
 
+/**
+ * How long the suites' clients keep an idle connection: less than the server's keep-alive
+ * timeout (Fastify's 72 s, announced as `Keep-Alive: timeout=72`), so the client closes it first.
+ * Node's agent keeps idle sockets for ever unless told, and ignores the announced timeout then:
+ * a socket the server closed just as a request went out on it failed with ECONNRESET, unread.
+ * The soak met it, 23 requests in one burst, the sockets a latency spike had opened 72 s before.
+ */
+export const idleSocketTimeoutMs = 60_000
+
 export function keepAliveAgent(sockets: number): http.Agent {
-  return new http.Agent({ keepAlive: true, maxSockets: sockets, maxFreeSockets: sockets })
+  return new http.Agent({ keepAlive: true, maxSockets: sockets, maxFreeSockets: sockets, timeout: idleSocketTimeoutMs })
 }
 
 /** Sends one request; rejects on a network error or after `timeoutMs` without an answer. */
