@@ -29,11 +29,11 @@ describe('config', () => {
   it('keeps the database password for the driver but never shows it', () => {
     const config = parseConfig({
       DATABASE_URL: 'postgres://bp:s3cr%40t@db.internal:5432/bp?sslmode=require',
-      BASEPLATE_TEST_DATABASE_URL: 'postgresql://bp@db.internal/test?password=hunter2',
+      BASEPLATE_TEST_DATABASE_URL: 'postgresql://bp@db.internal/test?password=hunter2&sslpassword=k3y',
     })
     expect(config.databaseUrl).toBe('postgres://bp:s3cr%40t@db.internal:5432/bp?sslmode=require')
     for (const text of [JSON.stringify(config), util.inspect(config, { depth: 5 })]) {
-      expect(text).not.toMatch(/s3cr|hunter2/)
+      expect(text).not.toMatch(/s3cr|hunter2|k3y/)
       expect(text).toContain('bp:%5Bredacted%5D@db.internal:5432/bp?sslmode=require')
       expect(text).toContain('password=%5Bredacted%5D')
     }

@@ -330,16 +330,19 @@ export function parseConfig(env: Env, options: { cwd?: string } = {}): Config {
   })
   Object.defineProperties(config, {
     toJSON: { value: shown },
-    [util.inspect.custom]: { value: (_depth: number, options: util.InspectOptions) => util.inspect(shown(), options) },
+    // Inspected, the config shows the redacted copy, which util.inspect then formats as usual.
+    [util.inspect.custom]: { value: shown },
   })
   return Object.freeze(config)
 }
 
-/** The URL with its password, in the userinfo or as a `password` parameter, replaced by `[redacted]` (encoded). */
+/** The URL with its passwords (the user part's, `password`, `sslpassword`) replaced by `[redacted]` (encoded). */
 export function withoutPassword(raw: string): string {
   const parsed = new URL(raw)
   if (parsed.password !== '') parsed.password = '[redacted]'
-  if (parsed.searchParams.has('password')) parsed.searchParams.set('password', '[redacted]')
+  for (const name of ['password', 'sslpassword']) {
+    if (parsed.searchParams.has(name)) parsed.searchParams.set(name, '[redacted]')
+  }
   return parsed.toString()
 }
 

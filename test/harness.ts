@@ -16,7 +16,7 @@ import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, it } from 'vitest'
-import { loadConfig, parseConfig, type Config } from '../src/config.js'
+import { loadConfig, parseConfig, withoutPassword, type Config } from '../src/config.js'
 import { openPlatform, type Platform, type PlatformOptions } from '../src/server/platform.js'
 import type { StorageTarget } from '../src/storage/database.js'
 import type { DialectName } from '../src/storage/database.js'
@@ -85,7 +85,9 @@ export function forEachDialect(name: string, body: (dialect: DialectName) => voi
       if (testConfig.testPostgres === 'required') {
         describe(`${name} [postgres]`, () => {
           it('needs PostgreSQL (BASEPLATE_TEST_PG=required)', () => {
-            throw new Error(`PostgreSQL at ${testConfig.testDatabaseUrl} is unreachable: ${postgresProblem}`)
+            throw new Error(
+              `PostgreSQL at ${withoutPassword(testConfig.testDatabaseUrl)} is unreachable: ${postgresProblem}`,
+            )
           })
         })
       } else {

@@ -38,6 +38,8 @@ const { minutes, rssGrowthMax, p99DriftMax } = settings.soak
 const timeoutMs = 30_000
 const closedClients = 64
 const rssSampleMs = 5_000
+/** Unanswered payments looked up and logged one by one; the rest are only counted. */
+const unansweredShownMax = 200
 
 describe.runIf(mode === 'soak')(`soak [sqlite] (${minutes} min at half the peak)`, () => {
   let built: BuiltServer
@@ -210,29 +212,7 @@ describe.runIf(mode === 'soak')(`soak [sqlite] (${minutes} min at half the peak)
         ),
       }
       console.info(`soak: ${JSON.stringify(summary)}`)
-      if (unanswered.length > 0) {
-        const storage = await openDatabase(database)
-        try {
-          const found: Array<{ out_trade_no: string }> = await (storage.db as Kysely<any>)
-            .selectFrom('payment_trades')
-            .select('out_trade_no')
-            .where(
-              'out_trade_no',
-              'in',
-              unanswered.map((entry) => entry.outTradeNo),
-            )
-            .execute()
-          const paid = new Set(found.map((row) => row.out_trade_no))
-          const report = unanswered.map((entry) => ({
-            ...entry,
-            minute: Number(((entry.atMs - started) / 60_000).toFixed(2)),
-            tradeExists: paid.has(entry.outTradeNo),
-          }))
-          console.info(`soak: unanswered ${JSON.stringify(report)}`)
-        } finally {
-          await storage.close()
-        }
-      }
+      if (unanswered.length > 0) await reportUnanswered(database, unanswered, started)
 
       // Both windows measured what they claim: their RSS samples and their share of requests.
       for (const from of [firstFrom, lastFrom]) {
@@ -260,4 +240,44 @@ describe.runIf(mode === 'soak')(`soak [sqlite] (${minutes} min at half the peak)
 function networkError(error: unknown): string {
   const { code, message, reusedSocket } = error as { code?: string; message?: string; reusedSocket?: boolean }
   return `${code ?? message ?? String(error)}${reusedSocket === true ? ' (reused socket)' : ''}`
+}
+
+/**
+ * What failed without an answer, for the log: counts by error, and for the first few whether
+ * their trade exists (a timed-out request may still have been committing). A diagnostic: it
+ * never fails the run itself, so the assertions after it report what went wrong.
+ */
+async function reportUnanswered(
+  database: WorldDatabase,
+  unanswered: ReadonlyArray<{ outTradeNo: string; error: string; atMs: number }>,
+  startedMs: number,
+): Promise<void> {
+  const byError: Record<string, number> = {}
+  for (const entry of unanswered) byError[entry.error] = (byError[entry.error] ?? 0) + 1
+  const shown = unanswered.slice(0, unansweredShownMax)
+  try {
+    const storage = await openDatabase(database)
+    try {
+      const found: Array<{ out_trade_no: string }> = await (storage.db as Kysely<any>)
+        .selectFrom('payment_trades')
+        .select('out_trade_no')
+        .where(
+          'out_trade_no',
+          'in',
+          shown.map((entry) => entry.outTradeNo),
+        )
+        .execute()
+      const exists = new Set(found.map((row) => row.out_trade_no))
+      const first = shown.map((entry) => ({
+        ...entry,
+        minute: Number(((entry.atMs - startedMs) / 60_000).toFixed(2)),
+        tradeExists: exists.has(entry.outTradeNo),
+      }))
+      console.info(`soak: unanswered ${JSON.stringify({ count: unanswered.length, byError, first })}`)
+    } finally {
+      await storage.close()
+    }
+  } catch (error) {
+    console.info(`soak: unanswered ${JSON.stringify({ count: unanswered.length, byError })}; lookup failed: ${error}`)
+  }
 }

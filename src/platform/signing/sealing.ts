@@ -124,7 +124,8 @@ export function keyFileExposure(source: SecretKeySource): string | null {
   if ((mode & 0o077) === 0) return null
   return (
     `the secret key file ${source.path} has mode ${(mode & 0o777).toString(8).padStart(4, '0')}: ` +
-    `others than its owner may read it; chmod 600 it (or set defaultMode 0400 on a mounted secret)`
+    'others than its owner may read or write it; chmod 600 it (a Kubernetes secret: defaultMode 0400, ' +
+    'and no fsGroup, which makes it group-readable)'
   )
 }
 
